@@ -1,0 +1,66 @@
+"""The error hierarchy of rectify.
+
+Every error raised on purpose by rectify is a subclass of :class:`RectifyError` and of the
+builtin class a user would catch anyway (``ValueError`` for bad input, ``RuntimeError`` for a
+fit that failed), so ``except ValueError`` keeps working. Messages name the argument or column
+at fault and say what to do.
+
+Examples
+--------
+>>> from rectify.errors import InputError
+>>> try:
+...     raise InputError("argument 'y' contains 2 NaN values; remove or impute them first")
+... except ValueError as err:
+...     print(type(err).__name__)
+InputError
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "RectifyError",
+    "InputError",
+    "UnseenLevelError",
+    "MissingCovariateError",
+    "ConvergenceError",
+    "EstimationError",
+    "ConfigError",
+    "CacheError",
+    "BackendError",
+]
+
+
+class RectifyError(Exception):
+    """Base class of every error raised on purpose by rectify."""
+
+
+class InputError(RectifyError, ValueError):
+    """Bad input at the boundary: NaN/inf, wrong lengths, wrong types, invalid options."""
+
+
+class UnseenLevelError(InputError):
+    """A categorical level in the population (or new data) that the pilot never showed."""
+
+
+class MissingCovariateError(InputError):
+    """A covariate the model needs is missing (absent column or missing values)."""
+
+
+class ConfigError(InputError):
+    """A malformed configuration (unknown method, bad TOML, impossible setting)."""
+
+
+class ConvergenceError(RectifyError, RuntimeError):
+    """An iterative fit (Newton, raking, MCMC) did not converge."""
+
+
+class EstimationError(RectifyError, RuntimeError):
+    """The estimate cannot be computed from these data (e.g. a singular design)."""
+
+
+class CacheError(RectifyError, RuntimeError):
+    """The response cache is unreadable, corrupted or locked."""
+
+
+class BackendError(RectifyError, RuntimeError):
+    """An LLM backend failed in a way that retries could not fix."""
