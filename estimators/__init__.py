@@ -1,0 +1,1 @@
+"""rectify.estimators: corrections of LLM predictions against a human pilot."""

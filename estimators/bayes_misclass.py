@@ -1,0 +1,229 @@
+"""Bayesian misclassification model: the LLM as a noisy rater whose confusion matrix is learned on the pilot.
+
+Model (``K`` human options, ``A`` LLM answer categories)::
+
+    M[k, :] ~ Dirichlet(alpha_m)                 P(yhat = . | y = k), one row per human answer
+    p       ~ Dirichlet(alpha_p)                 true population shares
+    C[k, :] ~ Multinomial(n_k, M[k, :])          pilot: LLM answers given the human answer
+    n       ~ Multinomial(N, M^T p)              population: counts of LLM answers
+
+Unlike the chain rule, which transports ``P(y | yhat)`` from the pilot to the population, this model
+transports ``P(yhat | y)``: it stays valid when the population's answer prevalence differs from the
+pilot's (a quota or convenience pilot, a pilot from another wave), provided that the LLM errs alike
+given the true answer. The pilot's own human-answer counts do not inform ``p`` unless
+``pilot_informs_prevalence=True`` (use that only when the pilot is a random sample of the population).
+
+``M`` and ``p`` are sampled jointly with NUTS (pymc); the population counts inform ``M`` too. The
+population counts are summarised by LLM answer, so the cost does not grow with ``N``. A probability
+matrix of LLM answers is reduced to its arg-max (hard labels), as in the chain rule.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Any, Sequence
+
+import numpy as np
+
+from rectify.errors import InputError
+from rectify.result import Result, check_level
+
+from .bayes_chain import PriorOnlyWarning, _alpha, _scores, as_codes, contingency, llm_labels
+
+__all__ = ["MisclassificationModel", "misclassification"]
+
+
+def _build(K: int, A: int, alpha_m: np.ndarray, alpha_p: np.ndarray, data: dict, scores: np.ndarray,
+           pilot_prev: bool):
+    from .bayes_hier import import_pymc
+
+    pm = import_pymc()
+    import pytensor.tensor as pt
+
+    coords = {"option": [str(k) for k in range(K)], "llm": [str(a) for a in range(A)]}
+    with pm.Model(coords=coords) as model:
+        C = pm.Data("pilot_counts", data["pilot_counts"])
+        n_pop = pm.Data("pop_counts", data["pop_counts"])
+        M = pm.Dirichlet("M", a=alpha_m, dims=("option", "llm"))
+        p = pm.Dirichlet("p", a=alpha_p, dims="option")
+        pm.Multinomial("pilot", n=C.sum(axis=1), p=M, observed=C)
+        pm.Multinomial("population", n=n_pop.sum(), p=pt.dot(p, M), observed=n_pop)
+        if pilot_prev:
+            yc = pm.Data("pilot_y_counts", data["pilot_y_counts"])
+            pm.Multinomial("pilot_prevalence", n=yc.sum(), p=p, observed=yc)
+        pm.Deterministic("mean", pt.dot(p, scores))
+    return model
+
+
+class MisclassificationModel:
+    """Population shares from LLM answers corrected by a confusion matrix learned on the pilot.
+
+    Parameters
+    ----------
+    n_options : int
+        Number of human answer options ``K``.
+    n_llm_options : int, optional
+        Number of LLM answer categories ``A`` (default ``K``).
+    scores : array-like, shape (K,), optional
+        Option scores for the mean (default ``1 .. K``).
+    alpha_m : float or array broadcastable to (K, A), default 1.0
+        Dirichlet prior of each confusion row (1 = uniform).
+    alpha_p : float or array broadcastable to (K,), default 1.0
+        Dirichlet prior of the true shares.
+    pilot_informs_prevalence : bool, default False
+        Also use the pilot's human-answer counts as a sample of the population shares.
+    chains, draws, tune, target_accept, rhat_threshold, random_state
+        MCMC settings (``cores=1``), as in :class:`~rectify.estimators.bayes_hier.HierarchicalCalibrator`.
+    """
+
+    def __init__(self, n_options: int, n_llm_options: int | None = None, scores=None,
+                 alpha_m: Any = 1.0, alpha_p: Any = 1.0, pilot_informs_prevalence: bool = False,
+                 chains: int = 4, draws: int = 1000, tune: int = 1000, target_accept: float = 0.9,
+                 rhat_threshold: float = 1.01, random_state: Any = None):
+        self.n_options = n_options
+        self.n_llm_options = n_llm_options
+        self.scores = scores
+        self.alpha_m = alpha_m
+        self.alpha_p = alpha_p
+        self.pilot_informs_prevalence = pilot_informs_prevalence
+        self.chains = chains
+        self.draws = draws
+        self.tune = tune
+        self.target_accept = target_accept
+        self.rhat_threshold = rhat_threshold
+        self.random_state = random_state
+
+    def fit(self, y, yhat, yhat_pop):
+        """Sample the joint posterior of the confusion matrix and the true shares.
+
+        Parameters
+        ----------
+        y : array-like of int, shape (n,)
+            Human answers of the pilot (codes ``0 .. K - 1``).
+        yhat : array-like, shape (n,) or (n, A)
+            LLM answers of the pilot rows.
+        yhat_pop : array-like, shape (N,) or (N, A)
+            LLM answers of the population rows.
+        """
+        from .bayes_hier import _has_nutpie, import_pymc, mcmc_diagnostics, run_sampler
+
+        K = self.n_options
+        if not isinstance(K, (int, np.integer)) or K < 2:
+            raise InputError(f"argument 'n_options' must be an integer >= 2, got {K!r}")
+        A = K if self.n_llm_options is None else self.n_llm_options
+        if not isinstance(A, (int, np.integer)) or A < 2:
+            raise InputError(f"argument 'n_llm_options' must be an integer >= 2, got {A!r}")
+        y_c = as_codes(y, "y", K)
+        a_c = llm_labels(yhat, "yhat", A)
+        if a_c.shape[0] != y_c.shape[0]:
+            raise InputError(f"arguments 'y' ({y_c.shape[0]} rows) and 'yhat' ({a_c.shape[0]} rows) differ in length")
+        a_pop = llm_labels(yhat_pop, "yhat_pop", A)
+        am = _alpha(self.alpha_m, (K, A), "alpha_m")
+        ap = _alpha(self.alpha_p, (K,), "alpha_p")
+        self.scores_ = _scores(self.scores, K)
+        C = contingency(y_c, a_c, K, A)
+        missing = np.flatnonzero(C.sum(axis=1) == 0).tolist()
+        if missing:
+            warnings.warn(
+                f"human answer code(s) {missing} never occur in the pilot: how the LLM answers those "
+                "people (their confusion rows) comes from the prior alone, so their shares are weakly "
+                "identified", PriorOnlyWarning, stacklevel=2)
+        data = {"pilot_counts": C, "pop_counts": np.bincount(a_pop, minlength=A),
+                "pilot_y_counts": np.bincount(y_c, minlength=K)}
+        pm = import_pymc()
+        key = (K, A, am.tobytes(), ap.tobytes(), bool(self.pilot_informs_prevalence),
+               self.scores_.tobytes(), float(self.target_accept))
+        cache = getattr(self, "_compiled", None)
+        reused = cache is not None and cache[0] == key
+        t0 = time.perf_counter()
+        if reused:
+            model, step = cache[1], cache[2]
+            pm.set_data({k: v for k, v in data.items() if k in model.named_vars}, model=model)
+        else:
+            model = _build(K, A, am, ap, data, self.scores_, bool(self.pilot_informs_prevalence))
+            step = None if _has_nutpie() else pm.NUTS(model=model, target_accept=self.target_accept)
+            self._compiled = (key, model, step)
+        compile_s = time.perf_counter() - t0
+        idata, sample_s = run_sampler(model, step, chains=self.chains, draws=self.draws,
+                                      tune=self.tune, random_state=self.random_state)
+        diag = mcmc_diagnostics(idata, ["M", "p"], self.rhat_threshold)
+        diag.update(compile_s=compile_s, sample_s=sample_s, reused_compiled_model=reused,
+                    pilot_table=C, prior_only_options=missing)
+        self.idata_ = idata
+        self.diagnostics_ = diag
+        self.n_pilot_ = int(y_c.shape[0])
+        self.n_population_ = int(a_pop.shape[0])
+        return self
+
+    def result(self, *, estimand: str = "both", level: float = 0.95,
+               option_labels: Sequence | None = None) -> Result:
+        """The posterior of the true shares and mean score as a :class:`~rectify.result.Result`."""
+        if not hasattr(self, "idata_"):
+            raise InputError("this MisclassificationModel is not fitted yet; call fit() first")
+        if estimand not in ("both", "shares", "mean"):
+            raise InputError(f"argument 'estimand' must be 'both', 'shares' or 'mean', got {estimand!r}")
+        K = self.n_options
+        labels = [str(v) for v in (option_labels if option_labels is not None else range(1, K + 1))]
+        if len(labels) != K:
+            raise InputError(f"argument 'option_labels' must have {K} entries")
+        p = np.asarray(self.idata_.posterior["p"]).reshape(-1, K)
+        cols, terms = [], []
+        if estimand in ("both", "shares"):
+            cols.append(p)
+            terms += labels
+        if estimand in ("both", "mean"):
+            cols.append((p @ self.scores_)[:, None])
+            terms.append("mean")
+        draws = np.hstack(cols)
+        return Result(
+            estimate=draws.mean(axis=0),
+            cov=np.atleast_2d(np.cov(draws, rowvar=False)),
+            terms=terms,
+            method="bayes-misclass",
+            estimand="shares+mean" if estimand == "both" else estimand,
+            n_pilot=self.n_pilot_,
+            n_population=self.n_population_,
+            level=check_level(level),
+            tuning={"alpha_m": float(np.mean(self.alpha_m)), "alpha_p": float(np.mean(self.alpha_p)),
+                    "chains": int(self.chains), "draws": int(self.draws), "tune": int(self.tune)},
+            diagnostics=dict(self.diagnostics_),
+            draws=draws,
+            posterior=self.idata_,
+        )
+
+
+def misclassification(y, yhat, yhat_pop, *, n_options: int, estimand: str = "both",
+                      level: float = 0.95, option_labels: Sequence | None = None,
+                      **settings) -> Result:
+    """Population shares corrected for the LLM's misclassification (see the module notes).
+
+    Parameters
+    ----------
+    y : array-like of int, shape (n,)
+        Human answers of the pilot (codes ``0 .. K - 1``).
+    yhat, yhat_pop : array-like
+        LLM answers of pilot and population rows (codes or probability matrices).
+    n_options : int
+        Number of options ``K``.
+    estimand, level, option_labels
+        Terms to return (``"both"``, ``"shares"``, ``"mean"``), interval level, share labels.
+    **settings
+        Passed to :class:`MisclassificationModel` (priors, chains, draws, tune, random_state, ...).
+
+    Returns
+    -------
+    Result
+        Posterior means, draws, diagnostics (R-hat, ESS, divergences) and ``posterior``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> y = rng.integers(0, 2, 80)
+    >>> yhat = np.where(rng.random(80) < 0.8, y, 1 - y)
+    >>> r = misclassification(y, yhat, rng.integers(0, 2, 3000), n_options=2, chains=1,
+    ...                       draws=200, tune=200, random_state=0)  # doctest: +SKIP
+    """
+    model = MisclassificationModel(n_options=n_options, **settings).fit(y, yhat, yhat_pop)
+    return model.result(estimand=estimand, level=level, option_labels=option_labels)

@@ -1,0 +1,814 @@
+"""Prediction-powered inference: classical, naive, PPI and PPI++ for means, option shares,
+quantiles, OLS, logistic and ordinal (cumulative-logit) regression.
+
+The estimators
+--------------
+Write ``theta_y`` for the estimate from the pilot's human answers, ``theta_f`` for the same
+estimator applied to the LLM's predictions on the pilot rows and ``theta_f~`` for it applied to the
+predictions on the population frame. Then
+
+* ``classical``: ``theta_y`` (the pilot alone);
+* ``naive``: ``theta_f~`` (LLM answers taken as truth; its interval ignores the LLM's bias);
+* ``ppi`` (Angelopoulos et al., 2023): ``theta_y - (theta_f - theta_f~)``;
+* ``ppi++`` (Angelopoulos, Duchi & Zrnic, 2023): ``theta_y - lambda * (theta_f - theta_f~)`` with the
+  lambda that minimises the estimated variance -- one lambda for all coordinates (``"overall"``) or
+  one per coordinate (``"element"``). Lambda is *not* clipped to [0, 1]: a strongly informative
+  predictor on a large frame can warrant lambda > 1, and ``lambda_bounds`` restores a clip.
+
+For means and OLS this is exactly the PPI/PPI++ estimator of the papers. For logistic and ordinal
+regression it is the asymptotically equivalent one-step ("difference") form, which needs three
+ordinary fits instead of a lambda-dependent joint optimisation: that is what makes it fast at
+N = 1e6. Its variance is the exact sandwich of the estimator actually computed,
+
+    Var = Cov(psi_y - lambda psi_f) / n + lambda^2 Cov(psi_f~) / N,
+
+where ``psi`` are per-row influence functions (inverse Hessian times score).
+
+Intervals
+---------
+``convention="small-sample"`` (default): the pilot part of the variance is scaled by n / (n - p)
+(HC1, so the classical OLS interval equals statsmodels' HC1 interval) and intervals use Student's t
+with Welch-Satterthwaite degrees of freedom combining the pilot (n - p) and population (N - p)
+parts. This keeps 95% coverage at pilots of n = 50 (see benchmarks/coverage.py).
+
+``convention="ppi_py"``: normal (z) intervals with the variance conventions of the reference package
+ppi_py 0.2.3, lambda clipped to [0, 1] and, for logistic regression, its joint-loss point estimate.
+Use it to reproduce ppi_py's numbers (the test suite checks agreement to 1e-8).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, Sequence
+
+import numpy as np
+from scipy import stats
+
+from rectify.errors import InputError
+from rectify.result import Result, check_level
+
+from . import _validate as V
+from .models import Fit, fit_logistic, fit_ols, fit_ordinal
+
+__all__ = [
+    "ppi_mean",
+    "ppi_shares",
+    "ppi_quantile",
+    "ppi_ols",
+    "ppi_logistic",
+    "ppi_ordinal",
+    "optimal_lambda",
+]
+
+
+# ----------------------------------------------------------------------------- shared machinery
+def optimal_lambda(psi_y: np.ndarray, psi_f: np.ndarray, psi_pop: np.ndarray, mode: str = "overall",
+                   bounds: tuple | None = None) -> np.ndarray | float:
+    """Variance-minimising power-tuning parameter of PPI++.
+
+    Minimises ``tr Var(psi_y - lam psi_f)/n + lam^2 tr Var(psi_pop)/N`` (``"overall"``), or each
+    coordinate's variance separately (``"element"``)::
+
+        lam* = tr Cov(psi_y, psi_f) / (tr Var(psi_f) + (n / N) tr Var(psi_pop))
+
+    Parameters
+    ----------
+    psi_y, psi_f : ndarray, shape (n, d)
+        Influence rows of the pilot estimator on human answers and on predictions.
+    psi_pop : ndarray, shape (N, d)
+        Influence rows of the estimator on the population's predictions.
+    mode : {"overall", "element"}
+    bounds : (low, high), optional
+        Clip lambda to this range (``(0, 1)`` reproduces ppi_py).
+
+    Returns
+    -------
+    float or ndarray of shape (d,)
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> f = rng.normal(size=(100000, 1)); y = f + rng.normal(size=(100000, 1))
+    >>> round(float(optimal_lambda(y - y.mean(), f - f.mean(), f - f.mean())), 2)
+    0.5
+    """
+    n, N = psi_y.shape[0], psi_pop.shape[0]
+    cy = psi_y - psi_y.mean(axis=0)
+    cf = psi_f - psi_f.mean(axis=0)
+    cp = psi_pop - psi_pop.mean(axis=0)
+    cov = (cy * cf).sum(axis=0) / n
+    var_f = (cf * cf).sum(axis=0) / n
+    var_p = (cp * cp).sum(axis=0) / N
+    denom = var_f + (n / N) * var_p
+    if mode == "overall":
+        den = denom.sum()
+        lam = cov.sum() / den if den > 0 else 0.0
+    else:
+        lam = np.where(denom > 0, cov / np.where(denom > 0, denom, 1.0), 0.0)
+    if bounds is not None:
+        lam = np.clip(lam, bounds[0], bounds[1])
+    return lam
+
+
+def _satterthwaite(va: np.ndarray, vb: np.ndarray, dfa: float, dfb: float) -> np.ndarray:
+    num = (va + vb) ** 2
+    den = np.where(va > 0, va**2 / max(dfa, 1.0), 0.0) + np.where(vb > 0, vb**2 / max(dfb, 1.0), 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.inf)
+
+
+def _combine(A: np.ndarray | None, B: np.ndarray | None, n: int, N: int, p: int,
+             convention: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Covariance ``A'A / (n (n - ddof)) + B'B / (N (N - ddof))`` and Satterthwaite df."""
+    ddof = p if convention == "small-sample" else 0
+    d = (A if A is not None else B).shape[1]
+    cov_a = np.zeros((d, d)) if A is None else A.T @ A / (n * (n - ddof))
+    cov_b = np.zeros((d, d)) if B is None else B.T @ B / (N * (N - ddof))
+    cov = cov_a + cov_b
+    if convention == "ppi_py":
+        return cov, None
+    df = _satterthwaite(np.diag(cov_a), np.diag(cov_b), n - p, N - p)
+    return cov, df
+
+
+def _lambda(method: str, lam: Any, psi_y, psi_f, psi_pop, mode, bounds, d) -> np.ndarray:
+    if method == "ppi":
+        return np.ones(d)
+    if lam is not None:
+        arr = np.broadcast_to(np.asarray(lam, dtype=float), (d,)).copy()
+        if not np.all(np.isfinite(arr)):
+            raise InputError("argument 'lam' must be finite")
+        return arr
+    out = optimal_lambda(psi_y, psi_f, psi_pop, mode=mode, bounds=bounds)
+    return np.broadcast_to(np.asarray(out, float), (d,)).copy()
+
+
+def _lambda_tuning(lam_vec: np.ndarray, mode: str, method: str) -> dict:
+    if method not in ("ppi", "ppi++"):
+        return {}
+    if method == "ppi++" and mode == "element":
+        return {"lambda": lam_vec.copy(), "lambda_mode": "element"}
+    return {"lambda": float(lam_vec[0]), "lambda_mode": "overall" if method == "ppi++" else "fixed"}
+
+
+def _check_common(method, convention, level, lambda_mode, lambda_bounds):
+    V.check_method(method)
+    V.check_convention(convention)
+    check_level(level)
+    V.check_lambda_mode(lambda_mode)
+    if lambda_bounds is None and convention == "ppi_py":
+        lambda_bounds = (0.0, 1.0)
+    if lambda_bounds is not None:
+        lo, hi = lambda_bounds
+        if not lo <= hi:
+            raise InputError(f"argument 'lambda_bounds' must be (low, high) with low <= high, got {lambda_bounds!r}")
+    return lambda_bounds
+
+
+def _difference_estimator(fit_y: Fit | None, fit_f: Fit | None, fit_pop: Fit | None, method, lam,
+                          lambda_mode, lambda_bounds, n, N, p, convention):
+    """theta_y - lam (theta_f - theta_f~) with its covariance, df and lambda."""
+    d = (fit_y or fit_pop).theta.shape[0]
+    if method == "classical":
+        cov, df = _combine(fit_y.psi, None, n, N, p, convention)
+        return fit_y.theta, cov, df, None
+    if method == "naive":
+        cov, df = _combine(None, fit_pop.psi, n, N, p, convention)
+        return fit_pop.theta, cov, df, None
+    lam_vec = _lambda(method, lam, fit_y.psi, fit_f.psi, fit_pop.psi, lambda_mode, lambda_bounds, d)
+    est = fit_y.theta - lam_vec * (fit_f.theta - fit_pop.theta)
+    A = fit_y.psi - lam_vec * fit_f.psi
+    B = lam_vec * fit_pop.psi
+    cov, df = _combine(A, B, n, N, p, convention)
+    return est, cov, df, lam_vec
+
+
+# ----------------------------------------------------------------------------- means and shares
+def _mean_fit(Z: np.ndarray, w: np.ndarray) -> Fit:
+    theta = (w[:, None] * Z).mean(axis=0)
+    psi = w[:, None] * (Z - theta)
+    return Fit(theta, psi, np.eye(Z.shape[1]))
+
+
+def _ppi_py_mean_lambda(Y, F, Fp, w, wp):
+    """ppi_py 0.2.3's lambda for the mean: gradients at the lambda = 1 estimate, clipped to [0, 1]."""
+    theta1 = (wp[:, None] * Fp).mean(0) + (w[:, None] * (Y - F)).mean(0)
+    g = w[:, None] * (Y - theta1)
+    gh = w[:, None] * (F - theta1)
+    ghp = wp[:, None] * (Fp - theta1)
+    n, N = len(Y), len(Fp)
+    gc, hc = g - g.mean(0), gh - gh.mean(0)
+    cov = (gc.T @ hc + hc.T @ gc) / n
+    var = np.atleast_2d(np.cov(np.concatenate([gh, ghp]).T))
+    return float(np.clip(np.trace(cov) / (2 * (1 + n / N) * np.trace(var)), 0, 1))
+
+
+def _mean_core(Y, F, Fp, w, wp, method, lam, lambda_mode, lambda_bounds, convention):
+    n = 0 if Y is None else Y.shape[0]
+    N = 0 if Fp is None else Fp.shape[0]
+    d = Y.shape[1] if method != "naive" else Fp.shape[1]
+    fit_y = _mean_fit(Y, w) if method != "naive" else None
+    fit_f = _mean_fit(F, w) if method in ("ppi", "ppi++") else None
+    fit_pop = _mean_fit(Fp, wp) if method != "classical" else None
+    if convention == "ppi_py" and method in ("ppi", "ppi++"):
+        if method == "ppi":
+            lam_vec = np.ones(d)
+        elif lam is not None:
+            lam_vec = np.broadcast_to(np.asarray(lam, float), (d,)).copy()
+        else:
+            lam_vec = np.full(d, _ppi_py_mean_lambda(Y, F, Fp, w, wp))
+        est = (wp[:, None] * lam_vec * Fp).mean(0) + (w[:, None] * (Y - lam_vec * F)).mean(0)
+        A = w[:, None] * (Y - lam_vec * F)
+        B = wp[:, None] * lam_vec * Fp
+        A, B = A - A.mean(0), B - B.mean(0)
+        cov = A.T @ A / n**2 + B.T @ B / N**2
+        return est, cov, None, lam_vec
+    return _difference_estimator(fit_y, fit_f, fit_pop, method, lam, lambda_mode, lambda_bounds,
+                                 n, N, 1, convention)
+
+
+def _prepare_mean_inputs(y, yhat, yhat_pop, method, weights, weights_pop, ndim=(1, 2)):
+    Y = V.as_float_array(y, "y", ndim) if method != "naive" else None
+    F = V.as_float_array(yhat, "yhat", ndim) if method in ("ppi", "ppi++") else None
+    Fp = V.as_float_array(yhat_pop, "yhat_pop", ndim) if method != "classical" else None
+    if Y is not None:
+        V.check_nonempty(Y, "y", "pilot")
+    if F is not None:
+        V.check_same_length(Y.shape[0], F, "yhat", "y")
+    if Fp is not None:
+        V.check_nonempty(Fp, "yhat_pop", "population")
+    n = 0 if Y is None else Y.shape[0]
+    N = 0 if Fp is None else Fp.shape[0]
+    w = V.normalise_weights(weights, n, "weights") if Y is not None else None
+    wp = V.normalise_weights(weights_pop, N, "weights_pop") if Fp is not None else None
+    def two(a):
+        return None if a is None else (a[:, None] if a.ndim == 1 else a)
+    Y, F, Fp = two(Y), two(F), two(Fp)
+    if Y is not None and Fp is not None and Y.shape[1] != Fp.shape[1]:
+        raise InputError(f"'y' has {Y.shape[1]} columns but 'yhat_pop' has {Fp.shape[1]}")
+    if Y is not None and n < 2:
+        raise InputError("argument 'y' must have at least 2 pilot rows to estimate a variance")
+    return Y, F, Fp, w, wp, n, N
+
+
+def _strata_codes(strata, n, name):
+    if strata is None:
+        return None
+    arr = np.asarray(strata)
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise InputError(f"argument '{name}' must be 1-D with one label per row ({n} rows)")
+    if arr.dtype.kind == "f" and np.isnan(arr).any():
+        raise InputError(f"argument '{name}' has missing stratum labels; every row needs a stratum")
+    if arr.dtype == object and any(v is None for v in arr):
+        raise InputError(f"argument '{name}' has missing stratum labels; every row needs a stratum")
+    return arr
+
+
+def _stratified(core, Y, F, Fp, w, wp, s, sp, method, lam, lambda_mode, lambda_bounds, convention, p):
+    """Stratified PPI++: lambda per stratum, strata combined with population stratum weights."""
+    labels_pop = list(dict.fromkeys(sp.tolist()))
+    labels_pilot = set(s.tolist()) if s is not None else set()
+    if s is not None:
+        extra = labels_pilot - set(labels_pop)
+        if extra:
+            raise InputError(f"strata {sorted(map(str, extra))} occur in the pilot but not in the population")
+        missing = [h for h in labels_pop if h not in labels_pilot]
+        if missing:
+            raise InputError(
+                f"strata {missing[:5]} have population rows but no pilot rows; stratified estimation needs "
+                f"pilot answers in every stratum (merge small strata or sample them)"
+            )
+    total = wp.sum()
+    est = 0.0
+    cov = 0.0
+    comps_a, comps_b, dfs = [], [], []
+    lams = {}
+    for h in labels_pop:
+        mp = sp == h
+        Wh = wp[mp].sum() / total
+        if s is not None:
+            m = s == h
+            if m.sum() < 2:
+                raise InputError(f"stratum {h!r} has {m.sum()} pilot row; at least 2 are needed for a variance")
+            Yh, Fh, wh = Y[m], (None if F is None else F[m]), w[m] * m.sum() / w[m].sum()
+        else:
+            Yh = Fh = wh = None
+        wph = wp[mp] * mp.sum() / wp[mp].sum()
+        e, c, df, lv = core(Yh, Fh, Fp[mp], wh, wph, method, lam, lambda_mode, lambda_bounds, convention)
+        est = est + Wh * e
+        cov = cov + Wh**2 * c
+        dfs.append((Wh**2 * np.diag(c), df))
+        if lv is not None:
+            lams[str(h)] = float(lv[0]) if lambda_mode == "overall" else lv.copy()
+    df_tot = None
+    if convention == "small-sample":
+        num = sum(v for v, _ in dfs) ** 2
+        den = sum(np.where(np.isfinite(df), v**2 / df, 0.0) for v, df in dfs)
+        df_tot = np.where(den > 0, num / np.where(den > 0, den, 1), np.inf)
+    return np.asarray(est), np.asarray(cov), df_tot, lams
+
+
+def ppi_mean(y=None, yhat=None, yhat_pop=None, method: str = "ppi++", *, weights=None, weights_pop=None,
+             lam=None, lambda_mode: str = "overall", lambda_bounds=None, strata=None, strata_pop=None,
+             level: float = 0.95, convention: str = "small-sample", terms: Sequence[str] | None = None) -> Result:
+    """Population mean of a human answer, corrected with LLM predictions.
+
+    Parameters
+    ----------
+    y : array-like, shape (n,) or (n, d)
+        Human answers in the pilot (not needed for ``method="naive"``).
+    yhat : array-like, shape (n,) or (n, d)
+        LLM predictions for the pilot rows (``ppi``/``ppi++``).
+    yhat_pop : array-like, shape (N,) or (N, d)
+        LLM predictions for the population frame (not needed for ``classical``).
+    method : {"classical", "naive", "ppi", "ppi++"}
+    weights, weights_pop : array-like, optional
+        Survey weights of pilot and population rows (scaled to mean one; Hajek form).
+    lam : float or array, optional
+        Fix lambda instead of tuning it (``lam=0`` is the classical estimate).
+    lambda_mode : {"overall", "element"}
+        One lambda for all coordinates, or one per coordinate.
+    lambda_bounds : (low, high), optional
+        Clip the tuned lambda (default: no clip; ``(0, 1)`` under ``convention="ppi_py"``).
+    strata, strata_pop : array-like, optional
+        Stratum labels of pilot and population rows: stratified PPI++ with one lambda per stratum,
+        strata combined with their (weighted) population shares.
+    level : float, default 0.95
+    convention : {"small-sample", "ppi_py"}
+        Student-t intervals with Satterthwaite df (default) or ppi_py's normal intervals.
+
+    Returns
+    -------
+    Result
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(1)
+    >>> f_pop = rng.normal(3, 1, 5000); f = rng.normal(3, 1, 100)
+    >>> y = f + 0.3 + rng.normal(0, 0.5, 100)
+    >>> r = ppi_mean(y, f, f_pop)
+    >>> r.method, r.n_pilot, r.n_population
+    ('ppi++', 100, 5000)
+    >>> bool(r.std_error[0] < ppi_mean(y, method="classical").std_error[0])
+    True
+    """
+    lambda_bounds = _check_common(method, convention, level, lambda_mode, lambda_bounds)
+    Y, F, Fp, w, wp, n, N = _prepare_mean_inputs(y, yhat, yhat_pop, method, weights, weights_pop)
+    d = (Y if Y is not None else Fp).shape[1]
+    if F is not None and F.shape[1] != d:
+        raise InputError(f"'yhat' has {F.shape[1]} columns but 'y' has {d}")
+    diagnostics: dict[str, Any] = {}
+    if strata_pop is not None or strata is not None:
+        if method == "classical":
+            raise InputError("stratified estimation needs 'strata_pop' and population predictions; "
+                             "use method='ppi++' (or 'ppi'/'naive')")
+        if strata_pop is None or (strata is None and method != "naive"):
+            raise InputError("give both 'strata' (pilot) and 'strata_pop' (population) for stratified estimation")
+        s = _strata_codes(strata, n, "strata") if method != "naive" else None
+        sp = _strata_codes(strata_pop, N, "strata_pop")
+        est, cov, df, lams = _stratified(_mean_core, Y, F, Fp, w, wp, s, sp, method, lam, lambda_mode,
+                                         lambda_bounds, convention, 1)
+        tuning = {"lambda_by_stratum": lams} if lams else {}
+        diagnostics["strata"] = len(lams) or len(set(sp.tolist()))
+        meth = f"stratified {method}"
+    else:
+        est, cov, df, lam_vec = _mean_core(Y, F, Fp, w, wp, method, lam, lambda_mode, lambda_bounds, convention)
+        tuning = {} if lam_vec is None else _lambda_tuning(lam_vec, lambda_mode, method)
+        meth = method
+    names = list(terms) if terms is not None else (["mean"] if d == 1 else [f"mean[{j}]" for j in range(d)])
+    return Result(est, cov, names, meth, "mean", n, N, level=level, df=df, tuning=tuning,
+                  diagnostics=diagnostics)
+
+
+def _one_hot(labels, categories, name) -> np.ndarray:
+    arr = np.asarray(labels, dtype=object)
+    if arr.ndim != 1:
+        raise InputError(f"argument '{name}' must be 1-D answer labels or an (n, K) probability matrix")
+    if any(v is None or (isinstance(v, float) and np.isnan(v)) for v in arr):
+        raise InputError(f"argument '{name}' has missing answers; remove them (or model them as a category) first")
+    index = {c: k for k, c in enumerate(categories)}
+    codes = np.empty(len(arr), dtype=int)
+    for i, v in enumerate(arr):
+        k = index.get(v)
+        if k is None and isinstance(v, (float, np.floating)) and float(v).is_integer():
+            k = index.get(int(v))
+        if k is None:
+            raise InputError(
+                f"argument '{name}' has answer {v!r}, which is not one of the item's options "
+                f"{list(categories)}; fix the coding or add the option"
+            )
+        codes[i] = k
+    return np.eye(len(categories))[codes]
+
+
+def _as_shares_matrix(a, categories, name):
+    if a is None:
+        return None
+    arr = np.asarray(a)
+    if arr.ndim == 2:
+        P = V.as_float_array(arr, name, 2)
+        if P.shape[1] != len(categories):
+            raise InputError(f"argument '{name}' has {P.shape[1]} columns for {len(categories)} options")
+        if (P < -1e-12).any():
+            raise InputError(f"argument '{name}' has negative probabilities")
+        rs = P.sum(axis=1)
+        if np.any(np.abs(rs - 1) > 1e-6):
+            raise InputError(
+                f"rows of '{name}' must sum to one (found sums from {rs.min():.3g} to {rs.max():.3g}); "
+                f"renormalise the LLM's answer distribution explicitly and report the mass it put outside the options"
+            )
+        return P
+    return _one_hot(arr, categories, name)
+
+
+def ppi_shares(y=None, yhat=None, yhat_pop=None, method: str = "ppi++", *, categories=None, weights=None,
+               weights_pop=None, lam=None, lambda_bounds=None, strata=None, strata_pop=None,
+               level: float = 0.95, convention: str = "small-sample") -> Result:
+    """Population option shares of a categorical (e.g. Likert) item, with their joint covariance.
+
+    Human answers ``y`` are labels; LLM predictions may be labels or an (n, K) matrix of answer
+    probabilities over ``categories`` (rows summing to one). One lambda is shared by all options so the
+    shares sum to one exactly; intervals are Wald intervals intersected with [0, 1].
+
+    Parameters
+    ----------
+    y, yhat, yhat_pop : array-like
+        Pilot answers, pilot predictions, population predictions (see :func:`ppi_mean`).
+    categories : sequence
+        The item's options in order. Default: sorted labels seen in ``y`` and ``yhat_pop``.
+    Other parameters as in :func:`ppi_mean`.
+
+    Returns
+    -------
+    Result
+        One term per option, ``share[option]``; ``cov`` is the K x K joint covariance.
+
+    Examples
+    --------
+    >>> y = np.array([1, 2, 2, 3, 3, 3, 4, 4, 2, 3])
+    >>> r = ppi_shares(y, method="classical", categories=[1, 2, 3, 4])
+    >>> r.estimate.tolist()
+    [0.1, 0.3, 0.4, 0.2]
+    >>> float(r.estimate.sum())
+    1.0
+    """
+    if method not in ("classical", "naive", "ppi", "ppi++"):
+        V.check_method(method)
+    if categories is None:
+        seen = []
+        for a in (y, yhat_pop):
+            if a is not None and np.asarray(a).ndim == 1:
+                seen.extend(np.asarray(a, dtype=object).tolist())
+        try:
+            categories = sorted(set(seen))
+        except TypeError:
+            raise InputError("pass 'categories' (the item's options in order): the labels are not sortable") from None
+        if not categories:
+            raise InputError("pass 'categories': they cannot be inferred from probability matrices")
+    categories = list(categories)
+    if len(categories) < 2:
+        raise InputError("argument 'categories' must list at least two options")
+    Y = _as_shares_matrix(y, categories, "y") if method != "naive" else None
+    F = _as_shares_matrix(yhat, categories, "yhat") if method in ("ppi", "ppi++") else None
+    Fp = _as_shares_matrix(yhat_pop, categories, "yhat_pop") if method != "classical" else None
+    if method in ("ppi", "ppi++") and F is None:
+        raise InputError("argument 'yhat' is required for PPI")
+    r = ppi_mean(Y, F, Fp, method, weights=weights, weights_pop=weights_pop, lam=lam, lambda_mode="overall",
+                 lambda_bounds=lambda_bounds, strata=strata, strata_pop=strata_pop, level=level,
+                 convention=convention, terms=[f"share[{c}]" for c in categories])
+    from dataclasses import replace
+    return replace(r, estimand="shares", bounds=(0.0, 1.0),
+                   diagnostics={**r.diagnostics, "categories": categories})
+
+
+# ----------------------------------------------------------------------------- quantiles
+def _rectified_cdf_parts(grid, y, f, fp, w, wp, lam):
+    Iy = (y[:, None] <= grid[None, :]) * w[:, None]
+    If = (f[:, None] <= grid[None, :]) * w[:, None]
+    Ip = (fp[:, None] <= grid[None, :]) * wp[:, None]
+    return Iy, If, Ip
+
+
+def _quantile_interval(level, grid, cdf, se, df, lo_hi_fallback):
+    crit = stats.norm.ppf(0.5 + level / 2) if df is None else stats.t.ppf(0.5 + level / 2, df)
+    return grid, cdf, se, crit
+
+
+def _quantile_ci(level, *, grid, cdf, se, df, q, estimate):
+    level = check_level(level)
+    crit = stats.norm.ppf(0.5 + level / 2) if df is None else stats.t.ppf(0.5 + level / 2, df)
+    ok = np.abs(cdf - q) <= crit * np.maximum(se, 1e-16)
+    if not ok.any():
+        return np.array([estimate]), np.array([estimate])
+    return np.array([grid[ok][0]]), np.array([grid[ok][-1]])
+
+
+def ppi_quantile(y=None, yhat=None, yhat_pop=None, q: float = 0.5, method: str = "ppi++", *, weights=None,
+                 weights_pop=None, lam=None, lambda_bounds=None, level: float = 0.95,
+                 convention: str = "small-sample", grid_size: int = 5000) -> Result:
+    """Population quantile from the (power-tuned) rectified distribution function.
+
+    The rectified CDF is ``F(t) = lam * F~_f(t) + F_y(t) - lam * F_f(t)``; the estimate is the grid
+    point where it is closest to ``q`` and the interval inverts the test of ``F(t) = q`` over the grid
+    (Angelopoulos et al., 2023), so it is not symmetric. Lambda is tuned at the estimate:
+    ``Cov(1{y<=t}, 1{f<=t}) / (Var(1{f<=t}) + (n/N) Var(1{f~<=t}))``. Small-sample convention uses
+    t critical values with n - 1 df; ``"ppi_py"`` uses normal values, ddof = 0 and lambda = 1.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> y = rng.normal(size=200)
+    >>> r = ppi_quantile(y, q=0.5, method="classical")
+    >>> bool(abs(r.estimate[0] - np.median(y)) < 0.01)
+    True
+    """
+    lambda_bounds = _check_common(method, convention, level, "overall", lambda_bounds)
+    if not (0 < float(q) < 1):
+        raise InputError(f"argument 'q' must lie strictly between 0 and 1, got {q!r}")
+    Y, F, Fp, w, wp, n, N = _prepare_mean_inputs(y, yhat, yhat_pop, method, weights, weights_pop, ndim=1)
+    y1 = None if Y is None else Y[:, 0]
+    f1 = None if F is None else F[:, 0]
+    p1 = None if Fp is None else Fp[:, 0]
+    pool = np.concatenate([a for a in (y1, f1, p1) if a is not None])
+    grid = np.linspace(pool.min(), pool.max(), grid_size) if grid_size else np.sort(pool)
+    ddof = 0 if convention == "ppi_py" else 1
+    zeros = np.zeros((1, grid.size))
+    if method == "classical":
+        Iy = (y1[:, None] <= grid) * w[:, None]
+        cdf, var = Iy.mean(0), Iy.var(0, ddof=ddof) / n
+        lam_val = None
+    elif method == "naive":
+        Ip = (p1[:, None] <= grid) * wp[:, None]
+        cdf, var = Ip.mean(0), Ip.var(0, ddof=ddof) / N
+        lam_val = None
+    else:
+        Iy, If, Ip = _rectified_cdf_parts(grid, y1, f1, p1, w, wp, 1.0)
+        if method == "ppi" or convention == "ppi_py" and lam is None:
+            lam_val = 1.0
+        elif lam is not None:
+            lam_val = float(lam)
+        else:
+            c1 = Ip.mean(0) + (Iy - If).mean(0)
+            k = int(np.argmin(np.abs(c1 - q)))
+            lam_val = float(optimal_lambda(Iy[:, [k]], If[:, [k]], Ip[:, [k]], bounds=lambda_bounds))
+        R = Iy - lam_val * If
+        cdf = lam_val * Ip.mean(0) + R.mean(0)
+        var = R.var(0, ddof=ddof) / n + lam_val**2 * Ip.var(0, ddof=ddof) / N
+    k = int(np.argmin(np.abs(cdf - q)))
+    est = grid[k]
+    df = None if convention == "ppi_py" else float(max(n - 1, 1) if method != "naive" else N - 1)
+    fn = partial(_quantile_ci, grid=grid, cdf=cdf, se=np.sqrt(var), df=df, q=float(q), estimate=est)
+    # a local density estimate turns the CDF's standard error into one for the quantile (reporting only)
+    lo, hi = fn(level)
+    se = (hi[0] - lo[0]) / (2 * stats.norm.ppf(0.5 + level / 2))
+    tuning = {} if lam_val is None else {"lambda": lam_val, "lambda_mode": "overall" if method == "ppi++" else "fixed"}
+    return Result([est], [[se**2]], [f"quantile[{q:g}]"], method, "quantile", n, N, level=level, df=None,
+                  tuning=tuning, interval_fn=fn,
+                  diagnostics={"std_error": "interval half-width / z; the interval inverts the CDF test"})
+
+
+# ----------------------------------------------------------------------------- regressions
+def _prepare_regression(X, y, yhat, X_pop, yhat_pop, method, weights, weights_pop, terms, label_dim=1):
+    need_pilot = method != "naive"
+    need_pop = method != "classical"
+    Xa = V.as_float_array(X, "X", 2) if need_pilot else None
+    Xp = V.as_float_array(X_pop, "X_pop", 2) if need_pop else None
+    p = (Xa if Xa is not None else Xp).shape[1]
+    if Xa is not None and Xp is not None and Xp.shape[1] != p:
+        raise InputError(f"'X' has {p} columns but 'X_pop' has {Xp.shape[1]}; build both from the same formula")
+    terms = list(terms) if terms is not None else [f"x{j}" for j in range(p)]
+    if len(terms) != p:
+        raise InputError(f"{len(terms)} term names for {p} columns")
+    Y = F = Fp = None
+    if need_pilot:
+        V.check_nonempty(Xa, "X", "pilot")
+        Y = V.as_float_array(y, "y", label_dim)
+        V.check_same_length(Xa.shape[0], Y, "y", "X")
+        V.check_design(Xa, "X", terms)
+        if method in ("ppi", "ppi++"):
+            F = V.as_float_array(yhat, "yhat", label_dim)
+            V.check_same_length(Xa.shape[0], F, "yhat", "X")
+    if need_pop:
+        V.check_nonempty(Xp, "X_pop", "population")
+        Fp = V.as_float_array(yhat_pop, "yhat_pop", label_dim)
+        V.check_same_length(Xp.shape[0], Fp, "yhat_pop", "X_pop")
+        if method == "naive":
+            V.check_design(Xp, "X_pop", terms)
+    n = 0 if Xa is None else Xa.shape[0]
+    N = 0 if Xp is None else Xp.shape[0]
+    w = V.normalise_weights(weights, n, "weights") if need_pilot else None
+    wp = V.normalise_weights(weights_pop, N, "weights_pop") if need_pop else None
+    return Xa, Y, F, Xp, Fp, w, wp, n, N, p, terms
+
+
+def _regression(fitter, X, y, yhat, X_pop, yhat_pop, method, weights, weights_pop, lam, lambda_mode,
+                lambda_bounds, level, convention, terms, estimand, label_dim=1, check_labels=None,
+                ppi_py_fn=None, extra_terms=None):
+    lambda_bounds = _check_common(method, convention, level, lambda_mode, lambda_bounds)
+    Xa, Y, F, Xp, Fp, w, wp, n, N, p, terms = _prepare_regression(
+        X, y, yhat, X_pop, yhat_pop, method, weights, weights_pop, terms, label_dim)
+    if check_labels is not None:
+        Y, F, Fp = check_labels(Y, F, Fp)
+    n_par = p + (0 if extra_terms is None else len(extra_terms(Y if Y is not None else Fp)))
+    if convention == "ppi_py" and ppi_py_fn is not None and method in ("ppi", "ppi++"):
+        est, cov, lam_vec = ppi_py_fn(Xa, Y, F, Xp, Fp, w, wp, method, lam)
+        df = None
+        diag = {}
+    else:
+        fit_y = fitter(Xa, Y, w) if method != "naive" else None
+        fit_f = fitter(Xa, F, w) if method in ("ppi", "ppi++") else None
+        fit_pop = fitter(Xp, Fp, wp) if method != "classical" else None
+        est, cov, df, lam_vec = _difference_estimator(fit_y, fit_f, fit_pop, method, lam, lambda_mode,
+                                                      lambda_bounds, n, N, n_par, convention)
+        diag = {"iterations": {k: f.iterations for k, f in (("pilot", fit_y), ("pilot_pred", fit_f),
+                                                             ("population", fit_pop)) if f is not None}}
+    names = terms + ([] if extra_terms is None else extra_terms(Y if Y is not None else Fp))
+    tuning = {} if lam_vec is None else _lambda_tuning(lam_vec, lambda_mode, method)
+    return Result(est, cov, names, method, estimand, n, N, level=level, df=df, tuning=tuning, diagnostics=diag)
+
+
+def _ppi_py_glm_stats(theta, X, Y, F, Xp, Fp, w, wp, kind, use_unlabeled=True):
+    """Gradients and pooled inverse Hessian as ppi_py 0.2.3 computes them."""
+    n, N = X.shape[0], Xp.shape[0]
+    if kind == "ols":
+        m, mp = X @ theta, Xp @ theta
+        h, hp = np.ones(n), np.ones(N)
+    else:
+        m, mp = 1 / (1 + np.exp(-(X @ theta))), 1 / (1 + np.exp(-(Xp @ theta)))
+        h, hp = m * (1 - m), mp * (1 - mp)
+    if use_unlabeled:
+        H = ((Xp * (wp * hp)[:, None]).T @ Xp + (X * (w * h)[:, None]).T @ X) / (N + n)
+    else:  # ppi_py drops the population from the Hessian when lambda == 0
+        H = (X * (w * h)[:, None]).T @ X / n
+    g = X * (w * (m - Y))[:, None]
+    gh = X * (w * (m - F))[:, None]
+    ghp = Xp * (wp * (mp - Fp))[:, None]
+    return g, gh, ghp, np.linalg.inv(H)
+
+
+def _ppi_py_lambda(g, gh, ghp, Hinv):
+    n, N = g.shape[0], ghp.shape[0]
+    gc, hc = g - g.mean(0), gh - gh.mean(0)
+    cov = (gc.T @ hc + hc.T @ gc) / n
+    var = np.cov(np.concatenate([gh, ghp]).T)
+    num = np.trace(Hinv @ cov @ Hinv)
+    den = 2 * (1 + n / N) * np.trace(Hinv @ var @ Hinv)
+    return float(np.clip(num / den, 0, 1))
+
+
+def _ppi_py_cov(g, gh, ghp, Hinv, lam):
+    n, N = g.shape[0], ghp.shape[0]
+    var_u = np.cov((lam * ghp).T)
+    var = np.cov((g - lam * gh).T)
+    return Hinv @ (n / N * var_u + var) @ Hinv / n
+
+
+def _ppi_py_ols(X, Y, F, Xp, Fp, w, wp, method, lam):
+    def point(lv):
+        return fit_ols(Xp, lv * Fp, wp).theta + fit_ols(X, Y - lv * F, w).theta
+    lv = 1.0 if method == "ppi" else lam
+    if lv is None:
+        # ppi_py's ppi_ols_ci tunes twice: lambda at the lambda = 1 fit, then again at that tuned fit
+        for _ in range(2):
+            g, gh, ghp, Hinv = _ppi_py_glm_stats(point(1.0 if lv is None else lv), X, Y, F, Xp, Fp, w, wp, "ols")
+            lv = _ppi_py_lambda(g, gh, ghp, Hinv)
+    est = point(lv)
+    g, gh, ghp, Hinv = _ppi_py_glm_stats(est, X, Y, F, Xp, Fp, w, wp, "ols", use_unlabeled=lv != 0)
+    return est, _ppi_py_cov(g, gh, ghp, Hinv, lv), np.full(X.shape[1], lv)
+
+
+def _joint_logistic(X, Y, F, Xp, Fp, w, wp, lv, start):
+    """Minimiser of ppi_py's joint PPI loss for logistic regression (Newton's method)."""
+    from scipy.special import expit
+    n, N = X.shape[0], Xp.shape[0]
+    theta = start.copy()
+    for _ in range(100):
+        mu, mup = expit(X @ theta), expit(Xp @ theta)
+        grad = lv / N * Xp.T @ (wp * (mup - Fp)) - lv / n * X.T @ (w * (mu - F)) + X.T @ (w * (mu - Y)) / n
+        H = lv / N * (Xp * (wp * mup * (1 - mup))[:, None]).T @ Xp + (1 - lv) / n * (X * (w * mu * (1 - mu))[:, None]).T @ X
+        step = np.linalg.solve(H, grad)
+        theta = theta - step
+        if np.max(np.abs(step)) < 1e-13:
+            break
+    return theta
+
+
+def _ppi_py_logistic(X, Y, F, Xp, Fp, w, wp, method, lam):
+    start = fit_logistic(X, Y, w).theta
+    lv = 1.0 if method == "ppi" else lam
+    if lv is None:
+        # as ppi_py's ppi_logistic_ci: tune at the lambda = 1 fit, refit, tune again at the refit
+        for _ in range(2):
+            est1 = _joint_logistic(X, Y, F, Xp, Fp, w, wp, 1.0 if lv is None else lv, start)
+            g, gh, ghp, Hinv = _ppi_py_glm_stats(est1, X, Y, F, Xp, Fp, w, wp, "logistic")
+            lv = _ppi_py_lambda(g, gh, ghp, Hinv)
+    est = _joint_logistic(X, Y, F, Xp, Fp, w, wp, lv, start)
+    g, gh, ghp, Hinv = _ppi_py_glm_stats(est, X, Y, F, Xp, Fp, w, wp, "logistic", use_unlabeled=lv != 0)
+    return est, _ppi_py_cov(g, gh, ghp, Hinv, lv), np.full(X.shape[1], lv)
+
+
+def ppi_ols(X=None, y=None, yhat=None, X_pop=None, yhat_pop=None, method: str = "ppi++", *, weights=None,
+            weights_pop=None, lam=None, lambda_mode: str = "overall", lambda_bounds=None, level: float = 0.95,
+            convention: str = "small-sample", terms=None) -> Result:
+    """Linear-regression coefficients of the human answer on covariates, corrected with LLM predictions.
+
+    ``theta = b_y - lam (b_f - b_f~)`` where ``b`` are (weighted) least-squares fits of the human answers
+    and of the predictions on the pilot and of the predictions on the population. The covariance is
+    the HC1-type sandwich of that estimator; intervals use Student's t (see the module notes).
+
+    Parameters
+    ----------
+    X : array-like, shape (n, p)
+        Pilot design matrix (include the intercept column yourself, or use :func:`rectify.ols`).
+    y, yhat : array-like, shape (n,)
+    X_pop : array-like, shape (N, p)
+    yhat_pop : array-like, shape (N,)
+    method, weights, weights_pop, lam, lambda_mode, lambda_bounds, level, convention
+        As in :func:`ppi_mean`.
+    terms : list of str, optional
+        Coefficient names.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> Xp = np.column_stack([np.ones(2000), rng.normal(size=2000)])
+    >>> X = Xp[:100]; y = X @ [1.0, 2.0] + rng.normal(size=100)
+    >>> f = X @ [0.8, 1.5] + 0.1 * rng.normal(size=100); fp = Xp @ [0.8, 1.5]
+    >>> r = ppi_ols(X, y, f, Xp, fp, terms=["Intercept", "x"])
+    >>> bool(abs(r.estimate[1] - 2.0) < 0.2)
+    True
+    """
+    return _regression(fit_ols, X, y, yhat, X_pop, yhat_pop, method, weights, weights_pop, lam, lambda_mode,
+                       lambda_bounds, level, convention, terms, "ols", ppi_py_fn=_ppi_py_ols)
+
+
+def _check_binary(Y, F, Fp):
+    if Y is not None and not np.all((Y == 0) | (Y == 1)):
+        bad = np.unique(Y[(Y != 0) & (Y != 1)])[:5]
+        raise InputError(
+            f"logistic regression needs a binary outcome coded 0/1; 'y' contains {bad.tolist()}. "
+            f"Recode it (e.g. agree = 1) or use ordinal()"
+        )
+    for a, nm in ((F, "yhat"), (Fp, "yhat_pop")):
+        if a is not None and ((a < 0) | (a > 1)).any():
+            raise InputError(f"'{nm}' must be probabilities or 0/1 predictions in [0, 1]")
+    return Y, F, Fp
+
+
+def ppi_logistic(X=None, y=None, yhat=None, X_pop=None, yhat_pop=None, method: str = "ppi++", *, weights=None,
+                 weights_pop=None, lam=None, lambda_mode: str = "overall", lambda_bounds=None,
+                 level: float = 0.95, convention: str = "small-sample", terms=None) -> Result:
+    """Logistic-regression coefficients of a binary human answer, corrected with LLM predictions.
+
+    Predictions may be probabilities (soft labels). Default estimator: the one-step PPI++ form
+    ``b_y - lam (b_f - b_f~)`` of three Newton fits (see module notes); ``convention="ppi_py"``
+    computes ppi_py's joint-loss estimate instead.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> Xp = np.column_stack([np.ones(3000), rng.normal(size=3000)])
+    >>> pp = 1 / (1 + np.exp(-(Xp @ [-0.5, 1.0])))
+    >>> yp = (rng.uniform(size=3000) < pp).astype(float)
+    >>> r = ppi_logistic(Xp[:200], yp[:200], pp[:200], Xp, pp, terms=["Intercept", "x"])
+    >>> r.terms
+    ('Intercept', 'x')
+    """
+    return _regression(fit_logistic, X, y, yhat, X_pop, yhat_pop, method, weights, weights_pop, lam,
+                       lambda_mode, lambda_bounds, level, convention, terms, "logistic",
+                       check_labels=_check_binary, ppi_py_fn=_ppi_py_logistic)
+
+
+def ppi_ordinal(X=None, y=None, yhat=None, X_pop=None, yhat_pop=None, method: str = "ppi++", *,
+                categories=None, weights=None, weights_pop=None, lam=None, lambda_mode: str = "overall",
+                lambda_bounds=None, level: float = 0.95, convention: str = "small-sample", terms=None) -> Result:
+    """Cumulative-logit (proportional-odds) coefficients and thresholds, corrected with LLM predictions.
+
+    ``P(y <= k | x) = logistic(tau_k - x'beta)``. ``X`` has no intercept. Human answers ``y`` are
+    labels among ``categories``; predictions are labels or (n, K) answer distributions, which enter as
+    soft labels (expected log-likelihood). Classical fits equal statsmodels' ``OrderedModel``.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(2)
+    >>> Xp = rng.normal(size=(2000, 1))
+    >>> yp = np.digitize(Xp[:, 0] + rng.logistic(size=2000), [-1, 0, 1]) + 1
+    >>> r = ppi_ordinal(Xp[:300], yp[:300], method="classical", categories=[1, 2, 3, 4], terms=["x"])
+    >>> r.terms
+    ('x', 'threshold[1|2]', 'threshold[2|3]', 'threshold[3|4]')
+    """
+    ref = y if y is not None else yhat_pop
+    if categories is None:
+        if ref is None or np.asarray(ref).ndim != 1:
+            raise InputError("pass 'categories' (the item's options in order)")
+        categories = sorted(set(np.asarray(ref).tolist()))
+    categories = list(categories)
+    if len(categories) < 2:
+        raise InputError("argument 'categories' must list at least two options")
+    Y = _as_shares_matrix(y, categories, "y") if (y is not None and method != "naive") else None
+    F = _as_shares_matrix(yhat, categories, "yhat") if (yhat is not None and method in ("ppi", "ppi++")) else None
+    Fp = _as_shares_matrix(yhat_pop, categories, "yhat_pop") if (yhat_pop is not None and method != "classical") else None
+    thr = [f"threshold[{a}|{b}]" for a, b in zip(categories[:-1], categories[1:])]
+    return _regression(fit_ordinal, X, Y, F, X_pop, Fp, method, weights, weights_pop, lam, lambda_mode,
+                       lambda_bounds, level, convention, terms, "ordinal", label_dim=2,
+                       extra_terms=lambda _: thr)
