@@ -601,6 +601,17 @@ def _prepare_regression(X, y, yhat, X_pop, yhat_pop, method, weights, weights_po
     return Xa, Y, F, Xp, Fp, w, wp, n, N, p, terms
 
 
+def _fit_in(fitter, X, z, w, where):
+    from rectify.errors import ConvergenceError, EstimationError
+    try:
+        return fitter(X, z, w)
+    except (EstimationError, ConvergenceError) as err:
+        hint = ""
+        if "prediction" in where:
+            hint = " (hard predicted answers often miss categories: pass the LLM's answer probabilities instead)"
+        raise type(err)(f"fitting {where}: {err}{hint}") from None
+
+
 def _regression(fitter, X, y, yhat, X_pop, yhat_pop, method, weights, weights_pop, lam, lambda_mode,
                 lambda_bounds, level, convention, terms, estimand, label_dim=1, check_labels=None,
                 ppi_py_fn=None, extra_terms=None):
@@ -615,9 +626,9 @@ def _regression(fitter, X, y, yhat, X_pop, yhat_pop, method, weights, weights_po
         df = None
         diag = {}
     else:
-        fit_y = fitter(Xa, Y, w) if method != "naive" else None
-        fit_f = fitter(Xa, F, w) if method in ("ppi", "ppi++") else None
-        fit_pop = fitter(Xp, Fp, wp) if method != "classical" else None
+        fit_y = _fit_in(fitter, Xa, Y, w, "the pilot's human answers") if method != "naive" else None
+        fit_f = _fit_in(fitter, Xa, F, w, "the LLM's predictions for the pilot") if method in ("ppi", "ppi++") else None
+        fit_pop = _fit_in(fitter, Xp, Fp, wp, "the LLM's predictions for the population") if method != "classical" else None
         est, cov, df, lam_vec = _difference_estimator(fit_y, fit_f, fit_pop, method, lam, lambda_mode,
                                                       lambda_bounds, n, N, n_par, convention)
         diag = {"iterations": {k: f.iterations for k, f in (("pilot", fit_y), ("pilot_pred", fit_f),

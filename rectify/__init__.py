@@ -1,1 +1,45 @@
-"""rectify."""
+"""rectify: make LLM-simulated survey answers statistically trustworthy with a small human pilot.
+
+The user-facing verbs take a pilot (human answers) and a population frame (the LLM's predictions for
+everyone) and return a :class:`Result`::
+
+    import rectify
+    r = rectify.mean("trust", pilot, frame, predicted="trust_llm")          # PPI++ by default
+    rectify.etable([rectify.mean(..., method=m) for m in ("classical", "naive", "ppi", "ppi++")])
+
+Heavy dependencies (torch, transformers, peft, pymc, openai) load only inside the functions that need
+them: ``import rectify`` stays light.
+"""
+
+from . import datasets, errors
+from .errors import (
+    ConvergenceError,
+    EstimationError,
+    InputError,
+    MissingCovariateError,
+    RectifyError,
+    UnseenLevelError,
+)
+from .result import Result, etable
+from .verbs import logit, mean, ols, ordinal, quantile, shares
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Result",
+    "etable",
+    "mean",
+    "shares",
+    "quantile",
+    "ols",
+    "logit",
+    "ordinal",
+    "datasets",
+    "errors",
+    "RectifyError",
+    "InputError",
+    "UnseenLevelError",
+    "MissingCovariateError",
+    "ConvergenceError",
+    "EstimationError",
+]

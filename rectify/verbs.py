@@ -1,0 +1,378 @@
+"""Formula verbs: ``mean``, ``shares``, ``quantile``, ``ols``, ``logit``, ``ordinal``.
+
+Each verb takes column names (or a formula), a ``pilot`` DataFrame with human answers and a
+``population`` DataFrame (the frame) with the LLM's predictions, builds the arrays -- the model spec is
+learned once on the pilot and replayed strictly on the population -- and calls the numeric core in
+:mod:`rectify.estimators.ppi`. ``by=`` gives one estimate per subgroup; ``strata=`` (mean and shares)
+gives stratified PPI++ with one lambda per stratum.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.linalg import block_diag
+
+from .errors import InputError, MissingCovariateError
+from .formula import build_design, check_columns
+from .result import Result
+
+__all__ = ["mean", "shares", "quantile", "ols", "logit", "ordinal"]
+
+
+def _frame(df, name, required=True):
+    if df is None:
+        if required:
+            raise InputError(f"argument '{name}' is required for this method")
+        return None
+    if not isinstance(df, pd.DataFrame):
+        raise InputError(f"argument '{name}' must be a pandas DataFrame, got {type(df).__name__}")
+    if len(df) == 0:
+        raise InputError(f"argument '{name}' is empty")
+    return df
+
+
+def _weights(w, df, name, frame):
+    if w is None or df is None:
+        return None
+    if isinstance(w, str):
+        check_columns(df, [w], frame)
+        return df[w].to_numpy(dtype=float)
+    arr = np.asarray(w, dtype=float)
+    if arr.shape != (len(df),):
+        raise InputError(f"argument '{name}' must be a column name or one weight per {frame} row ({len(df)})")
+    return arr
+
+
+def _needs(method):
+    from rectify.estimators._validate import check_method
+    check_method(method)
+    return method != "naive", method != "classical"
+
+
+def _column(df, col, frame):
+    check_columns(df, [col], frame)
+    return df[col].to_numpy()
+
+
+def _numeric_column(df, col, frame):
+    s = df[col] if col in df.columns else None
+    check_columns(df, [col], frame)
+    if not pd.api.types.is_numeric_dtype(s):
+        raise InputError(f"column '{col}' of the {frame} must be numeric (got {s.dtype}); recode the answers as numbers")
+    return s.to_numpy(dtype=float)
+
+
+def _by(fn: Callable[..., Result], by: str, pilot, population, kwargs) -> Result:
+    """Run ``fn`` per subgroup and stack the results (groups are independent: block-diagonal cov)."""
+    ref = population if population is not None else pilot
+    check_columns(ref, [by], "population" if population is not None else "pilot")
+    if pilot is not None:
+        check_columns(pilot, [by], "pilot")
+    levels = list(pd.unique(ref[by]))
+    try:
+        levels = sorted(levels)
+    except TypeError:
+        pass
+    if pilot is not None:
+        extra = set(pd.unique(pilot[by])) - set(levels)
+        if extra:
+            raise InputError(f"pilot groups {sorted(map(str, extra))} of '{by}' are absent from the population")
+    results, groups = [], []
+    for g in levels:
+        sub_p = None if pilot is None else pilot[pilot[by] == g]
+        sub_q = None if population is None else population[population[by] == g]
+        if sub_p is not None and len(sub_p) == 0:
+            raise InputError(
+                f"group {g!r} of '{by}' has population rows but no pilot rows; a subgroup estimate needs human "
+                f"answers from that group (sample it, or merge it with a neighbouring group)"
+            )
+        try:
+            r = fn(pilot=sub_p, population=sub_q, **kwargs)
+        except InputError as err:
+            raise type(err)(f"in group {g!r} of '{by}': {err}") from None
+        results.append(r)
+        groups.extend([str(g)] * len(r.terms))
+    first = results[0]
+    df = None if first.df is None else np.concatenate([r.df for r in results])
+    lam = {str(g): r.tuning.get("lambda") for g, r in zip(levels, results) if "lambda" in r.tuning}
+    tuning = {"lambda_by_group": lam} if lam else {}
+    return Result(
+        np.concatenate([r.estimate for r in results]),
+        block_diag(*[r.cov for r in results]),
+        [t for r in results for t in r.terms],
+        first.method,
+        first.estimand,
+        sum(r.n_pilot for r in results),
+        sum(r.n_population for r in results),
+        level=first.level,
+        df=df,
+        tuning=tuning,
+        diagnostics={"by": by, "groups": [str(g) for g in levels]},
+        groups=groups,
+        bounds=first.bounds,
+    )
+
+
+def mean(y: str, pilot: pd.DataFrame | None = None, population: pd.DataFrame | None = None,
+         predicted: str | None = None, method: str = "ppi++", *, weights=None, weights_pop=None,
+         by: str | None = None, strata: str | None = None, lam=None, lambda_bounds=None,
+         level: float = 0.95, convention: str = "small-sample") -> Result:
+    """Population mean of a numeric answer (e.g. a 1-5 score), corrected with the LLM's predictions.
+
+    Parameters
+    ----------
+    y : str
+        Column of human answers in ``pilot``.
+    pilot : DataFrame
+        Respondents with human answers (and the LLM's prediction for them).
+    population : DataFrame
+        The frame: everyone, with the LLM's predictions.
+    predicted : str
+        Column of LLM predictions (in both frames).
+    method : {"classical", "naive", "ppi", "ppi++"}
+    weights, weights_pop : str or array, optional
+        Survey weights (column names or arrays) of pilot and population rows.
+    by : str, optional
+        Estimate separately in each subgroup of this column.
+    strata : str, optional
+        Stratified PPI++: one lambda per stratum, combined with population stratum shares.
+    lam, lambda_bounds, level, convention
+        See :func:`rectify.estimators.ppi.ppi_mean`.
+
+    Returns
+    -------
+    Result
+
+    Examples
+    --------
+    >>> import rectify
+    >>> from rectify.datasets import load_misinfo, draw_pilot
+    >>> df = load_misinfo()
+    >>> pilot = draw_pilot(df, 200, random_state=1).dropna(subset=["f01"])
+    >>> r = rectify.mean("f01", pilot, df, predicted="f01_llm")
+    >>> r.method
+    'ppi++'
+    """
+    kwargs = dict(y=y, predicted=predicted, method=method, weights=weights, weights_pop=weights_pop,
+                  strata=strata, lam=lam, lambda_bounds=lambda_bounds, level=level, convention=convention)
+    if by is not None:
+        return _by(mean, by, pilot, population, kwargs)
+    from rectify.estimators.ppi import ppi_mean
+
+    need_pilot, need_pop = _needs(method)
+    pilot = _frame(pilot, "pilot", need_pilot)
+    population = _frame(population, "population", need_pop)
+    if method in ("ppi", "ppi++", "naive") and predicted is None:
+        raise InputError(f"method {method!r} needs 'predicted', the column of LLM predictions")
+    yv = _numeric_column(pilot, y, "pilot") if need_pilot else None
+    f = _numeric_column(pilot, predicted, "pilot") if method in ("ppi", "ppi++") else None
+    fp = _numeric_column(population, predicted, "population") if need_pop else None
+    s = sp = None
+    if strata is not None:
+        s = _column(pilot, strata, "pilot") if need_pilot else None
+        sp = _column(population, strata, "population")
+    r = ppi_mean(yv, f, fp, method, weights=_weights(weights, pilot, "weights", "pilot"),
+                 weights_pop=_weights(weights_pop, population, "weights_pop", "population"), lam=lam,
+                 lambda_bounds=lambda_bounds, strata=s, strata_pop=sp, level=level, convention=convention,
+                 terms=[f"mean({y})"])
+    return r
+
+
+def _prob_columns(df, predicted, frame):
+    if isinstance(predicted, str):
+        return _column(df, predicted, frame)
+    cols = list(predicted)
+    check_columns(df, cols, frame)
+    return df[cols].to_numpy(dtype=float)
+
+
+def shares(item: str, pilot: pd.DataFrame | None = None, population: pd.DataFrame | None = None,
+           predicted: str | Sequence[str] | None = None, method: str = "ppi++", *, categories=None,
+           weights=None, weights_pop=None, by: str | None = None, strata: str | None = None, lam=None,
+           lambda_bounds=None, level: float = 0.95, convention: str = "small-sample") -> Result:
+    """Population option shares of an item (a probability vector with its joint covariance).
+
+    ``predicted`` is a column of predicted answers (labels) or a list of columns holding the LLM's
+    probability for each option, in the order of ``categories``.
+
+    Examples
+    --------
+    >>> import rectify
+    >>> from rectify.datasets import load_misinfo, draw_pilot
+    >>> df = load_misinfo()
+    >>> df["f01_llm_mode"] = df["f01_llm"].round()
+    >>> pilot = draw_pilot(df, 200, random_state=1).dropna(subset=["f01"])
+    >>> r = rectify.shares("f01", pilot, df, predicted="f01_llm_mode", categories=[1, 2, 3, 4])
+    >>> round(float(r.estimate.sum()), 10)
+    1.0
+    """
+    kwargs = dict(item=item, predicted=predicted, method=method, categories=categories, weights=weights,
+                  weights_pop=weights_pop, strata=strata, lam=lam, lambda_bounds=lambda_bounds, level=level,
+                  convention=convention)
+    if by is not None:
+        return _by(shares, by, pilot, population, kwargs)
+    from rectify.estimators.ppi import ppi_shares
+
+    need_pilot, need_pop = _needs(method)
+    pilot = _frame(pilot, "pilot", need_pilot)
+    population = _frame(population, "population", need_pop)
+    if method in ("ppi", "ppi++", "naive") and predicted is None:
+        raise InputError(f"method {method!r} needs 'predicted' (a column of predicted answers or option-probability columns)")
+    yv = _column(pilot, item, "pilot") if need_pilot else None
+    f = _prob_columns(pilot, predicted, "pilot") if method in ("ppi", "ppi++") else None
+    fp = _prob_columns(population, predicted, "population") if need_pop else None
+    s = sp = None
+    if strata is not None:
+        s = _column(pilot, strata, "pilot") if need_pilot else None
+        sp = _column(population, strata, "population")
+    r = ppi_shares(yv, f, fp, method, categories=categories, weights=_weights(weights, pilot, "weights", "pilot"),
+                   weights_pop=_weights(weights_pop, population, "weights_pop", "population"), lam=lam,
+                   lambda_bounds=lambda_bounds, strata=s, strata_pop=sp, level=level, convention=convention)
+    return replace(r, terms=tuple(f"{item}={c}" for c in r.diagnostics["categories"]))
+
+
+def quantile(y: str, q: float = 0.5, pilot: pd.DataFrame | None = None, population: pd.DataFrame | None = None,
+             predicted: str | None = None, method: str = "ppi++", *, weights=None, weights_pop=None,
+             by: str | None = None, lam=None, level: float = 0.95, convention: str = "small-sample") -> Result:
+    """Population quantile of a numeric answer (see :func:`rectify.estimators.ppi.ppi_quantile`).
+
+    Examples
+    --------
+    >>> import rectify
+    >>> from rectify.datasets import load_misinfo, draw_pilot
+    >>> df = load_misinfo()
+    >>> r = rectify.quantile("age", 0.5, draw_pilot(df, 200, random_state=1), method="classical")
+    >>> r.terms
+    ('quantile[0.5](age)',)
+    """
+    kwargs = dict(y=y, q=q, predicted=predicted, method=method, weights=weights, weights_pop=weights_pop,
+                  lam=lam, level=level, convention=convention)
+    if by is not None:
+        return _by(quantile, by, pilot, population, kwargs)
+    from rectify.estimators.ppi import ppi_quantile
+
+    need_pilot, need_pop = _needs(method)
+    pilot = _frame(pilot, "pilot", need_pilot)
+    population = _frame(population, "population", need_pop)
+    if method in ("ppi", "ppi++", "naive") and predicted is None:
+        raise InputError(f"method {method!r} needs 'predicted', the column of LLM predictions")
+    yv = _numeric_column(pilot, y, "pilot") if need_pilot else None
+    f = _numeric_column(pilot, predicted, "pilot") if method in ("ppi", "ppi++") else None
+    fp = _numeric_column(population, predicted, "population") if need_pop else None
+    r = ppi_quantile(yv, f, fp, q=q, method=method, weights=_weights(weights, pilot, "weights", "pilot"),
+                     weights_pop=_weights(weights_pop, population, "weights_pop", "population"), lam=lam,
+                     level=level, convention=convention)
+    return replace(r, terms=(f"quantile[{q:g}]({y})",))
+
+
+def _regression_verb(core_name, formula, pilot, population, predicted, method, weights, weights_pop, by, lam,
+                     lambda_mode, lambda_bounds, level, convention, verb, intercept=True, categories=None):
+    kwargs = dict(predicted=predicted, method=method, weights=weights, weights_pop=weights_pop, lam=lam,
+                  lambda_mode=lambda_mode, lambda_bounds=lambda_bounds, level=level, convention=convention)
+    if categories is not None:
+        kwargs["categories"] = categories
+    if by is not None:
+        return _by(lambda pilot, population, **kw: verb(formula, pilot, population, **kw), by, pilot, population,
+                   kwargs)
+    import rectify.estimators.ppi as core
+
+    need_pilot, need_pop = _needs(method)
+    population = _frame(population, "population", need_pop)
+    pilot = _frame(pilot, "pilot", True)  # the pilot defines the model spec even for 'naive'
+    if method in ("ppi", "ppi++", "naive") and predicted is None:
+        raise InputError(f"method {method!r} needs 'predicted', the column of LLM predictions of the outcome")
+    mf = build_design(formula, pilot, population if need_pop else None, intercept=intercept)
+    y = mf.y
+    f = fp = None
+    if method in ("ppi", "ppi++"):
+        f = _prob_columns(pilot, predicted, "pilot")
+    if need_pop:
+        fp = _prob_columns(population, predicted, "population")
+    extra = {} if categories is None else {"categories": categories}
+    if core_name != "ppi_ordinal":
+        y = np.asarray(y, dtype=float) if y is not None else None
+    r = getattr(core, core_name)(
+        mf.X if need_pilot else None, y if need_pilot else None, f, mf.X_pop, fp, method,
+        weights=_weights(weights, pilot, "weights", "pilot"),
+        weights_pop=_weights(weights_pop, population, "weights_pop", "population"), lam=lam,
+        lambda_mode=lambda_mode, lambda_bounds=lambda_bounds, level=level, convention=convention,
+        terms=mf.terms, **extra)
+    return replace(r, diagnostics={**r.diagnostics, "formula": formula})
+
+
+def ols(formula: str, pilot: pd.DataFrame | None = None, population: pd.DataFrame | None = None,
+        predicted: str | None = None, method: str = "ppi++", *, weights=None, weights_pop=None,
+        by: str | None = None, lam=None, lambda_mode: str = "overall", lambda_bounds=None, level: float = 0.95,
+        convention: str = "small-sample") -> Result:
+    """Linear regression of a human answer on covariates, corrected with the LLM's predictions.
+
+    The formula's spec is learned on the pilot and replayed on the population; a population category
+    the pilot never showed, or a missing covariate, raises an error.
+
+    Examples
+    --------
+    >>> import rectify
+    >>> from rectify.datasets import load_misinfo, draw_pilot
+    >>> df = load_misinfo()
+    >>> from rectify.datasets import misinfo_discernment
+    >>> df["disc"], df["disc_llm"] = misinfo_discernment(df), misinfo_discernment(df, "llm")
+    >>> pilot = draw_pilot(df, 200, random_state=1).dropna(subset=["disc"])
+    >>> r = rectify.ols("disc ~ age + C(ideology)", pilot, df, predicted="disc_llm")
+    >>> r.terms[:2]
+    ('Intercept', 'age')
+    """
+    return _regression_verb("ppi_ols", formula, pilot, population, predicted, method, weights, weights_pop, by,
+                            lam, lambda_mode, lambda_bounds, level, convention, ols)
+
+
+def logit(formula: str, pilot: pd.DataFrame | None = None, population: pd.DataFrame | None = None,
+          predicted: str | None = None, method: str = "ppi++", *, weights=None, weights_pop=None,
+          by: str | None = None, lam=None, lambda_mode: str = "overall", lambda_bounds=None,
+          level: float = 0.95, convention: str = "small-sample") -> Result:
+    """Logistic regression of a binary (0/1) human answer; ``predicted`` holds probabilities or 0/1.
+
+    Examples
+    --------
+    >>> import rectify
+    >>> from rectify.datasets import load_misinfo, draw_pilot
+    >>> df = load_misinfo()
+    >>> df["believes_f01"] = (df["f01"] >= 3).astype(float)
+    >>> df["believes_f01_llm"] = (df["f01_llm"] >= 2.5).astype(float)
+    >>> pilot = draw_pilot(df, 300, random_state=1).dropna(subset=["f01"])
+    >>> r = rectify.logit("believes_f01 ~ age", pilot, df, predicted="believes_f01_llm")
+    >>> r.estimand
+    'logistic'
+    """
+    return _regression_verb("ppi_logistic", formula, pilot, population, predicted, method, weights, weights_pop,
+                            by, lam, lambda_mode, lambda_bounds, level, convention, logit)
+
+
+def ordinal(formula: str, pilot: pd.DataFrame | None = None, population: pd.DataFrame | None = None,
+            predicted: str | Sequence[str] | None = None, method: str = "ppi++", *, categories=None,
+            weights=None, weights_pop=None, by: str | None = None, lam=None, lambda_mode: str = "overall",
+            lambda_bounds=None, level: float = 0.95, convention: str = "small-sample") -> Result:
+    """Cumulative-logit (proportional-odds) regression of a Likert answer.
+
+    ``predicted`` is a column of predicted answers or the list of option-probability columns.
+
+    Examples
+    --------
+    >>> import rectify
+    >>> from rectify.datasets import load_misinfo, draw_pilot
+    >>> df = load_misinfo()
+    >>> from rectify.datasets import misinfo_llm_probs
+    >>> probs = [f"p{k}" for k in range(1, 5)]
+    >>> df[probs] = misinfo_llm_probs(df, "f01")
+    >>> pilot = draw_pilot(df, 300, random_state=1).dropna(subset=["f01"])
+    >>> r = rectify.ordinal("f01 ~ age + C(ideology)", pilot, df, predicted=probs,
+    ...                     categories=[1, 2, 3, 4])
+    >>> r.terms[-1]
+    'threshold[3|4]'
+    """
+    return _regression_verb("ppi_ordinal", formula, pilot, population, predicted, method, weights, weights_pop,
+                            by, lam, lambda_mode, lambda_bounds, level, convention, ordinal, intercept=False,
+                            categories=categories)
