@@ -100,11 +100,15 @@ def optimal_lambda(psi_y: np.ndarray, psi_f: np.ndarray, psi_pop: np.ndarray, mo
     var_f = (cf * cf).sum(axis=0) / n
     var_p = (cp * cp).sum(axis=0) / N
     denom = var_f + (n / N) * var_p
+    # predictions whose estimator has (numerically) no variance carry no information: lambda = 0
+    var_y = (cy * cy).sum(axis=0) / n
+    tiny = 1e-10 * (var_y + np.finfo(float).tiny)
     if mode == "overall":
         den = denom.sum()
-        lam = cov.sum() / den if den > 0 else 0.0
+        lam = cov.sum() / den if den > tiny.sum() else 0.0
     else:
-        lam = np.where(denom > 0, cov / np.where(denom > 0, denom, 1.0), 0.0)
+        ok = denom > tiny
+        lam = np.where(ok, cov / np.where(ok, denom, 1.0), 0.0)
     if bounds is not None:
         lam = np.clip(lam, bounds[0], bounds[1])
     return lam
