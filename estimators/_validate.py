@@ -91,7 +91,7 @@ def check_design(X: np.ndarray, name: str, terms: list[str]) -> None:
     n, p = X.shape
     if n <= p:
         raise InputError(
-            f"argument '{name}' has {n} rows for {p} coefficients; the pilot must be larger than the "
+            f"argument '{name}' has {n} rows (n_samples = {n}) for {p} coefficients; the pilot must be larger than the "
             f"number of coefficients (collect more pilot answers or simplify the formula)"
         )
     sd = X.std(axis=0)

@@ -384,29 +384,27 @@ def cell_codes(codes: Sequence[np.ndarray], n_levels: Sequence[int]) -> tuple[np
     Returns
     -------
     cell : ndarray of int, shape (n,)
-        Cell index of each row (0 .. n_cells - 1), only occupied cells numbered.
+        Cell index of each row (0 .. n_cells - 1): in the full cross-classification when it has
+        at most ``4 n + 1024`` cells (empty cells included), else among the occupied cells only.
     cell_margins : ndarray of int, shape (n_cells, m)
-        Level of each variable in each occupied cell.
+        Level of each variable in each cell.
 
     Examples
     --------
-    >>> cell, cm = cell_codes([np.array([0, 1, 1]), np.array([1, 0, 0])], [2, 2])
+    >>> cell, cm = cell_codes([np.array([0, 1]), np.array([0, 1])], [2, 2])
     >>> cell.tolist(), cm.tolist()
-    ([0, 1, 1], [[0, 1], [1, 0]])
+    ([0, 3], [[0, 0], [0, 1], [1, 0], [1, 1]])
     """
     n_levels = [int(k) for k in n_levels]
-    if float(np.prod(np.asarray(n_levels, float))) < 2**62:
-        flat = np.ravel_multi_index(tuple(np.asarray(c, np.int64) for c in codes), n_levels)
-        full = int(np.prod(n_levels))
-        if full <= 4 * len(flat) + 1024:
-            present = np.bincount(flat, minlength=full) > 0
-            index = np.cumsum(present) - 1
-            cells = np.flatnonzero(present)
-            cell = index[flat]
-        else:
-            cells, cell = np.unique(flat, return_inverse=True)
-        cm = np.column_stack(np.unravel_index(cells, n_levels))
-        return cell.astype(np.int64), cm
+    full = float(np.prod(np.asarray(n_levels, float)))
+    n = len(codes[0])
+    if full <= 4 * n + 1024:
+        # small table: the full cross-classification (empty cells stay empty under IPF)
+        flat = np.asarray(codes[0], np.int64)
+        for c, k in zip(codes[1:], n_levels[1:]):
+            flat = flat * k + c
+        cm = np.column_stack(np.unravel_index(np.arange(int(full)), n_levels))
+        return flat, cm
     stacked = np.column_stack(codes)
     cm, cell = np.unique(stacked, axis=0, return_inverse=True)
     return cell.ravel().astype(np.int64), cm

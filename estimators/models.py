@@ -69,8 +69,11 @@ def fit_ols(X: np.ndarray, z: np.ndarray, w: np.ndarray) -> Fit:
 
 
 def fit_logistic(X: np.ndarray, z: np.ndarray, w: np.ndarray, tol: float = 1e-12,
-                 max_iter: int = 100, start: np.ndarray | None = None) -> Fit:
+                 max_iter: int = 100, start: np.ndarray | None = None, ridge: float = 0.0) -> Fit:
     """Weighted logistic regression (labels in [0, 1], soft labels allowed) by Newton's method.
+
+    ``ridge`` adds ``ridge / (2 n) * ||beta||^2`` to the mean loss (an intercept column of ones is
+    not penalised); the default 0 is the maximum-likelihood fit.
 
     Examples
     --------
@@ -81,16 +84,19 @@ def fit_logistic(X: np.ndarray, z: np.ndarray, w: np.ndarray, tol: float = 1e-12
     """
     n, p = X.shape
     theta = np.zeros(p) if start is None else np.array(start, float)
+    pen = np.full(p, ridge / n)
+    if ridge:
+        pen[np.all(X == 1.0, axis=0)] = 0.0
 
     def loss(t: np.ndarray) -> float:
         eta = X @ t
-        return float(-(w * (z * log_expit(eta) + (1 - z) * log_expit(-eta))).sum() / n)
+        return float(-(w * (z * log_expit(eta) + (1 - z) * log_expit(-eta))).sum() / n + 0.5 * (pen * t * t).sum())
 
     cur = loss(theta)
     for it in range(1, max_iter + 1):
         mu = expit(X @ theta)
-        grad = X.T @ (w * (mu - z)) / n
-        H = (X * (w * mu * (1 - mu))[:, None]).T @ X / n
+        grad = X.T @ (w * (mu - z)) / n + pen * theta
+        H = (X * (w * mu * (1 - mu))[:, None]).T @ X / n + np.diag(pen)
         step = _solve(H, grad, "logistic")
         t = 1.0
         while True:
@@ -110,8 +116,8 @@ def fit_logistic(X: np.ndarray, z: np.ndarray, w: np.ndarray, tol: float = 1e-12
     else:
         raise ConvergenceError(f"logistic regression did not converge in {max_iter} Newton steps")
     mu = expit(X @ theta)
-    H = (X * (w * mu * (1 - mu))[:, None]).T @ X / n
-    psi = (X * (w * (z - mu))[:, None]) @ np.linalg.inv(H).T
+    H = (X * (w * mu * (1 - mu))[:, None]).T @ X / n + np.diag(pen)
+    psi = (X * (w * (z - mu))[:, None] - pen * theta) @ np.linalg.inv(H).T
     return Fit(theta, psi, H, it)
 
 

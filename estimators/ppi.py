@@ -772,12 +772,14 @@ def _check_binary(Y, F, Fp):
 
 def ppi_logistic(X=None, y=None, yhat=None, X_pop=None, yhat_pop=None, method: str = "ppi++", *, weights=None,
                  weights_pop=None, lam=None, lambda_mode: str = "overall", lambda_bounds=None,
-                 level: float = 0.95, convention: str = "small-sample", terms=None) -> Result:
+                 level: float = 0.95, convention: str = "small-sample", terms=None, ridge: float = 0.0) -> Result:
     """Logistic-regression coefficients of a binary human answer, corrected with LLM predictions.
 
     Predictions may be probabilities (soft labels). Default estimator: the one-step PPI++ form
     ``b_y - lam (b_f - b_f~)`` of three Newton fits (see module notes); ``convention="ppi_py"``
-    computes ppi_py's joint-loss estimate instead.
+    computes ppi_py's joint-loss estimate instead. ``ridge`` (default 0: maximum likelihood) adds an
+    L2 penalty ``ridge / 2 * ||beta||^2`` (intercept excluded) to each fit; the estimand is then the
+    penalised one.
 
     Examples
     --------
@@ -789,7 +791,12 @@ def ppi_logistic(X=None, y=None, yhat=None, X_pop=None, yhat_pop=None, method: s
     >>> r.terms
     ('Intercept', 'x')
     """
-    return _regression(fit_logistic, X, y, yhat, X_pop, yhat_pop, method, weights, weights_pop, lam,
+    if ridge < 0 or not np.isfinite(ridge):
+        raise InputError(f"argument 'ridge' must be a finite number >= 0, got {ridge!r}")
+    if ridge and convention == "ppi_py":
+        raise InputError("argument 'ridge' is not available under convention='ppi_py'")
+    fitter = fit_logistic if not ridge else partial(fit_logistic, ridge=ridge)
+    return _regression(fitter, X, y, yhat, X_pop, yhat_pop, method, weights, weights_pop, lam,
                        lambda_mode, lambda_bounds, level, convention, terms, "logistic",
                        check_labels=_check_binary, ppi_py_fn=_ppi_py_logistic)
 

@@ -437,7 +437,7 @@ def survey_ols(X, y, design: SurveyDesign, terms: Sequence[str] | None = None, n
     >>> X = np.column_stack([np.ones(4), [0.0, 1.0, 2.0, 3.0]])
     >>> des = SurveyDesign(weights=np.ones(4))
     >>> np.round(survey_ols(X, np.array([1.0, 3.0, 5.0, 7.1]), des).estimate, 3).tolist()
-    [0.97, 2.03]
+    [0.98, 2.03]
     """
     X = _check_X(X, design.n)
     y = _col(y, design.n)
