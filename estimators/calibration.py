@@ -143,7 +143,18 @@ def calfun(method: str, bounds=(-np.inf, np.inf)):
         raise InputError(f"argument 'method' must be one of {_METHODS}, got {method!r}")
     lo, hi = _check_bounds(bounds, method)
     if method == "raking":
-        return (lambda u: np.expm1(u)), (lambda u: np.exp(u))
+        if not (np.isfinite(lo) or np.isfinite(hi)):
+            return (lambda u: np.expm1(u)), (lambda u: np.exp(u))
+        llo = np.log(lo) if lo > 0 else -np.inf
+        lhi = np.log(hi) if hi > 0 else -np.inf
+
+        def fm1_rake(u):
+            return np.clip(np.exp(u), lo, hi) - 1.0
+
+        def df_rake(u):
+            return np.where((u < llo) | (u > lhi), 0.0, np.exp(u))
+
+        return fm1_rake, df_rake
     if method in ("linear", "truncated"):
         def fm1(u):
             return np.clip(u + 1.0, lo, hi) - 1.0
@@ -214,7 +225,8 @@ def calibrate_weights(
         to ``bounds``.
     bounds : (lower, upper), optional
         Bounds on the g-weights (final / design weight), as in R's ``calibrate(bounds=)``.
-        Required for ``logit`` and ``truncated``; ignored by ``raking``-free linear when ``None``.
+        Required for ``logit`` and ``truncated``; with ``linear`` they truncate as ``truncated``
+        does, with ``raking`` they clip ``exp(x' lambda)`` (as R's ``cal.raking``).
     trim : (lower, upper), optional
         After calibration, clip the g-weights to this range and spread the trimmed weight over
         the untrimmed rows in proportion to their design weights (one pass, as R's

@@ -42,7 +42,7 @@ from functools import partial
 from typing import Any, Sequence
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from rectify.errors import InputError
 from rectify.result import Result, check_level
@@ -493,14 +493,9 @@ def _rectified_cdf_parts(grid, y, f, fp, w, wp, lam):
     return Iy, If, Ip
 
 
-def _quantile_interval(level, grid, cdf, se, df, lo_hi_fallback):
-    crit = stats.norm.ppf(0.5 + level / 2) if df is None else stats.t.ppf(0.5 + level / 2, df)
-    return grid, cdf, se, crit
-
-
 def _quantile_ci(level, *, grid, cdf, se, df, q, estimate):
     level = check_level(level)
-    crit = stats.norm.ppf(0.5 + level / 2) if df is None else stats.t.ppf(0.5 + level / 2, df)
+    crit = special.ndtri(0.5 + level / 2) if df is None else special.stdtrit(df, 0.5 + level / 2)
     ok = np.abs(cdf - q) <= crit * np.maximum(se, 1e-16)
     if not ok.any():
         return np.array([estimate]), np.array([estimate])
@@ -564,7 +559,7 @@ def ppi_quantile(y=None, yhat=None, yhat_pop=None, q: float = 0.5, method: str =
     fn = partial(_quantile_ci, grid=grid, cdf=cdf, se=np.sqrt(var), df=df, q=float(q), estimate=est)
     # a local density estimate turns the CDF's standard error into one for the quantile (reporting only)
     lo, hi = fn(level)
-    se = (hi[0] - lo[0]) / (2 * stats.norm.ppf(0.5 + level / 2))
+    se = (hi[0] - lo[0]) / (2 * special.ndtri(0.5 + level / 2))
     tuning = {} if lam_val is None else {"lambda": lam_val, "lambda_mode": "overall" if method == "ppi++" else "fixed"}
     return Result([est], [[se**2]], [f"quantile[{q:g}]"], method, "quantile", n, N, level=level, df=None,
                   tuning=tuning, interval_fn=fn,

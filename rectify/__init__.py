@@ -11,7 +11,7 @@ Heavy dependencies (torch, transformers, peft, pymc, openai) load only inside th
 them: ``import rectify`` stays light.
 """
 
-from . import datasets, errors
+from . import errors
 from .errors import (
     ConvergenceError,
     EstimationError,
@@ -24,6 +24,16 @@ from .result import Result, etable
 from .verbs import logit, mean, ols, ordinal, quantile, shares
 
 __version__ = "0.1.0"
+
+_LAZY = {"datasets", "fidelity", "weighting", "bayes", "compare", "planning", "report", "demo", "llm", "estimators"}
+
+
+def __getattr__(name):  # submodules load on first use, so ``import rectify`` stays fast
+    if name in _LAZY:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'rectify' has no attribute {name!r}")
 
 __all__ = [
     "Result",

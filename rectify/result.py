@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special
 
 from .errors import InputError
 
@@ -190,10 +190,10 @@ class Result:
     def _critical(self, level: float) -> np.ndarray:
         q = 0.5 + level / 2.0
         if self.df is None:
-            return np.full(self.estimate.shape, stats.norm.ppf(q))
+            return np.full(self.estimate.shape, special.ndtri(q))
         df = np.asarray(self.df, dtype=float)
-        return np.where(np.isfinite(df), stats.t.ppf(q, np.where(np.isfinite(df), df, 1.0)),
-                        stats.norm.ppf(q))
+        return np.where(np.isfinite(df), special.stdtrit(np.where(np.isfinite(df), df, 1.0), q),
+                        special.ndtri(q))
 
     def conf_int(self, level: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Confidence (or credible) interval bounds at ``level`` (default: the result's level).
@@ -235,10 +235,10 @@ class Result:
         """Two-sided p-values for the null value 0 (t or normal reference, as the intervals)."""
         t = np.abs(self.statistic)
         if self.df is None:
-            return 2.0 * stats.norm.sf(t)
+            return 2.0 * special.ndtr(-t)
         df = np.asarray(self.df, float)
-        return np.where(np.isfinite(df), 2.0 * stats.t.sf(t, np.where(np.isfinite(df), df, 1.0)),
-                        2.0 * stats.norm.sf(t))
+        return np.where(np.isfinite(df), 2.0 * special.stdtr(np.where(np.isfinite(df), df, 1.0), -t),
+                        2.0 * special.ndtr(-t))
 
     # ------------------------------------------------------------------ presentation
     def tidy(self, level: float | None = None) -> pd.DataFrame:

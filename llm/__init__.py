@@ -1,0 +1,1 @@
+"""rectify.llm: LLM survey simulators."""
