@@ -1,1 +1,47 @@
-"""rectify.estimators: corrections of LLM predictions against a human pilot."""
+"""rectify.estimators: corrections of LLM predictions against a human pilot.
+
+Pure numeric cores over numpy arrays, each returning a :class:`rectify.Result`:
+
+* prediction-powered inference (:mod:`.ppi`): ``ppi_mean``, ``ppi_shares``, ``ppi_quantile``,
+  ``ppi_ols``, ``ppi_logistic``, ``ppi_ordinal`` with methods classical / naive / ppi / ppi++;
+* calibration weighting (:mod:`.calibration`, :mod:`.survey_estimation`): raking, GREG, bounded and
+  trimmed calibration, post-stratification and design-based estimation on the weights;
+* scikit-learn-style classes (:mod:`.sklearn_api`), loaded on first use.
+"""
+
+from .calibration import CalibrationFit, calibrate_weights, poststratify, rake, trim_g, trim_weights
+from .ppi import optimal_lambda, ppi_logistic, ppi_mean, ppi_ols, ppi_ordinal, ppi_quantile, ppi_shares
+from .survey_estimation import (
+    Replicates,
+    SurveyDesign,
+    bootstrap_factors,
+    jkn_factors,
+    survey_logit,
+    survey_mean,
+    survey_ols,
+    survey_quantile,
+    survey_shares,
+    survey_total,
+)
+
+_LAZY = {
+    "PPILinearRegression": "sklearn_api",
+    "PPILogisticRegression": "sklearn_api",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "ppi_mean", "ppi_shares", "ppi_quantile", "ppi_ols", "ppi_logistic", "ppi_ordinal", "optimal_lambda",
+    "calibrate_weights", "rake", "poststratify", "trim_weights", "trim_g", "CalibrationFit",
+    "SurveyDesign", "Replicates", "survey_mean", "survey_total", "survey_shares", "survey_quantile",
+    "survey_ols", "survey_logit", "jkn_factors", "bootstrap_factors",
+    "PPILinearRegression", "PPILogisticRegression",
+]

@@ -22,6 +22,7 @@ from .errors import (
 )
 from .result import Result, etable
 from .verbs import logit, mean, ols, ordinal, quantile, shares
+from .weighting import CalibratedWeights, calibrate
 
 __version__ = "0.1.0"
 
@@ -44,6 +45,8 @@ __all__ = [
     "ols",
     "logit",
     "ordinal",
+    "calibrate",
+    "CalibratedWeights",
     "datasets",
     "errors",
     "RectifyError",
