@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numbers
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -184,7 +184,15 @@ class CrossFit:
     diagnostics: dict = field(default_factory=dict)
 
 
+def _item_of(estimator: Any) -> Any:
+    item = getattr(estimator, "item", None)
+    return item if hasattr(item, "to_index") and hasattr(item, "options") else None
+
+
 def _master_classes(estimator: Any, y: Any) -> Any:
+    item = _item_of(estimator)
+    if item is not None:
+        return np.asarray(list(item.options))
     opts = getattr(estimator, "options", None)
     if opts is not None and not (isinstance(opts, (list, tuple)) and opts
                                  and isinstance(opts[0], (list, tuple))):
@@ -524,9 +532,23 @@ def crossfit_ppi(estimator: Any, X: Any, y: Any, X_population: Any, *, estimand:
     if classes is None:
         raise InputError("cannot tell the option order of the predictions; give the estimator "
                          "'options'")
+    item = _item_of(estimator)
+    if item is not None:
+        codes = item.to_index(list(np.asarray(y, dtype=object)))
+        if np.any(codes < 0):
+            raise InputError(f"argument 'y' has {int(np.sum(codes < 0))} missing answers; cross-PPI "
+                             "needs answered pilot rows: pass only those (the fold models may "
+                             "still be trained with missing answers via cross_fit)")
+        if scores is None:
+            scores = item.score_values
+    else:
+        from rectify.llm.baseline import check_labels
+
+        codes, _, _ = check_labels(np.asarray(y), list(classes), name="y")
     if estimand == "shares":
-        res = crossppi_shares(y, cf.oof, cf.population_folds, options=list(classes), lam=lam,
-                              level=level, interval=interval)
+        res = crossppi_shares(codes, cf.oof, cf.population_folds, options=list(range(len(classes))),
+                              lam=lam, level=level, interval=interval)
+        res = replace(res, terms=[str(c) for c in np.asarray(classes).tolist()])
     else:
         if scores is None:
             try:
@@ -536,11 +558,8 @@ def crossfit_ppi(estimator: Any, X: Any, y: Any, X_population: Any, *, estimand:
         s = np.asarray(scores, dtype=float)
         if s.shape != (len(classes),):
             raise InputError(f"argument 'scores' needs {len(classes)} values, got {s.shape}")
-        from rectify.llm.baseline import check_labels
-        codes, _, _ = check_labels(np.asarray(y), list(classes), name="y")
         res = crossppi_mean(s[codes], cf.oof @ s, cf.population_folds @ s, lam=lam, level=level,
                             interval=interval)
     diag = dict(res.diagnostics)
     diag["crossfit"] = cf
-    from dataclasses import replace
     return replace(res, diagnostics=diag)
