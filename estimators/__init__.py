@@ -9,24 +9,16 @@ Pure numeric cores over numpy arrays, each returning a :class:`rectify.Result`:
 * scikit-learn-style classes (:mod:`.sklearn_api`), loaded on first use.
 """
 
-from .calibration import CalibrationFit, calibrate_weights, poststratify, rake, trim_g, trim_weights
 from .ppi import optimal_lambda, ppi_logistic, ppi_mean, ppi_ols, ppi_ordinal, ppi_quantile, ppi_shares
-from .survey_estimation import (
-    Replicates,
-    SurveyDesign,
-    bootstrap_factors,
-    jkn_factors,
-    survey_logit,
-    survey_mean,
-    survey_ols,
-    survey_quantile,
-    survey_shares,
-    survey_total,
-)
 
 _LAZY = {
     "PPILinearRegression": "sklearn_api",
     "PPILogisticRegression": "sklearn_api",
+    **{k: "calibration" for k in ("CalibrationFit", "calibrate_weights", "poststratify", "rake", "trim_g",
+                                  "trim_weights")},
+    **{k: "survey_estimation" for k in ("Replicates", "SurveyDesign", "bootstrap_factors", "jkn_factors",
+                                        "survey_logit", "survey_mean", "survey_ols", "survey_quantile",
+                                        "survey_shares", "survey_total")},
 }
 
 

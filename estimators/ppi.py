@@ -27,9 +27,10 @@ where ``psi`` are per-row influence functions (inverse Hessian times score).
 Intervals
 ---------
 ``convention="small-sample"`` (default): the pilot part of the variance is scaled by n / (n - p)
-(HC1, so the classical OLS interval equals statsmodels' HC1 interval) and intervals use Student's t
-with Welch-Satterthwaite degrees of freedom combining the pilot (n - p) and population (N - p)
-parts. This keeps 95% coverage at pilots of n = 50 (see benchmarks/coverage.py).
+(HC1, so the classical OLS interval equals statsmodels' HC1 interval), or n / (n - p - 1) when
+PPI++ estimates lambda from the same pilot, and intervals use Student's t with Welch-Satterthwaite
+degrees of freedom combining the pilot (n - p [- 1]) and population (N - p) parts. This keeps 95%
+coverage at pilots of n = 50 (see benchmarks/coverage.py).
 
 ``convention="ppi_py"``: normal (z) intervals with the variance conventions of the reference package
 ppi_py 0.2.3, lambda clipped to [0, 1] and, for logistic regression, its joint-loss point estimate.
@@ -122,16 +123,27 @@ def _satterthwaite(va: np.ndarray, vb: np.ndarray, dfa: float, dfb: float) -> np
 
 
 def _combine(A: np.ndarray | None, B: np.ndarray | None, n: int, N: int, p: int,
-             convention: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """Covariance ``A'A / (n (n - ddof)) + B'B / (N (N - ddof))`` and Satterthwaite df."""
-    ddof = p if convention == "small-sample" else 0
+             convention: str, tuned: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+    """Covariance ``A'A / (n (n - ddof)) + B'B / (N (N - ddof))`` and Satterthwaite df.
+
+    Under the small-sample convention the pilot part loses ``p`` degrees of freedom for the
+    coefficients and ``tuned`` more for a lambda estimated from the same pilot (PPI++ with an estimated
+    lambda is a regression estimator: like a fitted slope, the tuned lambda makes the residual variance
+    look smaller than it is).
+    """
+    ddof_a = p + tuned if convention == "small-sample" else 0
+    ddof_b = p if convention == "small-sample" else 0
     d = (A if A is not None else B).shape[1]
-    cov_a = np.zeros((d, d)) if A is None else A.T @ A / (n * (n - ddof))
-    cov_b = np.zeros((d, d)) if B is None else B.T @ B / (N * (N - ddof))
+    if A is not None and n - ddof_a < 1:
+        raise InputError(
+            f"the pilot has {n} rows for {ddof_a} estimated parameters; collect more pilot answers or fix lambda"
+        )
+    cov_a = np.zeros((d, d)) if A is None else A.T @ A / (n * (n - ddof_a))
+    cov_b = np.zeros((d, d)) if B is None else B.T @ B / (N * (N - ddof_b))
     cov = cov_a + cov_b
     if convention == "ppi_py":
         return cov, None
-    df = _satterthwaite(np.diag(cov_a), np.diag(cov_b), n - p, N - p)
+    df = _satterthwaite(np.diag(cov_a), np.diag(cov_b), n - ddof_a, N - ddof_b)
     return cov, df
 
 
@@ -183,7 +195,8 @@ def _difference_estimator(fit_y: Fit | None, fit_f: Fit | None, fit_pop: Fit | N
     est = fit_y.theta - lam_vec * (fit_f.theta - fit_pop.theta)
     A = fit_y.psi - lam_vec * fit_f.psi
     B = lam_vec * fit_pop.psi
-    cov, df = _combine(A, B, n, N, p, convention)
+    tuned = 1 if (method == "ppi++" and lam is None) else 0
+    cov, df = _combine(A, B, n, N, p, convention, tuned=tuned)
     return est, cov, df, lam_vec
 
 

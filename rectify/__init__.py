@@ -21,19 +21,25 @@ from .errors import (
     UnseenLevelError,
 )
 from .result import Result, etable
-from .verbs import logit, mean, ols, ordinal, quantile, shares
-from .weighting import CalibratedWeights, calibrate
 
 __version__ = "0.1.0"
 
 _LAZY = {"datasets", "fidelity", "weighting", "bayes", "compare", "planning", "report", "demo", "llm", "estimators"}
 
 
-def __getattr__(name):  # submodules load on first use, so ``import rectify`` stays fast
-    if name in _LAZY:
-        import importlib
+_LAZY_ATTRS = {
+    "mean": "verbs", "shares": "verbs", "quantile": "verbs", "ols": "verbs", "logit": "verbs",
+    "ordinal": "verbs", "calibrate": "weighting", "CalibratedWeights": "weighting",
+}
 
+
+def __getattr__(name):  # submodules load on first use, so ``import rectify`` stays fast
+    import importlib
+
+    if name in _LAZY:
         return importlib.import_module(f"{__name__}.{name}")
+    if name in _LAZY_ATTRS:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY_ATTRS[name]}"), name)
     raise AttributeError(f"module 'rectify' has no attribute {name!r}")
 
 __all__ = [

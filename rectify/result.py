@@ -14,7 +14,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
-import pandas as pd
 from scipy import special
 
 from .errors import InputError
@@ -178,11 +177,15 @@ class Result:
         return np.sqrt(np.clip(np.diag(self.cov), 0.0, None))
 
     @property
-    def params(self) -> pd.Series:
+    def params(self):
         """Estimates as a pandas Series indexed by term (and group, if any)."""
+        import pandas as pd
+
         return pd.Series(self.estimate, index=self._index(), name=self.method)
 
-    def _index(self) -> pd.Index:
+    def _index(self):
+        import pandas as pd
+
         if self.groups is None:
             return pd.Index(self.terms, name="term")
         return pd.MultiIndex.from_arrays([self.groups, self.terms], names=["group", "term"])
@@ -241,7 +244,7 @@ class Result:
                         2.0 * special.ndtr(-t))
 
     # ------------------------------------------------------------------ presentation
-    def tidy(self, level: float | None = None) -> pd.DataFrame:
+    def tidy(self, level: float | None = None):
         """One row per term: term, estimate, std_error, statistic, p_value, conf_low, conf_high,
         method, n_pilot, n_population (plus ``group`` for subgroup results).
 
@@ -251,6 +254,8 @@ class Result:
         >>> list(r.tidy().columns)[:4]
         ['term', 'estimate', 'std_error', 'statistic']
         """
+        import pandas as pd
+
         low, high = self.conf_int(level)
         out = pd.DataFrame(
             {
@@ -331,7 +336,7 @@ def etable(
     level: float | None = None,
     stat: str = "se",
     digits: int = 3,
-) -> pd.DataFrame:
+) -> "pandas.DataFrame":
     """Several results side by side: one column per result, one row per term.
 
     Parameters
@@ -400,5 +405,7 @@ def etable(
             arr = np.atleast_1d(np.asarray(lam, float))
             col["lambda"] = ", ".join(fmt.format(v) for v in arr[:6]) + (" ..." if arr.size > 6 else "")
         cols[name] = col
+    import pandas as pd
+
     index = order + ["n_pilot", "n_population", "lambda"]
     return pd.DataFrame({n: [c.get(k, "") for k in index] for n, c in cols.items()}, index=index)

@@ -120,8 +120,14 @@ def test_mean_ppi_plus_plus_lambda_and_variance_closed_form():
     assert r.tuning["lambda"] == pytest.approx(lam, rel=1e-12)
     est = y.mean() - lam * (f.mean() - fp.mean())
     assert r.estimate[0] == pytest.approx(est, rel=1e-12)
-    var = np.var(y - lam * f, ddof=1) / n + lam**2 * np.var(fp, ddof=1) / N
-    assert r.std_error[0] == pytest.approx(np.sqrt(var), rel=1e-12)
+    # one degree of freedom for the mean and one for the tuned lambda
+    var_a = np.sum((y - y.mean() - lam * (f - f.mean())) ** 2) / (n * (n - 2))
+    var_b = lam**2 * np.var(fp, ddof=1) / N
+    assert r.std_error[0] == pytest.approx(np.sqrt(var_a + var_b), rel=1e-12)
+    df = (var_a + var_b) ** 2 / (var_a**2 / (n - 2) + var_b**2 / (N - 1))
+    assert r.df[0] == pytest.approx(df, rel=1e-12)
+    fixed = ppi_mean(y, f, fp, lam=lam)  # a fixed lambda costs no degree of freedom
+    assert fixed.std_error[0] < r.std_error[0]
 
 
 def test_naive_is_the_population_prediction_mean():
@@ -136,6 +142,7 @@ def test_element_lambda_minimises_each_coordinate():
     r = ppi_ols(X, y, f, Xp, fp, lambda_mode="element")
     lam = np.asarray(r.tuning["lambda"])
     assert lam.shape == (3,)
+    r = ppi_ols(X, y, f, Xp, fp, lam=lam)  # same lambda, held fixed: comparable variances
     for j in range(3):
         for eps in (-0.05, 0.05):
             lv = lam.copy()
