@@ -24,12 +24,16 @@ from .result import Result, etable
 
 __version__ = "0.1.0"
 
-_LAZY = {"datasets", "fidelity", "weighting", "bayes", "compare", "planning", "report", "demo", "llm", "estimators"}
+_LAZY = {"datasets", "fidelity", "weighting", "bayes", "comparison", "registry", "planning", "report", "demo", "llm",
+         "estimators"}
 
 
 _LAZY_ATTRS = {
     "mean": "verbs", "shares": "verbs", "quantile": "verbs", "ols": "verbs", "logit": "verbs",
     "ordinal": "verbs", "calibrate": "weighting", "CalibratedWeights": "weighting",
+    "compare": "comparison", "Comparison": "comparison", "write_report": "report",
+    "effective_sample_size": "planning", "humans_needed": "planning", "plan_from_pilot": "planning",
+    "fidelity_report": "fidelity", "group_summary": "fidelity",
 }
 
 
@@ -53,6 +57,14 @@ __all__ = [
     "ordinal",
     "calibrate",
     "CalibratedWeights",
+    "compare",
+    "Comparison",
+    "write_report",
+    "effective_sample_size",
+    "humans_needed",
+    "plan_from_pilot",
+    "fidelity_report",
+    "group_summary",
     "datasets",
     "errors",
     "RectifyError",

@@ -1,0 +1,796 @@
+"""The method registry of :func:`rectify.compare`: every family plugs in through a small adapter.
+
+A **method** is a name, a family and a function::
+
+    fn(frame, pilot, spec, random_state) -> MethodOutput
+
+* ``frame``: every person of the population with covariates and the simulator's columns, but
+  **without** the human answers (compare removes them, so no method can peek at held-out humans);
+* ``pilot``: the pilot rows, with their human answers;
+* ``spec``: a :class:`Spec` (items, option scores, the simulator's columns, formula, scales,
+  covariates, grouping columns, level);
+* ``random_state``: a numpy Generator owned by this (method, pilot size, repeat) cell.
+
+It returns a :class:`MethodOutput`: population **estimates** per item (option shares and the
+mean score, with intervals when the method has them, overall and per subgroup), optionally
+**predictions** (one expected score per person and item) and **probabilities** (``(N, K)`` per
+item) for every frame row, and optionally **coefficients** of the spec's formula with intervals.
+
+Families: ``"pilot only"``, ``"prompting"``, ``"rectification"``, ``"calibration"``,
+``"bayesian"``, ``"fine-tuning"``, ``"covariates"``. Methods whose module is missing or lacks the
+expected public function are not registered; :func:`unavailable` says why. Nothing here imports a
+heavy dependency at import time.
+
+Wired adapters: ``classical`` (pilot only), ``simulator`` (the dataset's LLM columns taken at face
+value), ``ppi++`` (rectification), ``greg`` and ``raking`` (calibration weighting of the pilot on
+the LLM prediction, :func:`rectify.weighting.calibrate`), ``bayes-chain`` (Bayesian chain rule,
+:func:`rectify.estimators.bayes_chain.chain_rule`), ``covariates`` (an ordinal classifier on the
+covariates, :class:`rectify.llm.baseline.CovariateClassifier`), ``covariates+ppi++`` (that
+classifier cross-fitted on the pilot and rectified, :func:`rectify.estimators.crossfit.crossppi_shares`;
+not in the default set), ``bayes-hier`` (:class:`rectify.bayes.BayesianCalibrator`, pymc; slow, not in
+the default set) and ``lora`` (:class:`rectify.llm.finetune.LoRAClassifier`; slow, not in the default
+set). :func:`prompting_methods` builds zero-shot and few-shot prompting methods (and their
+PPI++ versions) around a backend (:class:`rectify.llm.simulator.PromptSimulator`). Register your own
+with :func:`register`.
+
+Examples
+--------
+>>> from rectify.registry import available, get
+>>> "ppi++" in available() and get("classical").family
+'pilot only'
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .errors import ConfigError, EstimationError, InputError
+
+__all__ = [
+    "FAMILIES",
+    "Spec",
+    "MethodOutput",
+    "Method",
+    "register",
+    "get",
+    "available",
+    "unavailable",
+    "default_methods",
+    "ESTIMATE_COLUMNS",
+    "estimates_by_group",
+    "estimates_from_probabilities",
+    "nearest_option",
+    "simulator_probabilities",
+    "prompting_methods",
+]
+
+FAMILIES = ("pilot only", "prompting", "rectification", "calibration", "bayesian", "fine-tuning", "covariates")
+ESTIMATE_COLUMNS = ["item", "grouping", "group", "term", "estimate", "conf_low", "conf_high", "note"]
+ALL = "all"
+
+
+# ---------------------------------------------------------------------------------------------
+# the contract
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Spec:
+    """What is compared: items, option scores, simulator columns, formula, scales, groups.
+
+    Parameters
+    ----------
+    items : tuple of str
+        Item columns holding human answers (option scores, NaN = missing).
+    scores : tuple of float
+        Option scores in order (e.g. ``(1, 2, 3, 4)``); the same for every item.
+    predicted : dict item -> column, optional
+        The simulator's per-person prediction (an expected score or an answer) for each item.
+    probabilities : dict item -> tuple of K columns, optional
+        The simulator's option probabilities for each item.
+    formula : str, optional
+        Structural model; its left-hand side is an item or a scale name.
+    scales : dict name -> (plus_items, minus_items), optional
+    covariates : tuple of str
+        Covariate columns for model-based methods (default: the formula's variables).
+    groups : tuple of str
+        Grouping columns for subgroup metrics.
+    level : float
+        Interval level.
+
+    Examples
+    --------
+    >>> s = Spec(items=("q1",), scores=(1.0, 2.0, 3.0))
+    >>> s.term_names()
+    ['share:1', 'share:2', 'share:3', 'mean']
+    """
+
+    items: tuple
+    scores: tuple
+    predicted: Mapping[str, str] = field(default_factory=dict)
+    probabilities: Mapping[str, tuple] = field(default_factory=dict)
+    formula: str | None = None
+    scales: Mapping[str, tuple] = field(default_factory=dict)
+    covariates: tuple = ()
+    groups: tuple = ()
+    level: float = 0.95
+
+    def term_names(self) -> list[str]:
+        """Names of the estimate terms per item: ``share:<score>`` for each option, then ``mean``."""
+        return [f"share:{_fmt(s)}" for s in self.scores] + ["mean"]
+
+    def response(self) -> str | None:
+        """Left-hand side of the formula (an item or a scale), or None."""
+        if not self.formula:
+            return None
+        return self.formula.split("~")[0].strip()
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+@dataclass
+class MethodOutput:
+    """What a method returns for one pilot.
+
+    Attributes
+    ----------
+    estimates : DataFrame
+        Columns :data:`ESTIMATE_COLUMNS`: per item, grouping (``"all"`` or a grouping column),
+        group and term (``share:<score>`` or ``mean``) an estimate and its interval (NaN if none).
+    predictions : DataFrame, optional
+        Index = the frame's index, one column per item: a point prediction (expected score).
+    probabilities : dict item -> (N, K) array, optional
+        Rows aligned with the frame.
+    coefficients : DataFrame, optional
+        Index = term; columns ``estimate``, ``conf_low``, ``conf_high`` for the spec's formula.
+    info : dict
+        Anything worth recording (e.g. lambda, notes).
+    """
+
+    estimates: pd.DataFrame
+    predictions: pd.DataFrame | None = None
+    probabilities: dict | None = None
+    coefficients: pd.DataFrame | None = None
+    info: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered method.
+
+    Parameters
+    ----------
+    name : str
+    family : str
+        One of :data:`FAMILIES`.
+    fn : callable
+        ``fn(frame, pilot, spec, random_state) -> MethodOutput``.
+    description : str
+    needs : tuple of str
+        Spec fields the method needs (``"predicted"``, ``"covariates"``).
+    default : bool
+        Part of the default comparison (slow methods are not).
+    """
+
+    name: str
+    family: str
+    fn: Callable[..., MethodOutput]
+    description: str = ""
+    needs: tuple = ()
+    default: bool = True
+
+    def check(self, spec: Spec) -> None:
+        """Raise :class:`~rectify.errors.ConfigError` if ``spec`` lacks what the method needs."""
+        for need in self.needs:
+            if need == "predicted" and set(spec.items) - set(spec.predicted):
+                missing = sorted(set(spec.items) - set(spec.predicted))
+                raise ConfigError(f"method {self.name!r} needs the simulator's column for items {missing}")
+            if need == "covariates" and not spec.covariates:
+                raise ConfigError(f"method {self.name!r} needs covariates (give 'covariates' or a formula)")
+
+
+_REGISTRY: dict[str, Method] = {}
+_UNAVAILABLE: dict[str, str] = {}
+
+
+def register(method: Method, replace: bool = False) -> Method:
+    """Add a method to the registry.
+
+    Examples
+    --------
+    >>> m = Method("my-copy", "pilot only", get("classical").fn, default=False)
+    >>> register(m, replace=True).name
+    'my-copy'
+    """
+    if not isinstance(method, Method):
+        raise InputError("argument 'method' must be a rectify.registry.Method")
+    if method.family not in FAMILIES:
+        raise InputError(f"family {method.family!r} of method {method.name!r} must be one of {FAMILIES}")
+    if method.name in _REGISTRY and not replace:
+        raise InputError(f"a method named {method.name!r} is already registered; pass replace=True")
+    _REGISTRY[method.name] = method
+    _UNAVAILABLE.pop(method.name, None)
+    return method
+
+
+def get(name: str) -> Method:
+    """The registered method ``name``; :class:`~rectify.errors.ConfigError` names the choices.
+
+    Examples
+    --------
+    >>> get("ppi++").family
+    'rectification'
+    """
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if name in _UNAVAILABLE:
+        raise ConfigError(f"method {name!r} is not available here: {_UNAVAILABLE[name]}")
+    raise ConfigError(f"unknown method {name!r}; choose from {sorted(_REGISTRY)}")
+
+
+def available() -> dict[str, str]:
+    """Registered methods: name -> family."""
+    return {k: m.family for k, m in _REGISTRY.items()}
+
+
+def unavailable() -> dict[str, str]:
+    """Methods whose family could not be loaded: name -> reason."""
+    return dict(_UNAVAILABLE)
+
+
+def default_methods() -> list[str]:
+    """Names of the methods run by default (fast enough for the demo)."""
+    return [k for k, m in _REGISTRY.items() if m.default]
+
+
+def _guarded(name: str, family: str, loader: Callable[[], Callable], description: str,
+             needs: tuple = (), default: bool = True) -> None:
+    """Register ``name`` if ``loader()`` (which imports the family's module) works, else record why."""
+    try:
+        fn = loader()
+    except Exception as err:  # a missing or unfinished family must never break the registry
+        _UNAVAILABLE[name] = f"{type(err).__name__}: {err}"
+        return
+    _REGISTRY[name] = Method(name, family, fn, description, needs, default)
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers shared by the adapters
+# ---------------------------------------------------------------------------------------------
+def _group_parts(frame: pd.DataFrame, pilot: pd.DataFrame, spec: Spec):
+    yield ALL, ALL, frame, pilot
+    for g in spec.groups:
+        col = frame[g]
+        levels = col.cat.categories if isinstance(col.dtype, pd.CategoricalDtype) else sorted(pd.unique(col), key=str)
+        for lev in levels:
+            yield g, str(lev), frame[frame[g] == lev], pilot[pilot[g] == lev]
+
+
+def _nan_rows(item: str, spec: Spec, note: str) -> list[dict]:
+    return [{"item": item, "term": t, "estimate": math.nan, "conf_low": math.nan, "conf_high": math.nan,
+             "note": note} for t in spec.term_names()]
+
+
+def estimates_by_group(one: Callable[[str, pd.DataFrame, pd.DataFrame], list[dict]], frame: pd.DataFrame,
+                       pilot: pd.DataFrame, spec: Spec) -> pd.DataFrame:
+    """Run ``one(item, frame_part, pilot_part) -> rows`` overall and in every subgroup.
+
+    A part where the method cannot estimate (no pilot rows, an estimation error) gets NaN rows
+    with the reason in ``note`` -- not estimable, never 0.
+
+    Examples
+    --------
+    >>> spec = Spec(items=("y",), scores=(1.0, 2.0))
+    >>> f = pd.DataFrame({"g": ["a", "b"]}); p = pd.DataFrame({"g": ["a", "a"], "y": [1.0, 2.0]})
+    >>> def one(item, fr, pi):
+    ...     return [{"item": item, "term": "mean", "estimate": float(pi[item].mean()),
+    ...              "conf_low": float("nan"), "conf_high": float("nan"), "note": ""}]
+    >>> estimates_by_group(one, f, p, Spec(("y",), (1.0, 2.0), groups=("g",)))["estimate"].tolist()
+    [1.5, 1.5, nan, nan, nan]
+    """
+    rows: list[dict] = []
+    for gname, glabel, fr, pi in _group_parts(frame, pilot, spec):
+        for item in spec.items:
+            pi_i = pi[pi[item].notna()] if item in pi.columns else pi
+            if len(fr) == 0:
+                part = _nan_rows(item, spec, "not estimable: no population rows in this group")
+            elif len(pi_i) < 2:
+                part = _nan_rows(item, spec, f"not estimable: {len(pi_i)} pilot answers in this group")
+            else:
+                try:
+                    part = one(item, fr, pi_i)
+                except (EstimationError, InputError, np.linalg.LinAlgError, ZeroDivisionError) as err:
+                    part = _nan_rows(item, spec, f"not estimable: {err}")
+            for r in part:
+                rows.append({"grouping": gname, "group": glabel, **r})
+    return pd.DataFrame(rows, columns=ESTIMATE_COLUMNS)
+
+
+def _result_rows(item: str, spec: Spec, shares_res: Any, mean_res: Any, note: str = "") -> list[dict]:
+    """Rows from a shares Result (K terms) and a mean Result (1 term); either may be None."""
+    rows = []
+    names = spec.term_names()
+    for res, terms in ((shares_res, names[:-1]), (mean_res, names[-1:])):
+        if res is None:
+            rows += [{"item": item, "term": t, "estimate": math.nan, "conf_low": math.nan,
+                      "conf_high": math.nan, "note": "no estimate"} for t in terms]
+            continue
+        est = np.asarray(res.estimate, float)[: len(terms)]
+        lo, hi = (np.asarray(a, float)[: len(terms)] for a in res.conf_int(spec.level))
+        for t, e, a, b in zip(terms, est, lo, hi):
+            rows.append({"item": item, "term": t, "estimate": float(e), "conf_low": float(a),
+                         "conf_high": float(b), "note": note})
+    return rows
+
+
+def estimates_from_probabilities(probs: Mapping[str, np.ndarray], frame: pd.DataFrame, spec: Spec,
+                                 note: str = "mean of predicted probabilities; no interval") -> pd.DataFrame:
+    """Population estimates of a predictive method: the average predicted distribution per group.
+
+    ``share_k = mean_i p_ik`` and ``mean = sum_k s_k share_k`` over the frame rows of each group.
+
+    Examples
+    --------
+    >>> spec = Spec(items=("y",), scores=(1.0, 2.0))
+    >>> est = estimates_from_probabilities({"y": np.array([[1.0, 0.0], [0.5, 0.5]])},
+    ...                                    pd.DataFrame(index=[0, 1]), spec)
+    >>> est["estimate"].tolist()
+    [0.75, 0.25, 1.25]
+    """
+    sc = np.asarray(spec.scores, float)
+    rows = []
+    pos = pd.Series(np.arange(len(frame)), index=frame.index)
+    for gname, glabel, fr, _ in _group_parts(frame, frame.iloc[:0], spec):
+        idx = pos.loc[fr.index].to_numpy()
+        for item in spec.items:
+            if len(idx) == 0:
+                part = _nan_rows(item, spec, "not estimable: no population rows in this group")
+            else:
+                sh = probs[item][idx].mean(axis=0)
+                vals = list(sh) + [float(sh @ sc)]
+                part = [{"item": item, "term": t, "estimate": float(v), "conf_low": math.nan,
+                         "conf_high": math.nan, "note": note} for t, v in zip(spec.term_names(), vals)]
+            rows += [{"grouping": gname, "group": glabel, **r} for r in part]
+    return pd.DataFrame(rows, columns=ESTIMATE_COLUMNS)
+
+
+def nearest_option(values: np.ndarray, scores: Sequence[float]) -> np.ndarray:
+    """Index (0-based) of the option score nearest to each value (ties: the lower option).
+
+    Examples
+    --------
+    >>> nearest_option(np.array([1.2, 2.5, 3.9]), [1, 2, 3, 4]).tolist()
+    [0, 1, 3]
+    """
+    sc = np.asarray(scores, float)
+    return np.argmin(np.abs(np.asarray(values, float)[:, None] - sc[None, :]), axis=1)
+
+
+def simulator_probabilities(frame: pd.DataFrame, spec: Spec, item: str) -> np.ndarray:
+    """The simulator's (N, K) option probabilities: the given columns, else one-hot of the nearest option."""
+    if item in spec.probabilities:
+        return frame[list(spec.probabilities[item])].to_numpy(dtype=float)
+    vals = frame[spec.predicted[item]].to_numpy(dtype=float)
+    out = np.zeros((len(vals), len(spec.scores)))
+    out[np.arange(len(vals)), nearest_option(vals, spec.scores)] = 1.0
+    return out
+
+
+def _scale_columns(df: pd.DataFrame, spec: Spec, source: str) -> pd.Series:
+    """The formula's response for ``df``: human answers (``source='human'``) or the simulator's."""
+    from .fidelity import scale_score
+
+    lhs = spec.response()
+    if source == "human":
+        if lhs in spec.scales:
+            return scale_score(df, *spec.scales[lhs])
+        return df[lhs].astype(float)
+    rename = {spec.predicted[i]: i for i in spec.predicted}
+    sim = df[list(rename)].rename(columns=rename)
+    if lhs in spec.scales:
+        return scale_score(sim, *spec.scales[lhs])
+    return sim[lhs].astype(float)
+
+
+def _z(level: float) -> float:
+    from scipy.stats import norm
+
+    return float(norm.ppf(0.5 + level / 2))
+
+
+def _coef_table(res: Any, level: float) -> pd.DataFrame:
+    lo, hi = res.conf_int(level)
+    return pd.DataFrame({"estimate": np.asarray(res.estimate, float), "conf_low": lo, "conf_high": hi},
+                        index=pd.Index(list(res.terms), name="term"))
+
+
+def _verb_formula(spec: Spec) -> str:
+    return "_y_ ~ " + spec.formula.split("~", 1)[1].strip()
+
+
+def _with_response(pilot: pd.DataFrame, frame: pd.DataFrame, spec: Spec) -> tuple[pd.DataFrame, pd.DataFrame]:
+    p = pilot.assign(_y_=_scale_columns(pilot, spec, "human"), _yhat_=_scale_columns(pilot, spec, "sim"))
+    p = p[p["_y_"].notna() & p["_yhat_"].notna()]
+    f = frame.assign(_yhat_=_scale_columns(frame, spec, "sim"))
+    return p, f
+
+
+# ---------------------------------------------------------------------------------------------
+# adapters: pilot only, simulator, PPI++
+# ---------------------------------------------------------------------------------------------
+def _classical(frame, pilot, spec, random_state):
+    from .estimators.ppi import ppi_mean, ppi_shares
+    from .verbs import ols
+
+    cats = list(spec.scores)
+
+    def one(item, fr, pi):
+        y = pi[item].to_numpy(float)
+        s = ppi_shares(y, None, None, "classical", categories=cats, level=spec.level)
+        m = ppi_mean(y, None, None, "classical", level=spec.level)
+        return _result_rows(item, spec, s, m, "pilot answers only")
+
+    coefs = None
+    if spec.formula:
+        p = pilot.assign(_y_=_scale_columns(pilot, spec, "human")).dropna(subset=["_y_"])
+        coefs = _coef_table(ols(_verb_formula(spec), p, None, method="classical", level=spec.level), spec.level)
+    return MethodOutput(estimates_by_group(one, frame, pilot, spec), coefficients=coefs)
+
+
+def _simulator(frame, pilot, spec, random_state):
+    from .verbs import ols
+
+    probs = {it: simulator_probabilities(frame, spec, it) for it in spec.items}
+    preds = pd.DataFrame({it: frame[spec.predicted[it]].to_numpy(dtype=float) for it in spec.items},
+                         index=frame.index)
+    note = "average of the simulator's probabilities" if spec.probabilities else "simulator's nearest options"
+    est = estimates_from_probabilities(probs, frame, spec, note=note)
+    # the naive interval of the mean: the simulator's answers taken as if they were human answers
+    coefs = None
+    if spec.formula:
+        f = frame.assign(_yhat_=_scale_columns(frame, spec, "sim"))
+        coefs = _coef_table(ols(_verb_formula(spec).replace("_y_", "_yhat_"), f.dropna(subset=["_yhat_"]), None,
+                                method="classical", level=spec.level), spec.level)
+    return MethodOutput(est, predictions=preds, probabilities=probs, coefficients=coefs,
+                        info={"note": "the simulator's answers at face value (naive)"})
+
+
+def _ppi(frame, pilot, spec, random_state):
+    from .estimators.ppi import ppi_mean, ppi_shares
+    from .verbs import ols
+
+    cats = list(spec.scores)
+
+    def one(item, fr, pi):
+        y = pi[item].to_numpy(float)
+        col = spec.predicted[item]
+        s = ppi_shares(y, simulator_probabilities(pi, spec, item), simulator_probabilities(fr, spec, item),
+                       "ppi++", categories=cats, level=spec.level)
+        m = ppi_mean(y, pi[col].to_numpy(float), fr[col].to_numpy(float), "ppi++", level=spec.level)
+        return _result_rows(item, spec, s, m, "PPI++ (tuned lambda)")
+
+    coefs = None
+    if spec.formula:
+        p, f = _with_response(pilot, frame, spec)
+        coefs = _coef_table(ols(_verb_formula(spec), p, f, predicted="_yhat_", method="ppi++", level=spec.level),
+                            spec.level)
+    return MethodOutput(estimates_by_group(one, frame, pilot, spec), coefficients=coefs)
+
+
+register(Method("classical", "pilot only", _classical, "the pilot's human answers alone (design-based)"))
+register(Method("simulator", "prompting", _simulator,
+                "the simulator's answers at face value (naive)", needs=("predicted",)))
+register(Method("ppi++", "rectification", _ppi, "PPI++ on the simulator's answers (tuned lambda)",
+                needs=("predicted",)))
+
+
+# ---------------------------------------------------------------------------------------------
+# adapters: calibration weighting (rectify.weighting)
+# ---------------------------------------------------------------------------------------------
+def _calibration_adapter(how: str) -> Callable:
+    from .weighting import calibrate  # noqa: F401  (fails here if the family is missing)
+
+    if not hasattr(__import__("rectify.weighting", fromlist=["CalibratedWeights"]).CalibratedWeights, "shares"):
+        raise ImportError("rectify.weighting.CalibratedWeights has no shares()")
+
+    def fn(frame, pilot, spec, random_state):
+        from .weighting import calibrate
+
+        cats = list(spec.scores)
+
+        def aux(fr, pi, pred_col):
+            vars_ = [pred_col]
+            if how == "raking":
+                vars_ += [g for g in spec.groups if fr[g].nunique() > 1]
+            return vars_
+
+        def one(item, fr, pi):
+            col = spec.predicted[item]
+            cw = calibrate(pi, fr, vars=aux(fr, pi, col), method="linear" if how == "greg" else "raking")
+            return _result_rows(item, spec, cw.shares(item, levels=cats), cw.mean(item), f"calibration ({how})")
+
+        coefs = None
+        if spec.formula:
+            p, f = _with_response(pilot, frame, spec)
+            cw = calibrate(p, f, vars=aux(f, p, "_yhat_"), method="linear" if how == "greg" else "raking")
+            coefs = _coef_table(cw.ols(_verb_formula(spec)), spec.level)
+        return MethodOutput(estimates_by_group(one, frame, pilot, spec), coefficients=coefs)
+
+    return fn
+
+
+_guarded("greg", "calibration", lambda: _calibration_adapter("greg"),
+         "linear (GREG) calibration of the pilot to the frame's total of the LLM prediction",
+         needs=("predicted",))
+_guarded("raking", "calibration", lambda: _calibration_adapter("raking"),
+         "raking of the pilot on the LLM prediction and the grouping margins", needs=("predicted",))
+
+
+# ---------------------------------------------------------------------------------------------
+# adapter: Bayesian chain rule (rectify.estimators.bayes_chain)
+# ---------------------------------------------------------------------------------------------
+def _bayes_chain_adapter() -> Callable:
+    from .estimators.bayes_chain import chain_rule
+
+    def fn(frame, pilot, spec, random_state):
+        K = len(spec.scores)
+        sc = np.asarray(spec.scores, float)
+
+        def one(item, fr, pi):
+            import warnings
+
+            y = nearest_option(pi[item].to_numpy(float), sc)
+            a = simulator_probabilities(pi, spec, item)
+            a_pop = simulator_probabilities(fr, spec, item)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                r = chain_rule(y, a, a_pop, n_options=K, scores=sc, n_draws=1000, level=spec.level,
+                               random_state=random_state)
+            note = "posterior mean, equal-tailed credible interval"
+            if any("prior" in str(w.message).lower() for w in caught):
+                note += "; some LLM answers unseen in the pilot rest on the prior"
+            lo, hi = r.conf_int(spec.level)
+            names = spec.term_names()
+            return [{"item": item, "term": t, "estimate": float(e), "conf_low": float(a_), "conf_high": float(b_),
+                     "note": note} for t, e, a_, b_ in zip(names, r.estimate, lo, hi)]
+
+        return MethodOutput(estimates_by_group(one, frame, pilot, spec))
+
+    return fn
+
+
+_guarded("bayes-chain", "bayesian", _bayes_chain_adapter,
+         "Bayesian chain rule P(y) = sum_a P(yhat=a) P(y | yhat=a), conjugate Dirichlet posteriors",
+         needs=("predicted",))
+
+
+# ---------------------------------------------------------------------------------------------
+# adapters: covariates-only classifier (rectify.llm.baseline), cross-fitted + PPI (estimators.crossfit)
+# ---------------------------------------------------------------------------------------------
+def _covariate_probs(frame, pilot, spec, item, seed):
+    from .llm.baseline import CovariateClassifier
+
+    clf = CovariateClassifier(kind="ordinal", options=list(spec.scores), covariates=list(spec.covariates),
+                              missing_y="skip", random_state=seed)
+    pi = pilot[pilot[item].notna()]
+    clf.fit(pi[list(spec.covariates)], pi[item].to_numpy(float))
+    return clf.predict_proba(frame[list(spec.covariates)])
+
+
+def _covariates_adapter() -> Callable:
+    from .llm.baseline import CovariateClassifier  # noqa: F401
+
+    def fn(frame, pilot, spec, random_state):
+        sc = np.asarray(spec.scores, float)
+        seed = int(random_state.integers(0, 2**31 - 1))
+        probs = {it: _covariate_probs(frame, pilot, spec, it, seed) for it in spec.items}
+        preds = pd.DataFrame({it: probs[it] @ sc for it in spec.items}, index=frame.index)
+        est = estimates_from_probabilities(probs, frame, spec, note="average predicted distribution; no interval")
+        return MethodOutput(est, predictions=preds, probabilities=probs)
+
+    return fn
+
+
+_guarded("covariates", "covariates", _covariates_adapter,
+         "ordinal (cumulative-logit) classifier on the covariates, fitted on the pilot", needs=("covariates",))
+
+
+def _crossfit_adapter() -> Callable:
+    from .estimators.crossfit import crossppi_shares, make_folds  # noqa: F401
+
+    def fn(frame, pilot, spec, random_state):
+        from .estimators.crossfit import crossppi_shares, make_folds
+
+        sc = list(spec.scores)
+        seed = int(random_state.integers(0, 2**31 - 1))
+
+        def one(item, fr, pi):
+            n_folds = 5 if len(pi) >= 50 else 2
+            folds = make_folds(len(pi), n_folds, random_state=seed)
+            f_pi = np.zeros((len(pi), len(sc)))
+            f_pop = []
+            for k in range(n_folds):
+                train, test = pi.iloc[folds != k], pi.iloc[folds == k]
+                f_pop.append(_covariate_probs(fr, train, spec, item, seed))
+                f_pi[folds == k] = _covariate_probs(test, train, spec, item, seed)
+            r = crossppi_shares(pi[item].to_numpy(float), f_pi, np.stack(f_pop), options=sc, level=spec.level)
+            lo, hi = r.conf_int(spec.level)
+            shares_ = np.asarray(r.estimate, float)[: len(sc)]
+            rows = [{"item": item, "term": t, "estimate": float(e), "conf_low": float(a), "conf_high": float(b),
+                     "note": "cross-fitted covariate classifier + PPI"}
+                    for t, e, a, b in zip(spec.term_names()[:-1], shares_, lo, hi)]
+            s_ = np.asarray(sc, float)
+            est_m = float(shares_ @ s_)
+            cov = np.asarray(r.cov, float)[: len(sc), : len(sc)]
+            half = _z(spec.level) * math.sqrt(max(0.0, float(s_ @ cov @ s_)))
+            rows.append({"item": item, "term": "mean", "estimate": est_m, "conf_low": est_m - half,
+                         "conf_high": est_m + half, "note": "mean score from the shares (normal interval)"})
+            return rows
+
+        return MethodOutput(estimates_by_group(one, frame, pilot, spec))
+
+    return fn
+
+
+_guarded("covariates+ppi", "rectification", _crossfit_adapter,
+         "covariate classifier cross-fitted on the pilot, rectified with cross-prediction PPI",
+         needs=("covariates",), default=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# adapter: LoRA fine-tuning (rectify.llm.finetune) -- slow on CPU, not in the default set
+# ---------------------------------------------------------------------------------------------
+def _lora_adapter() -> Callable:
+    from .llm.finetune import LoRAClassifier  # noqa: F401  (torch is imported lazily inside)
+
+    def fn(frame, pilot, spec, random_state):
+        from .llm.finetune import LoRAClassifier
+
+        sc = np.asarray(spec.scores, float)
+        seed = int(random_state.integers(0, 2**31 - 1))
+        X = pilot[list(spec.covariates)]
+        Y = pilot[list(spec.items)].to_numpy(float)
+        if len(spec.items) == 1:
+            clf = LoRAClassifier(options=list(spec.scores), random_state=seed).fit(X, Y[:, 0])
+        else:
+            clf = LoRAClassifier(options=[list(spec.scores)] * len(spec.items), random_state=seed).fit(X, Y)
+        pr = clf.predict_proba(frame[list(spec.covariates)])
+        pr = pr if isinstance(pr, list) else [pr]
+        probs = {it: np.asarray(p, float) for it, p in zip(spec.items, pr)}
+        preds = pd.DataFrame({it: probs[it] @ sc for it in spec.items}, index=frame.index)
+        est = estimates_from_probabilities(probs, frame, spec, note="LoRA classifier's average distribution")
+        return MethodOutput(est, predictions=preds, probabilities=probs)
+
+    return fn
+
+
+_guarded("lora", "fine-tuning", _lora_adapter,
+         "LoRA-adapted SmolLM2 with a classification head, fine-tuned on the pilot (slow on CPU)",
+         needs=("covariates",), default=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# prompting a live LLM (rectify.llm.simulator.PromptSimulator): a factory, since it needs a backend
+# ---------------------------------------------------------------------------------------------
+def _prompt_probabilities(frame, pilot, spec, item_obj, backend, strategy, k, seed):
+    from .llm.simulator import PromptSimulator
+
+    cov = list(spec.covariates)
+    sim = PromptSimulator(backend, item_obj, strategy=strategy, k=k, random_state=seed)
+    if strategy == "few-shot":
+        pi = pilot[pilot[item_obj.name].notna()]
+        sim.fit(pi[cov], pi[item_obj.name])
+    else:
+        sim.fit()
+    p = np.asarray(sim.predict_proba(frame[cov]), float)
+    bad = np.isnan(p).any(axis=1)
+    if bad.any():
+        raise EstimationError(f"item {item_obj.name!r}: {int(bad.sum())} prompts failed or were answered off the "
+                              "scale; fix the backend (or its cache) and rerun")
+    return p
+
+
+def prompting_methods(backend: Any, items: Sequence[Any], prefix: str = "prompt", k: int = 5,
+                      register_them: bool = True) -> list[Method]:
+    """Methods that prompt an LLM through ``backend``: zero-shot, few-shot, and each + PPI++.
+
+    ``items`` are :class:`rectify.llm.items.Item` objects (name = the item column; options in the
+    order of the spec's scores). The personas come from the spec's covariates. Few-shot examples
+    come from the pilot and never include the person predicted, so the PPI++ versions may use the
+    pilot's own predictions. Not in the default set (a real LLM is slow); every request goes through
+    the backend's cache.
+
+    Returns
+    -------
+    list of Method (``<prefix>-zero-shot``, ``<prefix>-few-shot`` and their ``+ppi++`` versions),
+    registered unless ``register_them=False``.
+    """
+    by_name = {it.name: it for it in items}
+
+    def make(strategy: str, rectified: bool) -> Method:
+        def fn(frame, pilot, spec, random_state):
+            missing = [i for i in spec.items if i not in by_name]
+            if missing:
+                raise InputError(f"no Item given for {missing}; pass them to prompting_methods(items=...)")
+            seed = int(random_state.integers(0, 2**31 - 1))
+            sc = np.asarray(spec.scores, float)
+            probs_all = {it: _prompt_probabilities(frame, pilot, spec, by_name[it], backend, strategy, k, seed)
+                         for it in spec.items}
+            if not rectified:
+                preds = pd.DataFrame({it: probs_all[it] @ sc for it in spec.items}, index=frame.index)
+                est = estimates_from_probabilities(probs_all, frame, spec, note=f"{strategy} prompting; no interval")
+                return MethodOutput(est, predictions=preds, probabilities=probs_all)
+            cols, pcols = {}, {}
+            for it in spec.items:
+                cols[it] = f"_{it}_pred_"
+                pcols[it] = tuple(f"_{it}_p{j}_" for j in range(len(sc)))
+            add = {cols[it]: probs_all[it] @ sc for it in spec.items}
+            add.update({c: probs_all[it][:, j] for it in spec.items for j, c in enumerate(pcols[it])})
+            fr = pd.concat([frame, pd.DataFrame(add, index=frame.index)], axis=1)
+            pi = pilot.join(fr[list(add)], how="left")
+            spec2 = Spec(spec.items, spec.scores, cols, pcols, spec.formula, spec.scales, spec.covariates,
+                         spec.groups, spec.level)
+            return _ppi(fr, pi, spec2, random_state)
+
+        name = f"{prefix}-{strategy}" + ("+ppi++" if rectified else "")
+        fam = "rectification" if rectified else "prompting"
+        return Method(name, fam, fn, f"{strategy} prompting" + (" + PPI++" if rectified else ""),
+                      needs=("covariates",), default=False)
+
+    out = [make(s, r) for s in ("zero-shot", "few-shot") for r in (False, True)]
+    if register_them:
+        for m in out:
+            register(m, replace=True)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# adapter: hierarchical Bayesian calibration (rectify.bayes.BayesianCalibrator; pymc, slow)
+# ---------------------------------------------------------------------------------------------
+def _bayes_hier_adapter() -> Callable:
+    from .bayes import BayesianCalibrator  # noqa: F401  (pymc is imported lazily inside fit)
+
+    def fn(frame, pilot, spec, random_state):
+        from .bayes import BayesianCalibrator
+
+        sc = np.asarray(spec.scores, float)
+        cats = list(spec.scores)
+        seed = int(random_state.integers(0, 2**31 - 1))
+        probs, fitted = {}, {}
+        for it in spec.items:
+            pcols = list(spec.probabilities[it]) if it in spec.probabilities else None
+            if pcols is None:  # the simulator's nearest option as its answer label
+                lab = sc[nearest_option(frame[spec.predicted[it]].to_numpy(float), sc)]
+                frame = frame.assign(**{f"_{it}_lab_": lab})
+                pilot = pilot.join(frame[[f"_{it}_lab_"]], how="left")
+            pred = pcols if pcols is not None else f"_{it}_lab_"
+            pi = pilot[pilot[it].notna()]
+            cal = BayesianCalibrator(it, pred, cats, groups=list(spec.groups), chains=2, draws=300, tune=300,
+                                     random_state=seed).fit(pi, frame)
+            fitted[it] = cal
+            probs[it] = cal.predict_proba(frame).to_numpy(float)
+
+        def one(item, fr, pi):
+            r = fitted[item].poststratify(fr, level=spec.level)
+            k = len(cats)
+            lo, hi = r.conf_int(spec.level)
+            est = np.asarray(r.estimate, float)
+            names = spec.term_names()
+            return [{"item": item, "term": t, "estimate": float(e), "conf_low": float(a), "conf_high": float(b),
+                     "note": "posterior mean, equal-tailed credible interval"}
+                    for t, e, a, b in zip(names, np.r_[est[:k], est[k]], np.r_[lo[:k], lo[k]], np.r_[hi[:k], hi[k]])]
+
+        preds = pd.DataFrame({it: probs[it] @ sc for it in spec.items}, index=frame.index)
+        return MethodOutput(estimates_by_group(one, frame, pilot, spec), predictions=preds, probabilities=probs)
+
+    return fn
+
+
+_guarded("bayes-hier", "bayesian", _bayes_hier_adapter,
+         "hierarchical Bayesian calibration (cumulative logit on the LLM answer, group-varying effects; pymc)",
+         needs=("predicted",), default=False)

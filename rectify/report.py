@@ -1,0 +1,398 @@
+"""A self-contained HTML report of a :class:`~rectify.comparison.Comparison`.
+
+``write_report(cmp, folder)`` writes ``folder/report.html`` (every figure inlined as a base64 PNG,
+no external file, script or font) and ``folder/fidelity.csv`` (the tidy table), plus
+``estimates.csv`` and ``coefficients.csv``. Sections: the fidelity overview per method and axis,
+pilot-size curves, a subgroup heatmap, human vs simulated coefficients with intervals,
+answer-distribution bars, methods skipped or failed. All text that comes from the user's data or
+configuration is escaped with :func:`html.escape`.
+
+Needs matplotlib (the ``report`` extra); it is imported only when a report is written.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import os
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError
+
+__all__ = ["write_report", "figures"]
+
+ALL = "all"
+ITEM_MEAN = "(mean over items)"
+CURVES = [  # (title, source preference, axis, metric, item or None = the scale/formula response)
+    ("Marginal: Wasserstein-1 (normalised), mean over items", ("estimate",), "marginal", "wasserstein1_norm", ITEM_MEAN),
+    ("Marginal: |mean difference|, mean over items", ("estimate",), "marginal", "mean_abs_difference", ITEM_MEAN),
+    ("Coverage of the human mean by the 95% interval", ("estimate",), "marginal", "mean_coverage", ITEM_MEAN),
+    ("Structural: attenuation slope (1 = no attenuation)", ("estimate", "respondents"), "structural",
+     "attenuation_slope", None),
+    ("Structural: Lin's concordance of coefficients", ("estimate", "respondents"), "structural", "lins_ccc", None),
+    ("Individual: Pearson r of the scale score", ("respondents",), "individual", "pearson_r", None),
+]
+
+
+def _plt():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg", force=True)
+        import matplotlib.pyplot as plt
+    except ImportError as err:  # pragma: no cover - depends on the install
+        raise ImportError("the HTML report needs matplotlib: pip install 'rectify[report]'") from err
+    return plt
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    _plt().close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _select(table: pd.DataFrame, sources, axis, metric, item) -> pd.DataFrame:
+    for src in sources:
+        sel = table[(table["source"] == src) & (table["axis"] == axis) & (table["metric"] == metric)]
+        if item is not None:
+            sel = sel[sel["item"] == item]
+        elif axis == "individual":
+            sel = sel[sel["item"] != ITEM_MEAN]
+        if sel["value"].notna().any():
+            return sel
+    return table.iloc[:0]
+
+
+def _methods(cmp) -> list[str]:
+    return [m for m in cmp.methods if m in set(cmp.table["method"])]
+
+
+def fig_overview(cmp) -> Any:
+    """Heatmap: methods x headline metrics at the largest pilot size (colour = rank within column)."""
+    from .comparison import headline
+
+    plt = _plt()
+    num = headline(cmp.table, None, _methods(cmp), numeric=True).drop(columns=["family"])
+    num = num.loc[:, num.notna().any()]
+    fig, ax = plt.subplots(figsize=(1.2 * max(4, num.shape[1]) + 2, 0.5 * max(3, num.shape[0]) + 1.5))
+    level = cmp.spec.level
+    # fixed colour scales (1 = good, 0 = bad), so that tiny differences are not exaggerated
+    scales = {
+        "W1 (norm.)": lambda v: 1 - v / 0.1,
+        "|mean diff|": lambda v: 1 - v / 0.3,
+        "SD ratio": lambda v: 1 - np.abs(np.log(np.clip(v, 1e-9, None))) / np.log(2),
+        "mean coverage": lambda v: 1 - np.abs(v - level) / 0.2,
+        "CCC": lambda v: v,
+        "attenuation": lambda v: 1 - np.abs(v - 1) / 0.6,
+        "coef coverage": lambda v: 1 - np.abs(v - level) / 0.3,
+        "r (scale)": lambda v: v,
+        "kappa": lambda v: v,
+        "log-loss": lambda v: 1 - v / math.log(max(2, len(cmp.spec.scores))),
+    }
+    score = np.full(num.shape, np.nan)
+    for j, col in enumerate(num.columns):
+        v = num[col].to_numpy(float)
+        score[:, j] = np.clip(scales.get(col, lambda x: x)(v), 0, 1)
+    ax.imshow(np.ma.masked_invalid(score), cmap="RdYlGn", vmin=0, vmax=1, aspect="auto")
+    for i in range(num.shape[0]):
+        for j in range(num.shape[1]):
+            v = num.iat[i, j]
+            ax.text(j, i, "–" if pd.isna(v) else f"{v:.2f}", ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(num.shape[1]), num.columns, rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(num.shape[0]), num.index, fontsize=8)
+    ax.set_title(f"Fidelity at n_pilot = {int(cmp.table['n_pilot'].max())} (colour: fixed scale per metric, "
+                 "green = good, red = bad)",
+                 fontsize=9)
+    return fig
+
+
+def fig_curves(cmp) -> Any:
+    """Pilot-size curves: mean over repeats with +-1 SD bars, one line per method."""
+    plt = _plt()
+    t = cmp.table[cmp.table["grouping"] == ALL]
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7))
+    colour = {m: f"C{i % 10}" for i, m in enumerate(_methods(cmp))}
+    for ax, (title, sources, axis, metric, item) in zip(axes.ravel(), CURVES):
+        shown = False
+        for m in _methods(cmp):
+            sel = _select(t[t["method"] == m], sources, axis, metric, item)
+            if sel.empty:
+                continue
+            g = sel.groupby("n_pilot")["value"].agg(["mean", "std"]).reset_index()
+            ax.errorbar(g["n_pilot"], g["mean"], yerr=g["std"].fillna(0), marker="o", capsize=3, label=m,
+                        color=colour[m])
+            shown = True
+        if metric in ("attenuation_slope",):
+            ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+        if metric == "mean_coverage":
+            ax.axhline(cmp.spec.level, color="grey", lw=0.8, ls="--")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("humans in the pilot", fontsize=8)
+        if not shown:
+            ax.text(0.5, 0.5, "no method gives this metric", ha="center", va="center", transform=ax.transAxes)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=c, marker="o", label=m) for m, c in colour.items()]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 8), fontsize=8)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def fig_subgroups(cmp) -> Any | None:
+    """Heatmap methods x subgroups of the marginal error (and of the individual r when available)."""
+    plt = _plt()
+    t = cmp.table[(cmp.table["n_pilot"] == cmp.table["n_pilot"].max()) & (cmp.table["grouping"] != ALL)]
+    if t.empty:
+        return None
+    panels = [("Wasserstein-1 (norm.), mean over items", ("estimate",), "marginal", "wasserstein1_norm", ITEM_MEAN,
+               "Reds"),
+              ("Pearson r of the scale (per-person methods)", ("respondents",), "individual", "pearson_r", None,
+               "Greens")]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 0.45 * len(cmp.methods) + 2.5))
+    for ax, (title, sources, axis, metric, item, cmap) in zip(axes, panels):
+        sel = _select(t, sources, axis, metric, item)
+        if sel.empty:
+            ax.axis("off")
+            ax.set_title(title + ": none", fontsize=9)
+            continue
+        sel = sel.assign(col=sel["grouping"].astype(str) + "=" + sel["group"].astype(str))
+        piv = sel.groupby(["method", "col"], sort=False)["value"].mean().unstack("col")
+        piv = piv.reindex([m for m in _methods(cmp) if m in piv.index])
+        im = ax.imshow(np.ma.masked_invalid(piv.to_numpy(float)), cmap=cmap, aspect="auto")
+        for i in range(piv.shape[0]):
+            for j in range(piv.shape[1]):
+                v = piv.iat[i, j]
+                ax.text(j, i, "n.e." if pd.isna(v) else f"{v:.2f}", ha="center", va="center", fontsize=8)
+        ax.set_xticks(range(piv.shape[1]), piv.columns, rotation=30, ha="right", fontsize=8)
+        ax.set_yticks(range(piv.shape[0]), piv.index, fontsize=8)
+        ax.set_title(title, fontsize=9)
+        fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.tight_layout()
+    return fig
+
+
+def fig_coefficients(cmp) -> Any | None:
+    """Coefficients of the formula: each method's estimate and interval (first repeat, largest pilot) vs human."""
+    plt = _plt()
+    c = cmp.coefficients
+    if c is None or c.empty:
+        return None
+    n = c["n_pilot"].max()
+    c = c[(c["n_pilot"] == n) & (c["repeat"] == c["repeat"].min()) & (c["term"] != "Intercept")]
+    if c.empty:
+        return None
+    terms = list(pd.unique(c["term"]))
+    methods = [m for m in _methods(cmp) if m in set(c["method"])]
+    fig, ax = plt.subplots(figsize=(10, 0.35 * len(terms) * max(1, len(methods)) / 2 + 2))
+    width = 0.8 / max(1, len(methods))
+    colour = {m: f"C{i % 10}" for i, m in enumerate(_methods(cmp))}
+    for k, m in enumerate(methods):
+        cm = c[c["method"] == m].set_index("term").reindex(terms)
+        y = np.arange(len(terms)) + (k - (len(methods) - 1) / 2) * width
+        est = cm["estimate"].to_numpy(float)
+        lo = est - cm["conf_low"].to_numpy(float)
+        hi = cm["conf_high"].to_numpy(float) - est
+        ax.errorbar(est, y, xerr=np.vstack([np.nan_to_num(lo), np.nan_to_num(hi)]), fmt="o", ms=4, capsize=2, label=m,
+                    color=colour[m])
+    human = c.drop_duplicates("term").set_index("term").reindex(terms)["human"].to_numpy(float)
+    ax.scatter(human, np.arange(len(terms)), marker="D", color="black", zorder=5, s=30, label="human (whole frame)")
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set_yticks(range(len(terms)), terms, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_title(f"{cmp.spec.formula}: coefficients with {100 * cmp.spec.level:g}% intervals "
+                 f"(n_pilot = {n}, first pilot)", fontsize=9)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def fig_distributions(cmp, max_items: int = 4) -> Any | None:
+    """Answer-distribution bars: human shares vs each method's estimated shares (first pilot, largest n)."""
+    plt = _plt()
+    e = cmp.estimates
+    if e is None or e.empty:
+        return None
+    n = e["n_pilot"].max()
+    e = e[(e["n_pilot"] == n) & (e["repeat"] == e["repeat"].min()) & (e["grouping"] == ALL)
+          & e["term"].astype(str).str.startswith("share:")]
+    items = list(cmp.spec.items)[:max_items]
+    methods = [m for m in _methods(cmp) if m in set(e["method"])]
+    colour = {m: f"C{i % 10}" for i, m in enumerate(_methods(cmp))}
+    fig, axes = plt.subplots(1, len(items), figsize=(4.2 * len(items), 3.6), squeeze=False)
+    labels = [f"{s:g}" for s in cmp.spec.scores]
+    for ax, it in zip(axes[0], items):
+        ei = e[e["item"] == it]
+        width = 0.8 / (len(methods) + 1)
+        x = np.arange(len(labels))
+        truth = ei.drop_duplicates("term").set_index("term").reindex([f"share:{l}" for l in labels])["truth"]
+        ax.bar(x - 0.4 + width / 2, truth.to_numpy(float), width, color="black", label="human")
+        for k, m in enumerate(methods):
+            em = ei[ei["method"] == m].set_index("term").reindex([f"share:{l}" for l in labels])
+            est = em["estimate"].to_numpy(float)
+            err = np.vstack([est - em["conf_low"].to_numpy(float), em["conf_high"].to_numpy(float) - est])
+            ax.bar(x - 0.4 + width * (k + 1.5), est, width, yerr=np.nan_to_num(np.clip(err, 0, None)),
+                   capsize=1.5, label=m, color=colour[m])
+        ax.set_xticks(x, labels)
+        ax.set_title(f"item {it}", fontsize=9)
+        ax.set_xlabel("answer", fontsize=8)
+    axes[0][0].set_ylabel("share")
+    h, lab = axes[0][0].get_legend_handles_labels()
+    fig.legend(h, lab, loc="lower center", ncol=min(len(lab), 9), fontsize=8)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    return fig
+
+
+def figures(cmp) -> dict[str, str]:
+    """All figures as base64 PNG strings (a figure that has nothing to show is left out)."""
+    out = {}
+    for key, fn in (("overview", fig_overview), ("curves", fig_curves), ("subgroups", fig_subgroups),
+                    ("coefficients", fig_coefficients), ("distributions", fig_distributions)):
+        fig = fn(cmp)
+        if fig is not None:
+            out[key] = _png(fig)
+    return out
+
+
+def _table_html(df: pd.DataFrame, index: bool = True) -> str:
+    """An HTML table with every cell escaped."""
+    e = html.escape
+    cols = ([df.index.name or ""] if index else []) + [str(c) for c in df.columns]
+    head = "".join(f"<th>{e(c)}</th>" for c in cols)
+    body = []
+    for idx, row in df.iterrows():
+        cells = ([idx] if index else []) + list(row)
+        body.append("<tr>" + "".join(f"<td>{e(_fmt(v))}</td>" for v in cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return "–" if math.isnan(v) else f"{v:.3g}"
+    return str(v)
+
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;
+color:#222}h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0}td,th{border:1px solid #ccc;padding:3px 7px;
+text-align:right}th{background:#f3f3f3}td:first-child{text-align:left}img{max-width:100%;display:block;margin:0.5em 0}
+.note{color:#555;font-size:0.9em}
+"""
+
+
+def write_report(cmp, folder: str = "rectify-report", title: str = "rectify comparison",
+                 intro: str = "") -> str:
+    """Write ``report.html`` and the CSV tables into ``folder``; return the report's path.
+
+    Parameters
+    ----------
+    cmp : Comparison
+        From :func:`rectify.comparison.compare`.
+    folder : str
+        Created if needed.
+    title : str
+        Page title (escaped).
+    intro : str
+        A paragraph of plain text shown under the title (escaped).
+
+    Returns
+    -------
+    str
+        Path of ``report.html``.
+    """
+    from .comparison import Comparison, headline
+
+    if not isinstance(cmp, Comparison):
+        raise InputError(f"argument 'cmp' must be a Comparison (from rectify.comparison), got {type(cmp).__name__}")
+    os.makedirs(folder, exist_ok=True)
+    cmp.table.to_csv(os.path.join(folder, "fidelity.csv"), index=False)
+    cmp.summary().to_csv(os.path.join(folder, "fidelity_summary.csv"), index=False)
+    cmp.estimates.to_csv(os.path.join(folder, "estimates.csv"), index=False)
+    cmp.coefficients.to_csv(os.path.join(folder, "coefficients.csv"), index=False)
+    figs = figures(cmp)
+    e = html.escape
+    spec = cmp.spec
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{e(title)}</title>"
+             f"<style>{CSS}</style></head><body>", f"<h1>{e(title)}</h1>"]
+    if intro:
+        parts.append(f"<p>{e(intro)}</p>")
+    parts.append(
+        "<p class='note'>"
+        f"{len(spec.items)} items; pilot sizes {e(', '.join(map(str, cmp.pilot_sizes)))}; {cmp.repeats} seeded "
+        f"random pilots per size (seed {cmp.random_state}); groups: {e(', '.join(spec.groups) or 'none')}; "
+        f"formula: {e(spec.formula or 'none')}; run time {cmp.seconds:.0f} s. "
+        "Population estimates are compared with the human answers of the whole frame; per-person "
+        "predictions with the held-out humans (the frame minus the pilot).</p>")
+    fam = pd.DataFrame([{"method": m, "family": f, "description": d} for m, (f, d) in cmp.methods.items()])
+    parts += ["<h2>Methods</h2>", _table_html(fam.set_index("method"))]
+    parts += ["<h2>Fidelity overview per method and axis</h2>",
+              "<p class='note'>Mean ± SD over the repeated pilots at the largest pilot size, whole sample. "
+              "Marginal: the method's population answer distribution vs the humans (mean over items). "
+              "Structural: coefficients of the formula vs the human ones. Individual: per-person "
+              "predictions vs held-out humans (only for methods that predict each person).</p>",
+              _table_html(headline(cmp.table, None, _methods(cmp)))]
+    captions = {
+        "overview": "Headline metrics (numbers: means over repeats; colour: a fixed scale per metric -- "
+                    "distances near 0, ratios and slopes near 1, coverage near the nominal level, "
+                    "correlations near 1 are green).",
+        "curves": "Pilot-size curves: mean over repeats, bars = ±1 SD across pilot draws.",
+        "subgroups": "Subgroups at the largest pilot size (n.e. = not estimable: group too small).",
+        "coefficients": "Human vs simulated / corrected coefficients with intervals.",
+        "distributions": "Answer distributions: human shares vs each method's estimate (first pilot).",
+    }
+    heads = {"overview": "Overview heatmap", "curves": "Pilot-size curves", "subgroups": "Subgroup heatmap",
+             "coefficients": "Coefficients: human vs methods", "distributions": "Answer distributions"}
+    for key, b64 in figs.items():
+        parts += [f"<h2>{e(heads[key])}</h2>", f"<p class='note'>{e(captions[key])}</p>",
+                  f"<img alt='{e(heads[key])}' src='data:image/png;base64,{b64}'>"]
+    from .fidelity import group_summary
+
+    sub = cmp.table[(cmp.table["n_pilot"] == cmp.table["n_pilot"].max()) & (cmp.table["grouping"] != ALL)]
+    # one source per axis: the population estimate for the marginal axis, per-person predictions otherwise
+    sub = sub[(sub["axis"] == "marginal") == (sub["source"] == "estimate")]
+    if not sub.empty:
+        rows = []
+        for m, part in sub.groupby("method", sort=False):
+            gs = group_summary(part.groupby(["source", "axis", "metric", "item", "grouping", "group"], sort=False)
+                               ["value"].mean().reset_index().assign(n=0, note="")
+                               .drop(columns="source"))
+            gs = gs[(gs["item"] == ITEM_MEAN) | ~gs["item"].isin(list(cmp.spec.items))]
+            gs = gs[gs["metric"].isin(["wasserstein1_norm", "mean_abs_difference", "pearson_r", "weighted_kappa",
+                                       "attenuation_slope"])]
+            rows.append(gs.assign(method=m))
+        if rows:
+            worst = pd.concat(rows, ignore_index=True)[["method", "axis", "metric", "item", "grouping", "worst_group",
+                                                        "worst_value", "best_group", "best_value", "spread"]]
+            parts += ["<h2>Worst subgroup per method and metric</h2>", _table_html(worst, index=False)]
+    plan = cmp.meta.get("planning")
+    if plan is not None and len(plan):
+        hw = plan.attrs.get("half_width", 0.1)
+        parts += ["<h2>Planning: humans needed</h2>",
+                  f"<p class='note'>From the first pilot of the largest size: the correlation rho between human "
+                  f"answers and the simulator's predictions (80% Fisher-z interval), the effective sample size of "
+                  f"PPI++ (n / (1 - rho² N/(N+n))) and the humans needed for a {100 * cmp.spec.level:g}% interval "
+                  f"of the item mean of half-width {hw:g}, classical vs PPI++ (pessimistic: at the lower end of "
+                  f"the rho interval). See rectify.planning.</p>",
+                  _table_html(plan.set_index("item"))]
+    if cmp.skipped or len(cmp.failures):
+        parts.append("<h2>Methods not run</h2>")
+        if cmp.skipped:
+            sk = pd.DataFrame([{"method": k, "reason": v} for k, v in cmp.skipped.items()])
+            parts.append(_table_html(sk, index=False))
+        if len(cmp.failures):
+            parts.append(_table_html(cmp.failures, index=False))
+    parts += ["<h2>Data</h2>",
+              "<p>The tidy table: <a href='fidelity.csv'>fidelity.csv</a> (one row per method, pilot size, repeat, "
+              "metric, item and group); summaries over repeats: <a href='fidelity_summary.csv'>fidelity_summary.csv"
+              "</a>; estimates: <a href='estimates.csv'>estimates.csv</a>; coefficients: "
+              "<a href='coefficients.csv'>coefficients.csv</a>.</p>", "</body></html>"]
+    path = os.path.join(folder, "report.html")
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write("\n".join(parts))
+    return path
