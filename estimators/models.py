@@ -20,12 +20,39 @@ __all__ = ["Fit", "fit_ols", "fit_logistic", "fit_ordinal", "ordinal_probabiliti
 
 @dataclass
 class Fit:
-    """A fitted M-estimator: estimate, influence rows and mean Hessian."""
+    """A fitted M-estimator: estimate, influence rows (or only their second moment) and mean Hessian.
+
+    ``meat`` is ``psi' psi / n`` (the influence rows have mean zero at the fit), kept instead of ``psi``
+    for population-sized fits; ``leverage`` holds the diagonal of the (weighted) hat matrix where the
+    model has one, for HC3-type small-sample variances.
+    """
 
     theta: np.ndarray
-    psi: np.ndarray
+    psi: np.ndarray | None
     hessian: np.ndarray
     iterations: int = 0
+    meat: np.ndarray | None = None
+    leverage: np.ndarray | None = None
+
+    def second_moment(self) -> np.ndarray:
+        """``psi' psi / n`` (from ``meat`` when the rows were not kept)."""
+        if self.meat is not None:
+            return self.meat
+        return self.psi.T @ self.psi / self.psi.shape[0]
+
+
+def _influence(X, score_weight, Hinv, keep_psi):
+    """Influence rows ``(X * score_weight) @ Hinv'`` or only their second moment."""
+    n = X.shape[0]
+    if keep_psi:
+        return (X * score_weight[:, None]) @ Hinv.T, None
+    S2 = (X * (score_weight**2)[:, None]).T @ X / n
+    return None, Hinv @ S2 @ Hinv.T
+
+
+def _leverage(X, curvature, Hinv):
+    n = X.shape[0]
+    return curvature * np.einsum("ij,jk,ik->i", X, Hinv, X) / n
 
 
 def _solve(H: np.ndarray, g: np.ndarray, what: str) -> np.ndarray:
@@ -37,7 +64,7 @@ def _solve(H: np.ndarray, g: np.ndarray, what: str) -> np.ndarray:
         ) from None
 
 
-def fit_ols(X: np.ndarray, z: np.ndarray, w: np.ndarray) -> Fit:
+def fit_ols(X: np.ndarray, z: np.ndarray, w: np.ndarray, keep_psi: bool = True) -> Fit:
     """Weighted least squares of ``z`` on ``X`` with its influence rows.
 
     Parameters
@@ -64,12 +91,14 @@ def fit_ols(X: np.ndarray, z: np.ndarray, w: np.ndarray) -> Fit:
     theta = _solve(H, Xw.T @ z / n, "least-squares")
     resid = z - X @ theta
     Hinv = np.linalg.inv(H)
-    psi = (Xw * resid[:, None]) @ Hinv.T
-    return Fit(theta, psi, H)
+    psi, meat = _influence(X, w * resid, Hinv, keep_psi)
+    lev = _leverage(X, w, Hinv) if keep_psi else None
+    return Fit(theta, psi, H, meat=meat, leverage=lev)
 
 
 def fit_logistic(X: np.ndarray, z: np.ndarray, w: np.ndarray, tol: float = 1e-12,
-                 max_iter: int = 100, start: np.ndarray | None = None, ridge: float = 0.0) -> Fit:
+                 max_iter: int = 100, start: np.ndarray | None = None, ridge: float = 0.0,
+                 keep_psi: bool = True) -> Fit:
     """Weighted logistic regression (labels in [0, 1], soft labels allowed) by Newton's method.
 
     ``ridge`` adds ``ridge / (2 n) * ||beta||^2`` to the mean loss (an intercept column of ones is
@@ -92,20 +121,27 @@ def fit_logistic(X: np.ndarray, z: np.ndarray, w: np.ndarray, tol: float = 1e-12
         eta = X @ t
         return float(-(w * (z * log_expit(eta) + (1 - z) * log_expit(-eta))).sum() / n + 0.5 * (pen * t * t).sum())
 
-    cur = loss(theta)
+    mu = expit(X @ theta)
+    grad = X.T @ (w * (mu - z)) / n + pen * theta
     for it in range(1, max_iter + 1):
-        mu = expit(X @ theta)
-        grad = X.T @ (w * (mu - z)) / n + pen * theta
         H = (X * (w * mu * (1 - mu))[:, None]).T @ X / n + np.diag(pen)
         step = _solve(H, grad, "logistic")
+        # a full Newton step is accepted when it shrinks the gradient (the usual case); otherwise
+        # backtrack on the loss itself
+        cand = theta - step
+        mu_c = expit(X @ cand)
+        grad_c = X.T @ (w * (mu_c - z)) / n + pen * cand
         t = 1.0
-        while True:
-            cand = theta - t * step
-            new = loss(cand)
-            if new <= cur + 1e-14 or t < 1e-10:
-                break
-            t /= 2
-        theta, cur = cand, new
+        if np.linalg.norm(grad_c) >= np.linalg.norm(grad) and np.max(np.abs(step)) > tol:
+            cur = loss(theta)
+            while True:
+                t /= 2
+                cand = theta - t * step
+                if loss(cand) <= cur + 1e-14 or t < 1e-10:
+                    break
+            mu_c = expit(X @ cand)
+            grad_c = X.T @ (w * (mu_c - z)) / n + pen * cand
+        theta, mu, grad = cand, mu_c, grad_c
         if np.max(np.abs(t * step)) < tol:
             break
         if np.max(np.abs(theta)) > 50:
@@ -115,10 +151,18 @@ def fit_logistic(X: np.ndarray, z: np.ndarray, w: np.ndarray, tol: float = 1e-12
             )
     else:
         raise ConvergenceError(f"logistic regression did not converge in {max_iter} Newton steps")
-    mu = expit(X @ theta)
     H = (X * (w * mu * (1 - mu))[:, None]).T @ X / n + np.diag(pen)
-    psi = (X * (w * (z - mu))[:, None] - pen * theta) @ np.linalg.inv(H).T
-    return Fit(theta, psi, H, it)
+    Hinv = np.linalg.inv(H)
+    if ridge:
+        psi = (X * (w * (z - mu))[:, None] - pen * theta) @ Hinv.T
+        meat = None
+        if not keep_psi:
+            psi, meat = None, Hinv @ ((X * (w * (z - mu))[:, None] - pen * theta).T
+                                      @ (X * (w * (z - mu))[:, None] - pen * theta) / n) @ Hinv.T
+    else:
+        psi, meat = _influence(X, w * (z - mu), Hinv, keep_psi)
+    lev = _leverage(X, w * mu * (1 - mu), Hinv) if keep_psi else None
+    return Fit(theta, psi, H, it, meat=meat, leverage=lev)
 
 
 def ordinal_probabilities(X: np.ndarray, beta: np.ndarray, tau: np.ndarray) -> np.ndarray:
@@ -193,7 +237,7 @@ def _ordinal_parts(X, P, w, beta, tau, need_hessian=True):
 
 
 def fit_ordinal(X: np.ndarray, P: np.ndarray, w: np.ndarray, tol: float = 1e-10,
-                max_iter: int = 200) -> Fit:
+                max_iter: int = 200, keep_psi: bool = True) -> Fit:
     """Weighted cumulative-logit (proportional odds) regression with soft labels.
 
     ``X`` has no intercept column; ``P`` is (n, K): one-hot human answers or an LLM's answer
@@ -251,5 +295,7 @@ def fit_ordinal(X: np.ndarray, P: np.ndarray, w: np.ndarray, tol: float = 1e-10,
             )
     else:
         raise ConvergenceError(f"ordinal model did not converge in {max_iter} Newton steps")
-    psi = scores @ np.linalg.inv(H).T
-    return Fit(np.concatenate([beta, tau]), psi, H, it)
+    Hinv = np.linalg.inv(H)
+    if keep_psi:
+        return Fit(np.concatenate([beta, tau]), scores @ Hinv.T, H, it)
+    return Fit(np.concatenate([beta, tau]), None, H, it, meat=Hinv @ (scores.T @ scores / n) @ Hinv.T)

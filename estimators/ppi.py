@@ -26,11 +26,13 @@ where ``psi`` are per-row influence functions (inverse Hessian times score).
 
 Intervals
 ---------
-``convention="small-sample"`` (default): the pilot part of the variance is scaled by n / (n - p)
-(HC1, so the classical OLS interval equals statsmodels' HC1 interval), or n / (n - p - 1) when
-PPI++ estimates lambda from the same pilot, and intervals use Student's t with Welch-Satterthwaite
-degrees of freedom combining the pilot (n - p [- 1]) and population (N - p) parts. This keeps 95%
-coverage at pilots of n = 50 (see benchmarks/coverage.py).
+``convention="small-sample"`` (default): for OLS and logistic regression the pilot's influence rows
+are divided by ``1 - h_ii`` (HC3: the classical OLS interval is statsmodels' HC3 interval); for
+means, shares and ordinal models the pilot part is scaled by n / (n - p) (HC1). A lambda tuned on
+the same pilot costs one more degree of freedom, and a tuned lambda that does not beat the pilot
+alone after that cost falls back to 0. Intervals use Student's t with Welch-Satterthwaite degrees of
+freedom combining the pilot (n - p [- 1]) and population (N - p) parts. This keeps 95% coverage at
+pilots of n = 50 (see benchmarks/coverage.py).
 
 ``convention="ppi_py"``: normal (z) intervals with the variance conventions of the reference package
 ppi_py 0.2.3, lambda clipped to [0, 1] and, for logistic regression, its joint-loss point estimate.
@@ -93,13 +95,17 @@ def optimal_lambda(psi_y: np.ndarray, psi_f: np.ndarray, psi_pop: np.ndarray, mo
     >>> round(float(optimal_lambda(y - y.mean(), f - f.mean(), f - f.mean())), 2)
     0.5
     """
-    n, N = psi_y.shape[0], psi_pop.shape[0]
+    cp = psi_pop - psi_pop.mean(axis=0)
+    return _optimal_lambda(psi_y, psi_f, (cp * cp).sum(axis=0) / psi_pop.shape[0], psi_pop.shape[0], mode, bounds)
+
+
+def _optimal_lambda(psi_y, psi_f, var_p, N, mode, bounds):
+    """:func:`optimal_lambda` from the population part's variances only (no N-row arrays)."""
+    n = psi_y.shape[0]
     cy = psi_y - psi_y.mean(axis=0)
     cf = psi_f - psi_f.mean(axis=0)
-    cp = psi_pop - psi_pop.mean(axis=0)
     cov = (cy * cf).sum(axis=0) / n
     var_f = (cf * cf).sum(axis=0) / n
-    var_p = (cp * cp).sum(axis=0) / N
     denom = var_f + (n / N) * var_p
     # predictions whose estimator has (numerically) no variance carry no information: lambda = 0
     var_y = (cy * cy).sum(axis=0) / n
@@ -122,24 +128,33 @@ def _satterthwaite(va: np.ndarray, vb: np.ndarray, dfa: float, dfb: float) -> np
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.inf)
 
 
-def _combine(A: np.ndarray | None, B: np.ndarray | None, n: int, N: int, p: int,
-             convention: str, tuned: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
-    """Covariance ``A'A / (n (n - ddof)) + B'B / (N (N - ddof))`` and Satterthwaite df.
+def _combine(A: np.ndarray | None, MB: np.ndarray | None, n: int, N: int, p: int,
+             convention: str, tuned: int = 0, leverage: np.ndarray | None = None):
+    """Covariance of ``mean(A) + mean(B)`` over independent pilot and population, and Satterthwaite df.
 
-    Under the small-sample convention the pilot part loses ``p`` degrees of freedom for the
-    coefficients and ``tuned`` more for a lambda estimated from the same pilot (PPI++ with an estimated
-    lambda is a regression estimator: like a fitted slope, the tuned lambda makes the residual variance
-    look smaller than it is).
+    ``A`` holds the pilot's influence rows and ``MB = B'B / N`` the population rows' second moment.
+    Small-sample convention: the pilot rows are divided by ``1 - h_ii`` (HC3, where the model has a
+    hat matrix) or the pilot part is scaled by ``n / (n - p)`` (HC1); a lambda estimated from the same
+    pilot costs one more degree of freedom (PPI++ with a tuned lambda is a regression estimator: like
+    a fitted slope, it makes the residual variance look smaller than it is). The population part is
+    scaled by ``N / (N - p)``.
     """
-    ddof_a = p + tuned if convention == "small-sample" else 0
-    ddof_b = p if convention == "small-sample" else 0
-    d = (A if A is not None else B).shape[1]
+    small = convention == "small-sample"
+    ddof_a = p + tuned if small else 0
+    ddof_b = p if small else 0
+    d = (A if A is not None else MB).shape[1]
     if A is not None and n - ddof_a < 1:
         raise InputError(
             f"the pilot has {n} rows for {ddof_a} estimated parameters; collect more pilot answers or fix lambda"
         )
-    cov_a = np.zeros((d, d)) if A is None else A.T @ A / (n * (n - ddof_a))
-    cov_b = np.zeros((d, d)) if B is None else B.T @ B / (N * (N - ddof_b))
+    if A is None:
+        cov_a = np.zeros((d, d))
+    elif small and leverage is not None:
+        Ah = A / (1.0 - leverage)[:, None]
+        cov_a = Ah.T @ Ah / (n * (n - tuned))
+    else:
+        cov_a = A.T @ A / (n * (n - ddof_a))
+    cov_b = np.zeros((d, d)) if MB is None else MB / (N - ddof_b)
     cov = cov_a + cov_b
     if convention == "ppi_py":
         return cov, None
@@ -147,7 +162,14 @@ def _combine(A: np.ndarray | None, B: np.ndarray | None, n: int, N: int, p: int,
     return cov, df
 
 
-def _lambda(method: str, lam: Any, psi_y, psi_f, psi_pop, mode, bounds, d) -> np.ndarray:
+def _usable_leverage(fit):
+    """HC3 needs leverages below one; with a near-saturated design fall back to HC1."""
+    if fit is None or fit.leverage is None or np.max(fit.leverage) >= 0.99:
+        return None
+    return fit.leverage
+
+
+def _lambda(method: str, lam: Any, psi_y, psi_f, var_pop, N, mode, bounds, d) -> np.ndarray:
     if method == "ppi":
         return np.ones(d)
     if lam is not None:
@@ -155,7 +177,7 @@ def _lambda(method: str, lam: Any, psi_y, psi_f, psi_pop, mode, bounds, d) -> np
         if not np.all(np.isfinite(arr)):
             raise InputError("argument 'lam' must be finite")
         return arr
-    out = optimal_lambda(psi_y, psi_f, psi_pop, mode=mode, bounds=bounds)
+    out = _optimal_lambda(psi_y, psi_f, var_pop, N, mode, bounds)
     return np.broadcast_to(np.asarray(out, float), (d,)).copy()
 
 
@@ -185,26 +207,42 @@ def _difference_estimator(fit_y: Fit | None, fit_f: Fit | None, fit_pop: Fit | N
                           lambda_mode, lambda_bounds, n, N, p, convention):
     """theta_y - lam (theta_f - theta_f~) with its covariance, df and lambda."""
     d = (fit_y or fit_pop).theta.shape[0]
+    lev = _usable_leverage(fit_y)
     if method == "classical":
-        cov, df = _combine(fit_y.psi, None, n, N, p, convention)
+        cov, df = _combine(fit_y.psi, None, n, N, p, convention, leverage=lev)
         return fit_y.theta, cov, df, None
+    M = fit_pop.second_moment()
     if method == "naive":
-        cov, df = _combine(None, fit_pop.psi, n, N, p, convention)
+        cov, df = _combine(None, M, n, N, p, convention)
         return fit_pop.theta, cov, df, None
-    lam_vec = _lambda(method, lam, fit_y.psi, fit_f.psi, fit_pop.psi, lambda_mode, lambda_bounds, d)
+    lam_vec = _lambda(method, lam, fit_y.psi, fit_f.psi, np.diag(M), N, lambda_mode, lambda_bounds, d)
+    tuned = 1 if (method == "ppi++" and lam is None) else 0
     est = fit_y.theta - lam_vec * (fit_f.theta - fit_pop.theta)
     A = fit_y.psi - lam_vec * fit_f.psi
-    B = lam_vec * fit_pop.psi
-    tuned = 1 if (method == "ppi++" and lam is None) else 0
-    cov, df = _combine(A, B, n, N, p, convention, tuned=tuned)
+    cov, df = _combine(A, M * np.outer(lam_vec, lam_vec), n, N, p, convention, tuned=tuned, leverage=lev)
+    if tuned and convention == "small-sample":
+        # a tuned lambda that does not beat the pilot alone (after paying its degree of freedom) falls
+        # back to lambda = 0: PPI++ is then the classical estimate, never a wider interval
+        cov0, df0 = _combine(fit_y.psi, None, n, N, p, convention, leverage=lev)
+        worse = np.diag(cov) >= np.diag(cov0) if lambda_mode == "element" else \
+            np.full(d, np.trace(cov) >= np.trace(cov0))
+        if worse.any():
+            lam_vec = np.where(worse, 0.0, lam_vec)
+            est = fit_y.theta - lam_vec * (fit_f.theta - fit_pop.theta)
+            A = fit_y.psi - lam_vec * fit_f.psi
+            tuned = 0 if worse.all() else 1
+            cov, df = _combine(A, M * np.outer(lam_vec, lam_vec), n, N, p, convention, tuned=tuned,
+                               leverage=lev)
     return est, cov, df, lam_vec
 
 
 # ----------------------------------------------------------------------------- means and shares
-def _mean_fit(Z: np.ndarray, w: np.ndarray) -> Fit:
+def _mean_fit(Z: np.ndarray, w: np.ndarray, keep_psi: bool = True) -> Fit:
     theta = (w[:, None] * Z).mean(axis=0)
     psi = w[:, None] * (Z - theta)
-    return Fit(theta, psi, np.eye(Z.shape[1]))
+    if keep_psi:
+        return Fit(theta, psi, np.eye(Z.shape[1]))
+    return Fit(theta, None, np.eye(Z.shape[1]), meat=psi.T @ psi / Z.shape[0])
 
 
 def _ppi_py_mean_lambda(Y, F, Fp, w, wp):
@@ -226,7 +264,7 @@ def _mean_core(Y, F, Fp, w, wp, method, lam, lambda_mode, lambda_bounds, convent
     d = Y.shape[1] if method != "naive" else Fp.shape[1]
     fit_y = _mean_fit(Y, w) if method != "naive" else None
     fit_f = _mean_fit(F, w) if method in ("ppi", "ppi++") else None
-    fit_pop = _mean_fit(Fp, wp) if method != "classical" else None
+    fit_pop = _mean_fit(Fp, wp, keep_psi=False) if method != "classical" else None
     if convention == "ppi_py" and method in ("ppi", "ppi++"):
         if method == "ppi":
             lam_vec = np.ones(d)
@@ -640,7 +678,8 @@ def _regression(fitter, X, y, yhat, X_pop, yhat_pop, method, weights, weights_po
     else:
         fit_y = _fit_in(fitter, Xa, Y, w, "the pilot's human answers") if method != "naive" else None
         fit_f = _fit_in(fitter, Xa, F, w, "the LLM's predictions for the pilot") if method in ("ppi", "ppi++") else None
-        fit_pop = _fit_in(fitter, Xp, Fp, wp, "the LLM's predictions for the population") if method != "classical" else None
+        fit_pop = _fit_in(partial(fitter, keep_psi=False), Xp, Fp, wp,
+                          "the LLM's predictions for the population") if method != "classical" else None
         est, cov, df, lam_vec = _difference_estimator(fit_y, fit_f, fit_pop, method, lam, lambda_mode,
                                                       lambda_bounds, n, N, n_par, convention)
         diag = {"iterations": {k: f.iterations for k, f in (("pilot", fit_y), ("pilot_pred", fit_f),

@@ -40,9 +40,9 @@ def test_classical_mean_is_the_t_interval():
     np.testing.assert_allclose(r.conf_int(), ([lo], [hi]), rtol=1e-12)
 
 
-def test_classical_ols_equals_statsmodels_hc1():
+def test_classical_ols_equals_statsmodels_hc3():
     X, y, *_ = _reg_data()
-    ref = sm.OLS(y, X).fit(cov_type="HC1")
+    ref = sm.OLS(y, X).fit(cov_type="HC3")
     r = ppi_ols(X, y, method="classical")
     np.testing.assert_allclose(r.estimate, ref.params, rtol=1e-10)
     np.testing.assert_allclose(r.cov, ref.cov_params(), rtol=1e-10)
@@ -51,10 +51,10 @@ def test_classical_ols_equals_statsmodels_hc1():
     np.testing.assert_allclose(lo, ref.params - q * ref.bse, rtol=1e-10)
 
 
-def test_weighted_classical_ols_equals_statsmodels_wls_hc1():
+def test_weighted_classical_ols_equals_statsmodels_wls_hc3():
     X, y, *_ = _reg_data(1)
     w = np.random.default_rng(2).uniform(0.3, 3, len(y))
-    ref = sm.WLS(y, X, weights=w).fit(cov_type="HC1")
+    ref = sm.WLS(y, X, weights=w).fit(cov_type="HC3")
     r = ppi_ols(X, y, method="classical", weights=w)
     np.testing.assert_allclose(r.estimate, ref.params, rtol=1e-10)
     np.testing.assert_allclose(r.std_error, ref.bse, rtol=1e-10)
@@ -68,16 +68,21 @@ def test_classical_logistic_equals_statsmodels():
     ref = sm.Logit(y, X).fit(disp=0, cov_type="HC0")
     r = ppi_logistic(X, y, method="classical")
     np.testing.assert_allclose(r.estimate, ref.params, rtol=1e-8)
-    # small-sample convention: HC0 scaled by n / (n - p) (HC1); ppi_py convention: HC0 exactly
-    np.testing.assert_allclose(r.std_error, ref.bse * np.sqrt(n / (n - 3)), rtol=1e-8)
+    # ppi_py convention: HC0 exactly
     r0 = ppi_logistic(X, y, method="classical", convention="ppi_py")
     np.testing.assert_allclose(r0.std_error, ref.bse, rtol=1e-8)
+    # small-sample convention: HC3 with the GLM hat matrix (statsmodels' leverages)
+    glm = sm.GLM(y, X, family=sm.families.Binomial()).fit()
+    h = glm.get_hat_matrix_diag()
+    e = (y - glm.mu) / (1 - h)
+    bread = np.linalg.inv(glm.model.hessian(glm.params) * -1)
+    meat = (X * e[:, None]).T @ (X * e[:, None])
+    np.testing.assert_allclose(r.cov, bread @ meat @ bread, rtol=1e-7)
     w = rng.uniform(0.5, 2, n)
-    refw = sm.GLM(y, X, family=sm.families.Binomial(), var_weights=w).fit(cov_type="HC1")
-    rw = ppi_logistic(X, y, method="classical", weights=w)
+    refw = sm.GLM(y, X, family=sm.families.Binomial(), var_weights=w).fit(cov_type="HC0")
+    rw = ppi_logistic(X, y, method="classical", weights=w, convention="ppi_py")
     np.testing.assert_allclose(rw.estimate, refw.params, rtol=1e-8)
-    # statsmodels' GLM applies no n / (n - p) correction under HC1 for var_weights
-    np.testing.assert_allclose(rw.std_error, refw.bse * np.sqrt(n / (n - 3)), rtol=1e-8)
+    np.testing.assert_allclose(rw.std_error, refw.bse, rtol=1e-8)
 
 
 def test_classical_ordinal_equals_statsmodels_orderedmodel():
@@ -347,3 +352,25 @@ def test_separation_is_reported():
     X = np.column_stack([np.ones(8), np.arange(8.0)])
     with pytest.raises(EstimationError, match="separated"):
         ppi_logistic(X, (np.arange(8) > 3).astype(float), method="classical")
+
+
+def test_useless_predictor_falls_back_to_classical():
+    rng = np.random.default_rng(12)
+    n, N = 60, 5000
+    y = rng.normal(size=n)
+    f, fp = rng.normal(size=n), rng.normal(size=N)  # predictions unrelated to the answers
+    r = ppi_mean(y, f, fp)
+    c = ppi_mean(y, method="classical")
+    if r.tuning["lambda"] == 0.0:
+        assert r.std_error[0] == pytest.approx(c.std_error[0], rel=1e-12)
+    assert r.std_error[0] <= c.std_error[0] * (1 + 1e-12)
+
+
+def test_population_fit_without_rows_matches_full_influence():
+    from rectify.estimators.models import fit_logistic, fit_ols
+    X, y, f, Xp, fp = _reg_data(6)
+    a, b = fit_ols(Xp, fp, np.ones(len(fp))), fit_ols(Xp, fp, np.ones(len(fp)), keep_psi=False)
+    np.testing.assert_allclose(b.meat, a.psi.T @ a.psi / len(fp), rtol=1e-10)
+    p = 1 / (1 + np.exp(-(Xp[:, 1] - 0.5)))
+    a, b = fit_logistic(Xp, p, np.ones(len(p))), fit_logistic(Xp, p, np.ones(len(p)), keep_psi=False)
+    np.testing.assert_allclose(b.meat, a.psi.T @ a.psi / len(p), rtol=1e-8)
