@@ -1,0 +1,323 @@
+"""Speed of PPI++ intervals: rectify against ppi_py 0.2.3 (issue 2, "How it is checked: Speed").
+
+Times tuned (PPI++) 95% intervals for the mean, OLS and logistic regression at a pilot of n = 200 and
+population frames of N in {1e4, 1e5, 1e6}, for
+
+* ``rectify``: ``ppi_mean / ppi_ols / ppi_logistic(..., method="ppi++")`` and ``conf_int(0.95)``
+  with the default ``convention="small-sample"`` (one-step PPI++ for logistic regression);
+* ``rectify[ppi_py]``: the same with ``convention="ppi_py"`` (reproduces ppi_py's numbers, including
+  its joint-loss logistic estimate and clipped lambda);
+* ``ppi_py``: ``ppi_mean_ci / ppi_ols_ci / ppi_logistic_ci(..., alpha=0.05)`` (lambda tuned).
+
+Every function is called once before timing (ppi_py compiles with numba on first use); the table
+reports the median (and minimum) of ``--reps`` repetitions. Separately, "first call in a fresh
+process" runs a new Python process that imports the package and makes one call at N = 1e4; the time
+is measured inside that process from just before the package import to just after the call (numpy
+and the data are ready before the clock starts), and the whole process wall time is reported too.
+
+The design has an intercept and ``--p - 1`` standard-normal covariates (default p = 4).
+
+Output: ``benchmarks/results/speed{tag}.csv`` and ``.md``. Run::
+
+    .venv/bin/python benchmarks/speed.py              # 5 repetitions
+    .venv/bin/python benchmarks/speed.py --profile    # also cProfile rectify at N = 1e6
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import platform
+import pstats
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+# benchmarks/coverage.py would shadow the `coverage` package (which numba imports): keep this folder
+# off the import path
+sys.path[:] = [q for q in sys.path if Path(q or ".").resolve() != HERE]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+N_PILOT = 200
+SIZES = (10_000, 100_000, 1_000_000)
+ESTIMANDS = ("mean", "ols", "logistic")
+
+
+# ----------------------------------------------------------------------------- data
+def make_data(estimand: str, n: int, N: int, p: int, seed: int = 0):
+    """Pilot (X, y, f) and frame (Xp, fp) from a model with a good, biased predictor."""
+    rng = np.random.default_rng([seed, ESTIMANDS.index(estimand), N])
+
+    def draw(m):
+        X = np.column_stack([np.ones(m), rng.normal(size=(m, p - 1))])
+        beta = np.linspace(0.5, -0.5, p)
+        if estimand == "logistic":
+            eta = X @ beta + rng.logistic(size=m)
+            y = (eta > 0).astype(float)
+            f = 1 / (1 + np.exp(-(0.8 * eta + 0.2 + rng.normal(size=m))))
+        else:
+            y = X @ beta + rng.normal(size=m)
+            f = 0.9 * y + 0.2 + 0.6 * rng.normal(size=m)
+        return X, y, f
+
+    X, y, f = draw(n)
+    Xp, _, fp = draw(N)
+    return X, y, f, Xp, fp
+
+
+# ----------------------------------------------------------------------------- callables
+def rectify_call(estimand: str, convention: str = "small-sample"):
+    from rectify.estimators.ppi import ppi_logistic, ppi_mean, ppi_ols
+
+    def run(X, y, f, Xp, fp):
+        if estimand == "mean":
+            r = ppi_mean(y, f, fp, "ppi++", convention=convention)
+        elif estimand == "ols":
+            r = ppi_ols(X, y, f, Xp, fp, "ppi++", convention=convention)
+        else:
+            r = ppi_logistic(X, y, f, Xp, fp, "ppi++", convention=convention)
+        return r.conf_int(0.95)
+
+    return run
+
+
+def ppi_py_call(estimand: str):
+    from ppi_py import ppi_logistic_ci, ppi_mean_ci, ppi_ols_ci
+
+    def run(X, y, f, Xp, fp):
+        if estimand == "mean":
+            return ppi_mean_ci(y, f, fp, alpha=0.05)
+        if estimand == "ols":
+            return ppi_ols_ci(X, y, f, Xp, fp, alpha=0.05)
+        return ppi_logistic_ci(X, y, f, Xp, fp, alpha=0.05)
+
+    return run
+
+
+IMPLS = {
+    "rectify": lambda e: rectify_call(e, "small-sample"),
+    "rectify[ppi_py]": lambda e: rectify_call(e, "ppi_py"),
+    "ppi_py": ppi_py_call,
+}
+
+
+def time_call(fn, args, reps: int) -> list[float]:
+    out = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn(*args)
+        out.append(time.perf_counter() - t)
+    return out
+
+
+# ----------------------------------------------------------------------------- fresh process
+FRESH = textwrap.dedent(
+    """
+    import sys, time, json, importlib.util
+    sys.path.insert(0, {root!r})
+    import numpy as np
+    spec = importlib.util.spec_from_file_location("rectify_bench_speed", {bench!r})
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    make_data = mod.make_data
+    args = make_data({estimand!r}, {n}, {N}, {p})
+    t0 = time.perf_counter()
+    if {impl!r} == "ppi_py":
+        from ppi_py import ppi_ols_ci, ppi_logistic_ci
+        fn = ppi_ols_ci if {estimand!r} == "ols" else ppi_logistic_ci
+        fn(*args, alpha=0.05)
+    else:
+        from rectify.estimators.ppi import ppi_ols, ppi_logistic
+        fn = ppi_ols if {estimand!r} == "ols" else ppi_logistic
+        fn(*args, method="ppi++").conf_int(0.95)
+    print(json.dumps({{"import_and_call_s": time.perf_counter() - t0}}))
+    """
+)
+
+
+def fresh_process(impl: str, estimand: str, N: int, p: int) -> tuple[float, float]:
+    code = FRESH.format(root=str(ROOT), bench=str(Path(__file__).resolve()), estimand=estimand, n=N_PILOT,
+                        N=N, p=p, impl=impl)
+    t = time.perf_counter()
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - t
+    import json
+
+    return json.loads(res.stdout.strip().splitlines()[-1])["import_and_call_s"], wall
+
+
+# ----------------------------------------------------------------------------- machine
+def machine() -> dict:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import ppi_py  # noqa: F401
+    from importlib.metadata import version
+
+    return {
+        "code": _code_version(),
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "ppi_py": version("ppi-python"),
+        "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
+
+
+def _code_version() -> str:
+    try:
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "estimators/ppi.py", "estimators/models.py",
+                                "estimators/_validate.py", "rectify/result.py"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + (" + uncommitted changes to the PPI code" if dirty else "")
+
+
+def profile_rectify(estimand: str, N: int, p: int, top: int = 15) -> str:
+    args = make_data(estimand, N_PILOT, N, p)
+    fn = rectify_call(estimand)
+    fn(*args)
+    pr = cProfile.Profile()
+    pr.enable()
+    fn(*args)
+    pr.disable()
+    s = io.StringIO()
+    pstats.Stats(pr, stream=s).sort_stats("cumulative").print_stats(top)
+    return s.getvalue()
+
+
+# ----------------------------------------------------------------------------- driver
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="Time PPI++ intervals: rectify vs ppi_py.")
+    ap.add_argument("--reps", type=int, default=5, help="timed repetitions per cell (median reported)")
+    ap.add_argument("--fresh-reps", type=int, default=3, help="fresh processes per first-call cell (rectify)")
+    ap.add_argument("--fresh-reps-ppi-py", type=int, default=1,
+                    help="fresh processes per first-call cell for ppi_py (each compiles with numba: slow)")
+    ap.add_argument("--p", type=int, default=4, help="regression coefficients incl. intercept")
+    ap.add_argument("--N", type=int, nargs="+", default=list(SIZES))
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    ap.add_argument("--tag", default="")
+    ap.add_argument("--profile", action="store_true", help="cProfile rectify's tuned OLS/logistic at the largest N")
+    args = ap.parse_args(argv)
+    import pandas as pd
+
+    info = machine()
+    print("machine:", info, flush=True)
+    rows = []
+    for N in args.N:
+        for est in ESTIMANDS:
+            data = make_data(est, N_PILOT, N, args.p)
+            ref = None
+            for impl, make in IMPLS.items():
+                fn = make(est)
+                ci = fn(*data)  # warm-up (numba compile for ppi_py)
+                ts = time_call(fn, data, args.reps)
+                low, high = (np.atleast_1d(np.asarray(c, float)) for c in ci)
+                if impl == "ppi_py":
+                    ref = (low, high)
+                rows.append({"estimand": est, "n": N_PILOT, "N": N, "p": 1 if est == "mean" else args.p,
+                             "impl": impl, "reps": args.reps, "median_s": float(np.median(ts)),
+                             "min_s": float(np.min(ts)), "ci_low": low, "ci_high": high})
+                print(f"N={N:>9,} {est:9s} {impl:16s} median {np.median(ts):.4f} s  (min {np.min(ts):.4f})",
+                      flush=True)
+            for r in rows[-len(IMPLS):]:
+                r["speedup_vs_ppi_py"] = rows[-1]["median_s"] / r["median_s"]
+                r["max_abs_ci_diff_vs_ppi_py"] = float(max(np.max(np.abs(r.pop("ci_low") - ref[0])),
+                                                           np.max(np.abs(r.pop("ci_high") - ref[1]))))
+    fresh = []
+    for est in ("ols", "logistic"):
+        for impl in ("rectify", "ppi_py"):
+            k = args.fresh_reps if impl == "rectify" else args.fresh_reps_ppi_py
+            vals = [fresh_process(impl, est, 10_000, args.p) for _ in range(k)]
+            inner = float(np.median([v[0] for v in vals]))
+            wall = float(np.median([v[1] for v in vals]))
+            fresh.append({"estimand": est, "n": N_PILOT, "N": 10_000, "p": args.p, "impl": impl,
+                          "reps": k, "first_call_import_and_call_s": inner,
+                          "first_call_process_wall_s": wall})
+            print(f"fresh process {est:9s} {impl:8s} import+call {inner:.3f} s, process {wall:.3f} s", flush=True)
+    info["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    df = pd.DataFrame(rows)
+    fdf = pd.DataFrame(fresh)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    pd.concat([df.assign(kind="warm"), fdf.assign(kind="first_call")], ignore_index=True).to_csv(
+        out / f"speed{args.tag}.csv", index=False)
+    md = to_markdown(df, fdf, info, args)
+    prof = ""
+    if args.profile:
+        prof = "\n".join(f"### cProfile: rectify tuned {e}, N = {max(args.N):,}\n\n```\n"
+                         f"{profile_rectify(e, max(args.N), args.p)}```\n" for e in ("ols", "logistic"))
+        md += "\n" + prof
+    (out / f"speed{args.tag}.md").write_text(md)
+    print(md)
+    return 0
+
+
+def to_markdown(df, fdf, info, args) -> str:
+    lines = [
+        "# Speed of tuned PPI++ 95% intervals: rectify vs ppi_py",
+        "",
+        f"Machine: {info['nproc']} CPUs ({info['cpu']}), Python {info['python']}, NumPy {info['numpy']}, "
+        f"ppi_py {info['ppi_py']}; code {info['code']}; load average {info['loadavg']} at start, {info['loadavg_end']} at end "
+        f"(a shared machine: timings are noisy). Pilot n = {N_PILOT}, p = {args.p} coefficients "
+        f"(intercept + {args.p - 1} covariates) for the regressions; median (min) of {args.reps} timed "
+        f"repetitions after one warm-up call. Generated by `benchmarks/speed.py`.",
+        "",
+        "`rectify` = default small-sample convention (one-step PPI++ for logistic); `rectify[ppi_py]` = "
+        "`convention='ppi_py'` (ppi_py's estimator and interval); speed-up = ppi_py median / this median; "
+        "diff = max |interval endpoint - ppi_py's|.",
+        "",
+        "| estimand | N | implementation | median s | min s | speed-up vs ppi_py | diff vs ppi_py |",
+        "|---|---:|---|---:|---:|---:|---:|",
+    ]
+    for _, r in df.iterrows():
+        lines.append(f"| {r['estimand']} | {r['N']:,} | {r['impl']} | {r['median_s']:.4f} | {r['min_s']:.4f} | "
+                     f"{r['speedup_vs_ppi_py']:.1f}x | {r['max_abs_ci_diff_vs_ppi_py']:.2g} |")
+    lines += [
+        "",
+        f"## First call in a fresh process (N = 10,000; median of {args.fresh_reps} processes for rectify, "
+        f"{args.fresh_reps_ppi_py} for ppi_py)",
+        "",
+        "import + one tuned call, timed inside the process (numpy loaded and data ready before the clock), "
+        "and the whole process's wall time.",
+        "",
+        "| estimand | implementation | import + first call s | process wall s |",
+        "|---|---|---:|---:|",
+    ]
+    for _, r in fdf.iterrows():
+        lines.append(f"| {r['estimand']} | {r['impl']} | {r['first_call_import_and_call_s']:.3f} | "
+                     f"{r['first_call_process_wall_s']:.3f} |")
+    big = df[(df["N"] == df["N"].max()) & (df["impl"] == "rectify") & df["estimand"].isin(["ols", "logistic"])]
+    first = fdf[fdf["impl"] == "rectify"]
+    goal_speed = bool((big["speedup_vs_ppi_py"] >= 10).all())
+    goal_first = bool((first["first_call_import_and_call_s"] < 1).all())
+    lines += [
+        "",
+        f"Goals (issue 2): >= 10x faster for tuned OLS and logistic at N = {df['N'].max():,}: "
+        f"{'met' if goal_speed else 'NOT met'} "
+        f"({', '.join(f'{e} {s:.1f}x' for e, s in zip(big['estimand'], big['speedup_vs_ppi_py']))}); "
+        f"first call in a fresh process < 1 s: {'met' if goal_first else 'NOT met'} "
+        f"({', '.join(f'{e} {s:.2f} s' for e, s in zip(first['estimand'], first['first_call_import_and_call_s']))}).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
