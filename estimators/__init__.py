@@ -14,6 +14,7 @@ from .ppi import optimal_lambda, ppi_logistic, ppi_mean, ppi_ols, ppi_ordinal, p
 _LAZY = {
     "PPILinearRegression": "sklearn_api",
     "PPILogisticRegression": "sklearn_api",
+    "CalibrationWeighter": "calibration_sklearn",
     **{k: "calibration" for k in ("CalibrationFit", "calibrate_weights", "poststratify", "rake", "trim_g",
                                   "trim_weights")},
     **{k: "survey_estimation" for k in ("Replicates", "SurveyDesign", "bootstrap_factors", "jkn_factors",
@@ -35,5 +36,5 @@ __all__ = [
     "calibrate_weights", "rake", "poststratify", "trim_weights", "trim_g", "CalibrationFit",
     "SurveyDesign", "Replicates", "survey_mean", "survey_total", "survey_shares", "survey_quantile",
     "survey_ols", "survey_logit", "jkn_factors", "bootstrap_factors",
-    "PPILinearRegression", "PPILogisticRegression",
+    "PPILinearRegression", "PPILogisticRegression", "CalibrationWeighter",
 ]

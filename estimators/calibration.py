@@ -21,6 +21,7 @@ return).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -37,6 +38,7 @@ __all__ = [
     "trim_weights",
     "trim_g",
     "check_design_weights",
+    "check_margin_targets",
     "cell_codes",
     "margin_totals_consistent",
 ]
@@ -100,7 +102,7 @@ def check_design_weights(d, n: int | None = None, name: str = "design_weights",
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise InputError(
-            f"argument '{name}' must be strictly positive; row {i} has {d[i]!r} "
+            f"argument '{name}' must be strictly positive; row {i} has {float(d[i])!r} "
             f"({int(bad.sum())} rows)"
         )
     return d
@@ -180,6 +182,37 @@ def calfun(method: str, bounds=(-np.inf, np.inf)):
         return np.where(np.isinf(eu), 0.0, val)
 
     return fm1_logit, df_logit
+
+
+def _label(name: str) -> str:
+    """``"a[x]"`` (an indicator of a categorical margin) -> ``"margin 'a', category 'x'"``."""
+    m = re.fullmatch(r"(.+)\[(.+)\]", str(name))
+    if m:
+        return f"margin {m.group(1)!r}, category {m.group(2)!r}"
+    return f"auxiliary {name!r}"
+
+
+def _check_reachable(X, d, T, lo, hi, names) -> None:
+    """Refuse a total that no g-weights in ``[lo, hi]`` can reach, one auxiliary at a time."""
+    # sums of the positive (P) and negative (M) parts of d x per column, without an n x p copy
+    # when X is non-negative (indicator margins)
+    xd = X.T @ d
+    axd = xd if X.min(initial=0.0) >= 0 else np.abs(X).T @ d
+    P, M = (axd + xd) / 2.0, (xd - axd) / 2.0
+
+    def mul(b, v):  # b * v with 0 * inf = 0
+        with np.errstate(invalid="ignore"):
+            return np.where(v == 0, 0.0, b * v)
+
+    low = mul(lo, P) + mul(hi, M)
+    high = mul(hi, P) + mul(lo, M)
+    slack = 1e-9 * (1.0 + np.abs(T))
+    for j in np.flatnonzero((T < low - slack) | (T > high + slack)):
+        cur = float(xd[j])
+        raise InputError(
+            f"bounds {(lo, hi)} on the g-weights make the calibration infeasible for {_label(names[j])}: "
+            f"its target {T[j]:g} lies outside [{low[j]:g}, {high[j]:g}], the range the bounded "
+            f"weights can reach (the design weights give {cur:g}); widen the bounds or merge the category")
 
 
 def _rel_error(X, w, totals) -> np.ndarray:
@@ -276,13 +309,17 @@ def calibrate_weights(
     if method in ("logit", "truncated") and bounds is None:
         raise InputError(f"method {method!r} needs bounds on the g-weights, e.g. bounds=(0.5, 2)")
     lo, hi = _check_bounds(bounds, method)
-    allzero = ~X.any(axis=0)
+    allzero = (np.abs(X).T @ (d > 0).astype(float)) == 0 if X.min(initial=0.0) < 0 else \
+        (X.T @ (d > 0).astype(float)) == 0
     for j in np.flatnonzero(allzero):
         if T[j] != 0:
             raise InputError(
-                f"auxiliary {names[j]!r} is zero for every sample row but its population total is "
-                f"{T[j]:g}: no weighting can reach it; merge that category with another"
+                f"{_label(names[j])}: population total {T[j]:g} but the auxiliary is zero in every "
+                "sample row (no sample rows), so no weighting can reach it; merge that category with another"
             )
+    if np.isfinite(lo) or np.isfinite(hi) or method == "raking":
+        # raking g-weights are positive: its bounds are at least (0, inf)
+        _check_reachable(X, d, T, max(lo, 0.0) if method == "raking" else lo, hi, names)
     fm1, dfun = calfun(method, (lo, hi))
     lam = np.zeros(p)
     u = np.zeros(n)
@@ -291,12 +328,14 @@ def calibrate_weights(
     err = _rel_error(X, d * g, T)
     while not np.all(err < tol):
         if it >= max_iter:
+            worst = _label(names[int(err.argmax())])
             msg = (f"calibration ({method}) did not converge in {max_iter} iterations: worst "
-                   f"relative margin error {err.max():.3g} on {names[int(err.argmax())]!r}")
+                   f"relative margin error {err.max():.3g} on {worst}")
             if (np.isfinite(lo) or np.isfinite(hi)) and _infeasible(X, d, T, lo, hi):
                 raise InputError(
                     f"bounds {(lo, hi)} on the g-weights make the calibration infeasible: no weights "
-                    "within them reproduce the totals; widen the bounds") from None
+                    f"within them reproduce all the totals together (worst at the last iteration: "
+                    f"{worst}); widen the bounds or merge categories") from None
             raise ConvergenceError(msg + "; raise max_iter or widen the bounds")
         deriv = dfun(u)
         Tmat = (X * (d * deriv)[:, None]).T @ X
@@ -440,6 +479,43 @@ def margin_totals_consistent(targets: Sequence[np.ndarray], names: Sequence[str]
     return ref
 
 
+def check_margin_targets(codes: Sequence[np.ndarray], targets: Sequence[np.ndarray], d,
+                         names: Sequence[str], levels: Sequence[Sequence]) -> None:
+    """Validate the targets of categorical margins against the sample.
+
+    Every target must be finite and non-negative; a category with a positive target needs sample
+    rows (with positive design weight), and a category with a zero target must have none. Errors
+    name the margin and the category.
+
+    Examples
+    --------
+    >>> check_margin_targets([np.array([0, 1])], [np.array([3.0, 0.0])], np.ones(2), ["sex"], [["f", "m"]])
+    Traceback (most recent call last):
+    ...
+    rectify.errors.InputError: margin 'sex', category 'm': population count 0 but 1 sample rows; those rows would need weight 0 -- remove them or fix the margin
+    """
+    d = np.asarray(d, float)
+    for j, (c, t) in enumerate(zip(codes, targets)):
+        t = np.asarray(t, float)
+        for k in range(len(t)):
+            if not np.isfinite(t[k]) or t[k] < 0:
+                raise InputError(f"margin {names[j]!r}, category {levels[j][k]!r}: population count "
+                                 f"{float(t[k])} must be finite and non-negative")
+        s = np.bincount(c, weights=d, minlength=len(t))
+        rows = np.bincount(c[d > 0], minlength=len(t))
+        for k in range(len(t)):
+            if t[k] > 0 and s[k] == 0:
+                raise InputError(
+                    f"margin {names[j]!r}, category {levels[j][k]!r}: population count {t[k]:g} but "
+                    "no sample rows, so no weighting can reach it (raking would never converge); merge the category "
+                    "with a neighbour or drop it from the margin")
+            if t[k] == 0 and rows[k] > 0:
+                raise InputError(
+                    f"margin {names[j]!r}, category {levels[j][k]!r}: population count 0 but "
+                    f"{int(rows[k])} sample rows; those rows would need weight 0 -- remove them or fix "
+                    "the margin")
+
+
 def rake(
     codes: Sequence[np.ndarray],
     targets: Sequence[np.ndarray],
@@ -497,41 +573,30 @@ def rake(
             raise InputError(f"margin {names[j]!r}: codes must be an integer array of length {n}")
         if c.min(initial=0) < 0 or c.max(initial=0) >= len(t):
             raise InputError(f"margin {names[j]!r}: a code lies outside 0..{len(t) - 1}")
-        if not np.isfinite(t).all() or (t < 0).any():
-            raise InputError(f"margin {names[j]!r}: targets must be finite and non-negative")
+    check_margin_targets(codes, targets, d, names, levels)
     margin_totals_consistent(targets, names)
     cell, cm = cell_codes(codes, [len(t) for t in targets])
     n_cells = cm.shape[0]
     c0 = np.bincount(cell, weights=d, minlength=n_cells)
-    for j in range(m):
-        s = np.bincount(cm[:, j], weights=c0, minlength=len(targets[j]))
-        for k in range(len(targets[j])):
-            if targets[j][k] > 0 and s[k] == 0:
-                raise InputError(
-                    f"margin {names[j]!r}, category {levels[j][k]!r}: population count "
-                    f"{targets[j][k]:g} but no sample rows, so raking can never reach it; merge "
-                    "the category with a neighbour or drop it from the margin")
-            if targets[j][k] == 0 and s[k] > 0:
-                raise InputError(
-                    f"margin {names[j]!r}, category {levels[j][k]!r}: population count 0 but "
-                    f"{int(np.sum((codes[j] == k) & (d > 0)))} sample rows; those rows would need weight 0 -- "
-                    "remove them or fix the margin")
     cw = c0.copy()
     it = 0
     errs = np.inf
     while True:
-        worst = 0.0
+        worst, where = 0.0, (0, 0)
         for j in range(m):
             s = np.bincount(cm[:, j], weights=cw, minlength=len(targets[j]))
-            worst = max(worst, float(np.max(np.abs(s - targets[j]) / (1.0 + targets[j]))))
+            e = np.abs(s - targets[j]) / (1.0 + targets[j])
+            if e.max() > worst:
+                worst, where = float(e.max()), (j, int(e.argmax()))
         errs = worst
         if errs < tol:
             break
         if it >= max_iter:
+            j, k = where
             raise ConvergenceError(
-                f"raking did not converge in {max_iter} sweeps (worst relative margin error "
-                f"{errs:.3g}); the margins may be incompatible with the sample's empty cells -- "
-                "raise max_iter or collapse categories")
+                f"raking did not converge in {max_iter} sweeps: worst relative margin error "
+                f"{errs:.3g} on margin {names[j]!r}, category {levels[j][k]!r}; the margins may be "
+                "incompatible with the sample's empty cells -- raise max_iter or collapse categories")
         for j in range(m):
             s = np.bincount(cm[:, j], weights=cw, minlength=len(targets[j]))
             with np.errstate(divide="ignore", invalid="ignore"):

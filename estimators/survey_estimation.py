@@ -7,6 +7,15 @@ with-replacement variance with a finite population correction. This reproduces R
 package (``svyrecvar``): :class:`GregStep` is ``calibrate()``, :class:`PostStratStep` is
 ``postStratify()`` and :class:`RakeBackfitStep` is the ten back-fitting sweeps of ``rake()``.
 
+Small-sample option (not in R): with ``SurveyDesign(small_sample="hc3")`` the residualized influence
+values are divided by ``1 - h_i``, where ``h_i = d_i x_i' (X' D X)^- x_i`` is the leverage of row ``i``
+in the calibration regression (``"hc2"``: by ``sqrt(1 - h_i)``), and means, totals and shares get
+Student-t intervals with ``degf - rank(X) + 1`` degrees of freedom. ``"hc3"`` is the linearized
+jackknife of a calibration estimator (Valliant 1993; Valliant, Dorfman and Royall 2000, the ``v_J``
+estimator): the plain linearization under-states the variance when a few heavily weighted rows
+carry a calibration category, because those rows' residuals are pulled towards zero by the fit.
+The default (``None``) is R's ``svyrecvar``, which has no such correction.
+
 Replicate-weight variance (jackknife or bootstrap) is the alternative: the weights are
 recomputed (recalibrated) per replicate by the caller and the estimator is rerun on each column;
 :func:`jkn_factors` and :func:`bootstrap_factors` build the replicate factors.
@@ -25,7 +34,10 @@ from scipy import stats
 from rectify.errors import ConvergenceError, EstimationError, InputError
 from rectify.result import Result
 
+SMALL_SAMPLE = (None, "hc3", "hc2")
+
 __all__ = [
+    "SMALL_SAMPLE",
     "SurveyDesign",
     "Replicates",
     "GregStep",
@@ -65,6 +77,14 @@ class GregStep:
         r = z - self._A @ (self._pinv @ z)
         return r * (self.g * self._sd)[:, None]
 
+    def leverage(self) -> np.ndarray:
+        """Diagonal of the hat matrix of the calibration regression, ``d_i x_i' (X' D X)^- x_i``."""
+        return np.einsum("ij,ji->i", self._A, self._pinv)
+
+    def rank(self) -> int:
+        """Number of linearly independent calibration constraints."""
+        return int(np.linalg.matrix_rank(self._A))
+
 
 class PostStratStep:
     """Residualize for post-stratification on ``cell`` (R's ``postStratify``)."""
@@ -75,6 +95,14 @@ class PostStratStep:
         self.psw = np.asarray(psw, float)
         self.k = int(self.cell.max()) + 1
         self.den = np.bincount(self.cell, weights=self.oldw, minlength=self.k)
+
+    def leverage(self) -> np.ndarray:
+        """Leverage of each row in its post-stratum: its share of the stratum's prior weight."""
+        return self.oldw / np.where(self.den > 0, self.den, 1.0)[self.cell]
+
+    def rank(self) -> int:
+        """Number of occupied post-strata."""
+        return int(np.count_nonzero(self.den > 0))
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         z = x * (self.oldw / self.psw)[:, None]
@@ -149,6 +177,9 @@ class SurveyDesign:
         Residualization steps (:class:`GregStep`, ...) applied in order.
     replicates : Replicates or None
         When given, variances use the replicates instead of linearization.
+    small_sample : {None, "hc3", "hc2"}
+        Leverage-adjusted linearization and Student-t intervals for means, totals and shares (see
+        the module notes). ``None`` (default) reproduces R's ``survey``.
     """
 
     weights: np.ndarray
@@ -158,6 +189,32 @@ class SurveyDesign:
     steps: tuple = ()
     replicates: Replicates | None = None
     info: dict = field(default_factory=dict)
+    small_sample: str | None = None
+
+    def __post_init__(self):
+        if self.small_sample not in SMALL_SAMPLE:
+            raise InputError(f"argument 'small_sample' must be one of {SMALL_SAMPLE}, got {self.small_sample!r}")
+        if self.small_sample is not None:
+            if self.replicates is not None:
+                raise InputError("argument 'small_sample' adjusts the linearization variance; it does not "
+                                 "apply to replicate weights (their jackknife already adapts to small samples)")
+            if self.clusters is not None:
+                raise InputError("argument 'small_sample' needs one row per primary sampling unit; it is "
+                                 "not implemented for clustered designs")
+            for step in self.steps:
+                if not hasattr(step, "leverage"):
+                    raise InputError(f"argument 'small_sample' is not available with {type(step).__name__} "
+                                     "(R rake()'s back-fitting); use the calibration residuals instead")
+
+    def calibration_rank(self) -> int:
+        """Number of calibration constraints (summed over the weighting steps)."""
+        return int(sum(step.rank() for step in self.steps if hasattr(step, "rank")))
+
+    def mean_df(self) -> float | None:
+        """Degrees of freedom of t intervals for means, totals and shares (None: normal, as R)."""
+        if self.small_sample is None:
+            return None
+        return float(max(self.degf() - max(self.calibration_rank(), 1) + 1, 1))
 
     @property
     def n(self) -> int:
@@ -221,12 +278,28 @@ def stratified_cov(x, strata=None, fpc=None, clusters=None) -> np.ndarray:
     return V
 
 
+def _leverage_factor(design: SurveyDesign) -> np.ndarray:
+    """``1 / (1 - h)`` (hc3) or ``1 / sqrt(1 - h)`` (hc2) per row, h summed over the steps."""
+    h = np.zeros(design.n)
+    for step in design.steps:
+        h = h + step.leverage()
+    if np.any(h > 1.0 - 1e-8):
+        i = int(np.argmax(h))
+        raise EstimationError(
+            f"row {i} has leverage {h[i]:.6g} in the calibration (it alone carries a calibration "
+            "category or total), so small_sample variance cannot be computed; collapse that "
+            "category with a neighbour or use small_sample=None")
+    return 1.0 / (1.0 - h) if design.small_sample == "hc3" else 1.0 / np.sqrt(1.0 - h)
+
+
 def _lin_cov(x: np.ndarray, design: SurveyDesign) -> np.ndarray:
     x = np.asarray(x, float)
     if x.ndim == 1:
         x = x[:, None]
     for step in design.steps:
         x = step.apply(x)
+    if design.small_sample is not None:
+        x = x * _leverage_factor(design)[:, None]
     return stratified_cov(x, design.strata, design.fpc, design.clusters)
 
 
@@ -252,7 +325,14 @@ def _method(design: SurveyDesign) -> str:
 def _diag(design: SurveyDesign) -> dict:
     out = dict(design.info)
     out["variance"] = "linearization" if design.replicates is None else design.replicates.kind
+    if design.small_sample is not None:
+        out["small_sample"] = design.small_sample
     return out
+
+
+def _mean_df(design: SurveyDesign, d: int):
+    df = design.mean_df()
+    return None if df is None else np.full(d, df)
 
 
 def _col(y, n, name="y") -> np.ndarray:
@@ -287,7 +367,7 @@ def survey_mean(y, design: SurveyDesign, terms: Sequence[str] | None = None, n_p
 
     est, cov = _drive(design, point, infl)
     return Result(est, cov, terms, _method(design), "mean", design.n, n_population,
-                  diagnostics=_diag(design))
+                  df=_mean_df(design, len(est)), diagnostics=_diag(design))
 
 
 def survey_total(y, design: SurveyDesign, terms: Sequence[str] | None = None, n_population: int = 0) -> Result:
@@ -304,10 +384,11 @@ def survey_total(y, design: SurveyDesign, terms: Sequence[str] | None = None, n_
     terms = list(terms) if terms is not None else ["total"] if Y2.shape[1] == 1 else [f"y{j}" for j in range(Y2.shape[1])]
     est, cov = _drive(design, lambda w: w @ Y2, lambda w, e: w[:, None] * Y2)
     return Result(est, cov, terms, _method(design), "total", design.n, n_population,
-                  diagnostics=_diag(design))
+                  df=_mean_df(design, len(est)), diagnostics=_diag(design))
 
 
-def survey_shares(codes, labels: Sequence, design: SurveyDesign, n_population: int = 0) -> Result:
+def survey_shares(codes, labels: Sequence, design: SurveyDesign, n_population: int = 0,
+                  interval: str = "wald") -> Result:
     """Weighted shares of the categories of one variable (they sum to 1).
 
     Parameters
@@ -316,6 +397,12 @@ def survey_shares(codes, labels: Sequence, design: SurveyDesign, n_population: i
         Category code (0 .. K-1) of each row.
     labels : sequence
         Category labels, length K.
+    interval : {"wald", "xlogit"}, default "wald"
+        ``"wald"``: estimate +- critical value x s.e. (R's ``confint(svymean(...))``; normal unless
+        the design has ``small_sample``). ``"xlogit"``: the same s.e. mapped through the logit,
+        ``expit(logit(p) +- t_df se / (p (1 - p)))`` with the design degrees of freedom (R's
+        ``svyciprop(method="xlogit")``); asymmetric, inside (0, 1), and it keeps its coverage for
+        rare categories where the Wald interval does not.
 
     Examples
     --------
@@ -329,9 +416,26 @@ def survey_shares(codes, labels: Sequence, design: SurveyDesign, n_population: i
         raise InputError("argument 'codes' must hold one code in 0..K-1 per design row")
     ind = np.zeros((design.n, K))
     ind[np.arange(design.n), codes] = 1.0
+    if interval not in ("wald", "xlogit"):
+        raise InputError(f"argument 'interval' must be 'wald' or 'xlogit', got {interval!r}")
     r = survey_mean(ind, design, terms=[str(l) for l in labels], n_population=n_population)
+    fn = None
+    if interval == "xlogit":
+        p, se = r.estimate, r.std_error
+        df = design.mean_df() or design.degf()
+
+        def fn(level: float):
+            crit = stats.t.ppf(0.5 + level / 2.0, df)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                eta, half = np.log(p / (1.0 - p)), crit * se / (p * (1.0 - p))
+                lo, hi = 1.0 / (1.0 + np.exp(-(eta - half))), 1.0 / (1.0 + np.exp(-(eta + half)))
+            # a share estimated as 0 or 1 has no logit: its interval is the point
+            return np.where(np.isfinite(lo), lo, p), np.where(np.isfinite(hi), hi, p)
+
+    diag = dict(r.diagnostics)
+    diag["interval"] = interval
     return Result(r.estimate, r.cov, r.terms, r.method, "shares", r.n_pilot, r.n_population,
-                  diagnostics=r.diagnostics, bounds=(0.0, 1.0))
+                  df=r.df, diagnostics=diag, bounds=(0.0, 1.0), interval_fn=fn)
 
 
 def quantile_math(y, w, p: float) -> float:
@@ -421,6 +525,13 @@ def _check_X(X, n):
     return X
 
 
+def _no_small_sample(design: SurveyDesign, where: str) -> None:
+    if design.small_sample is not None:
+        raise InputError(f"{where}: small_sample={design.small_sample!r} is implemented for means, totals, "
+                         "shares and quantiles only; calibrate with small_sample=None (or use "
+                         "variance='jackknife') for regressions")
+
+
 def _wls(X, y, w):
     sw = np.sqrt(w)
     beta, *_ = np.linalg.lstsq(X * sw[:, None], y * sw, rcond=None)
@@ -439,6 +550,7 @@ def survey_ols(X, y, design: SurveyDesign, terms: Sequence[str] | None = None, n
     >>> np.round(survey_ols(X, np.array([1.0, 3.0, 5.0, 7.1]), des).estimate, 3).tolist()
     [0.98, 2.03]
     """
+    _no_small_sample(design, "survey_ols")
     X = _check_X(X, design.n)
     y = _col(y, design.n)
     p = X.shape[1]
@@ -485,6 +597,7 @@ def survey_logit(X, y, design: SurveyDesign, terms: Sequence[str] | None = None,
     >>> bool(0.5 < r.estimate[1] < 1.6)
     True
     """
+    _no_small_sample(design, "survey_logit")
     X = _check_X(X, design.n)
     y = _col(y, design.n)
     if not np.isin(y, (0.0, 1.0)).all():

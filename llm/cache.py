@@ -204,6 +204,10 @@ class ResponseCache:
             except sqlite3.DatabaseError as err:
                 raise self._fail(err) from err
 
+    def __deepcopy__(self, memo: dict) -> "Any":
+        # a shared resource (loaded model, client, open database): sklearn.clone shares it
+        return self
+
     def __getstate__(self) -> dict:
         return {"path": self.path, "timeout": self.timeout}
 

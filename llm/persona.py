@@ -150,7 +150,13 @@ def render_persona(
         return "You are a person with these characteristics: " + "; ".join(parts) + "."
     if callable(template):
         readable = {c: word(c) for c in data if not _is_missing(data[c])}
-        text = template(readable)
+        try:
+            text = template(readable)
+        except KeyError as err:
+            col = err.args[0] if err.args else "?"
+            raise MissingCovariateError(
+                f"covariate column {col!r} used by the persona template is absent or missing for this row"
+            ) from err
         if not isinstance(text, str):
             raise InputError(f"the persona template callable must return a str, got {type(text).__name__}")
         return text

@@ -34,6 +34,7 @@ _LAZY_ATTRS = {
     "compare": "comparison", "Comparison": "comparison", "write_report": "report",
     "effective_sample_size": "planning", "humans_needed": "planning", "plan_from_pilot": "planning",
     "fidelity_report": "fidelity", "group_summary": "fidelity",
+    "Item": "llm.items", "Scale": "llm.items",
 }
 
 
@@ -65,6 +66,8 @@ __all__ = [
     "plan_from_pilot",
     "fidelity_report",
     "group_summary",
+    "Item",
+    "Scale",
     "datasets",
     "errors",
     "RectifyError",

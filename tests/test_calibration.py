@@ -150,7 +150,7 @@ def test_core_errors():
         calibrate_weights(X, np.ones(4), [8.0], method="logit")
     with pytest.raises(InputError, match="lower < 1 < upper"):
         calibrate_weights(X, np.ones(4), [8.0], method="logit", bounds=(1.2, 2))
-    with pytest.raises(InputError, match="zero for every sample row"):
+    with pytest.raises(InputError, match="auxiliary .groupB.: population total 1 but the auxiliary is zero in every"):
         calibrate_weights(np.column_stack([np.ones(4), np.zeros(4)]), np.ones(4), [4.0, 1.0],
                           term_names=["(Intercept)", "groupB"])
     with pytest.raises(InputError, match="infeasible"):

@@ -75,10 +75,12 @@ def test_cache_roundtrip_permissions_and_runs(tmp_path):
     r.add_tokens(1_000_000, 500_000, (0.15, 0.60))
     c.record_run(r)
     assert c.runs()[0]["cost"] == pytest.approx(0.15 + 0.30)
-    c.close()
-    for f in os.listdir(path.parent):
+    files = os.listdir(path.parent)
+    assert "c.sqlite-wal" in files  # WAL mode; the journal files inherit the 0600 mode
+    for f in files:
         mode = stat.S_IMODE(os.stat(path.parent / f).st_mode)
         assert mode & 0o077 == 0, (f, oct(mode))
+    c.close()
     assert ResponseCache(path).get(k) == {"probs": [0.1, 0.2]}
 
 

@@ -75,6 +75,8 @@ def test_render_persona_template_and_missing():
     with pytest.raises(InputError, match="invalid placeholder"):
         render_persona(row, "Cost $5")
     assert render_persona(row, lambda r: f"{r['gender']} aged {r['age']}") == "woman aged 34"
+    with pytest.raises(MissingCovariateError, match="'income'"):
+        render_persona(row, lambda r: f"earns {r['income']}")
 
 
 @settings(max_examples=60, deadline=None)
