@@ -483,7 +483,8 @@ def ppi_shares(y=None, yhat=None, yhat_pop=None, method: str = "ppi++", *, categ
 
     Human answers ``y`` are labels; LLM predictions may be labels or an (n, K) matrix of answer
     probabilities over ``categories`` (rows summing to one). One lambda is shared by all options so the
-    shares sum to one exactly; intervals are Wald intervals intersected with [0, 1].
+    shares sum to one exactly. Intervals are built on the log-odds scale from the same standard errors
+    (as R's ``svyciprop(method="xlogit")``): Wald intervals for small shares under-cover at small pilots.
 
     Parameters
     ----------
@@ -532,8 +533,33 @@ def ppi_shares(y=None, yhat=None, yhat_pop=None, method: str = "ppi++", *, categ
                  lambda_bounds=lambda_bounds, strata=strata, strata_pop=strata_pop, level=level,
                  convention=convention, terms=[f"share[{c}]" for c in categories])
     from dataclasses import replace
-    return replace(r, estimand="shares", bounds=(0.0, 1.0),
-                   diagnostics={**r.diagnostics, "categories": categories})
+    fn = partial(_logit_share_interval, estimate=r.estimate, se=r.std_error, df=r.df)
+    return replace(r, estimand="shares", bounds=(0.0, 1.0), interval_fn=fn,
+                   diagnostics={**r.diagnostics, "categories": categories,
+                                "interval": "logit-scale (Wald on the log-odds, back-transformed)"})
+
+
+def _logit_share_interval(level, *, estimate, se, df):
+    """Intervals for shares built on the log-odds scale (as R's ``svyciprop(method="xlogit")``).
+
+    A Wald interval for a share near 0 or 1 under-covers at small pilots; on the logit scale the
+    interval is asymmetric and stays inside (0, 1). A share estimated at or beyond 0 or 1 (possible for
+    PPI) keeps the Wald interval, clipped to [0, 1].
+    """
+    level = check_level(level)
+    q = 0.5 + level / 2
+    crit = special.ndtri(q) if df is None else np.where(
+        np.isfinite(df), special.stdtrit(np.where(np.isfinite(df), df, 1.0), q), special.ndtri(q))
+    p = np.asarray(estimate, float)
+    inside = (p > 0) & (p < 1) & (se > 0)
+    pc = np.where(inside, p, 0.5)
+    eta = np.log(pc / (1 - pc))
+    se_eta = se / (pc * (1 - pc))
+    lo_l = 1 / (1 + np.exp(-(eta - crit * se_eta)))
+    hi_l = 1 / (1 + np.exp(-(eta + crit * se_eta)))
+    lo = np.where(inside, lo_l, p - crit * se)
+    hi = np.where(inside, hi_l, p + crit * se)
+    return np.clip(lo, 0, 1), np.clip(hi, 0, 1)
 
 
 # ----------------------------------------------------------------------------- quantiles

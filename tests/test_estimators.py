@@ -374,3 +374,17 @@ def test_population_fit_without_rows_matches_full_influence():
     p = 1 / (1 + np.exp(-(Xp[:, 1] - 0.5)))
     a, b = fit_logistic(Xp, p, np.ones(len(p))), fit_logistic(Xp, p, np.ones(len(p)), keep_psi=False)
     np.testing.assert_allclose(b.meat, a.psi.T @ a.psi / len(p), rtol=1e-8)
+
+
+def test_share_intervals_are_logit_scale():
+    y = np.array([1] * 6 + [2] * 30 + [3] * 14)
+    r = ppi_shares(y, method="classical", categories=[1, 2, 3])
+    p = np.array([6, 30, 14]) / 50
+    se = np.sqrt(p * (1 - p) / 49)  # HC1: n / (n - 1) on the ddof-0 variance
+    np.testing.assert_allclose(r.std_error, se, rtol=1e-12)
+    q = stats.t.ppf(0.975, 49)
+    eta = np.log(p / (1 - p))
+    lo = 1 / (1 + np.exp(-(eta - q * se / (p * (1 - p)))))
+    hi = 1 / (1 + np.exp(-(eta + q * se / (p * (1 - p)))))
+    np.testing.assert_allclose(r.conf_int(), (lo, hi), rtol=1e-12)
+    assert r.conf_int()[0][0] > 0  # a Wald interval would reach below 0.04
