@@ -25,7 +25,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
-	$(PY) benchmarks/coverage.py
+	$(PY) benchmarks/ppi_coverage.py
 	$(PY) benchmarks/speed.py
 
 clean:

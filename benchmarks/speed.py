@@ -41,7 +41,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
-# benchmarks/coverage.py would shadow the `coverage` package (which numba imports): keep this folder
+# benchmarks/ppi_coverage.py would shadow the `coverage` package (which numba imports): keep this folder
 # off the import path
 sys.path[:] = [q for q in sys.path if Path(q or ".").resolve() != HERE]
 if str(ROOT) not in sys.path:

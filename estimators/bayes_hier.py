@@ -97,7 +97,8 @@ def run_sampler(model, step, *, chains: int, draws: int, tune: int, random_state
     seed = int(rng.integers(0, 2**31 - 1))
     t0 = time.perf_counter()
     kw = dict(draws=int(draws), tune=int(tune), chains=int(chains), cores=1, random_seed=seed,
-              progressbar=progressbar, compute_convergence_checks=False, model=model)
+              progressbar=progressbar, compute_convergence_checks=False, model=model,
+              quiet=not progressbar)
     if step is None and _has_nutpie():  # pragma: no cover - nutpie is not installed in CI
         idata = pm.sample(nuts_sampler="nutpie", **kw)
     else:
@@ -391,7 +392,7 @@ class HierarchicalCalibrator:
         self.llm_scores_ = llm_s
         return K, A
 
-    def _rows(self, llm, X, groups, n_name, prefix, levels=None, allow_new=False):
+    def _rows(self, llm, X, groups, prefix, allow_new=False):
         """Validate and encode rows: LLM codes, centred score, standardised X, group indices."""
         a = llm_labels(llm, f"{prefix}llm", self.A_)
         n = a.shape[0]
@@ -458,7 +459,7 @@ class HierarchicalCalibrator:
         self.group_names_ = list(gr)
         self.levels_ = {g: _levels(gr[g], pg.get(g, np.array([], dtype=object))) for g in gr}
         self.s_center_ = float(np.mean(self.llm_scores_[a]))
-        a, s, Xs, gidx, _ = self._rows(a, Xa, gr, n, "")
+        a, s, Xs, gidx, _ = self._rows(a, Xa, gr, "")
         if self.llm_effect == "category":
             missing = sorted(set(range(A)) - set(a.tolist()))
             if missing:
@@ -533,7 +534,7 @@ class HierarchicalCalibrator:
         distribution.
         """
         self._check_fitted()
-        a, s, Xs, gidx, new = self._rows(llm, X, groups, None, "", allow_new=allow_new_groups)
+        a, s, Xs, gidx, new = self._rows(llm, X, groups, "", allow_new=allow_new_groups)
         eff = self._new_effects(new, _rng(random_state)) if new else None
         out = np.zeros((a.shape[0], self.n_options))
         for lo in range(0, a.shape[0], 2000):
@@ -560,7 +561,7 @@ class HierarchicalCalibrator:
         labels = [str(v) for v in (option_labels if option_labels is not None else range(1, K + 1))]
         if len(labels) != K:
             raise InputError(f"argument 'option_labels' must have {K} entries")
-        a, s, Xs, gidx, new = self._rows(llm_pop, X_pop, groups_pop, None, "pop_", allow_new=True)
+        a, s, Xs, gidx, new = self._rows(llm_pop, X_pop, groups_pop, "pop_", allow_new=True)
         N = a.shape[0]
         if new:
             warnings.warn(f"population group level(s) unseen when fitting: {new}; their effects are drawn "

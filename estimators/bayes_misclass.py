@@ -166,11 +166,13 @@ def _build(K: int, A: int, alpha_m: np.ndarray, alpha_p: np.ndarray, data: dict,
         n_pop = pm.Data("pop_counts", data["pop_counts"])
         M = pm.Dirichlet("M", a=alpha_m, dims=("option", "llm"))
         p = pm.Dirichlet("p", a=alpha_p, dims="option")
-        pm.Multinomial("pilot", n=C.sum(axis=1), p=M, observed=C)
-        pm.Multinomial("population", n=n_pop.sum(), p=pt.dot(p, M), observed=n_pop)
+        # multinomial log-likelihoods up to constants (the counts are data): cheaper to compile and
+        # evaluate than pm.Multinomial, same posterior
+        pm.Potential("pilot", pt.sum(C * pt.log(M)))
+        pm.Potential("population", pt.sum(n_pop * pt.log(pt.dot(p, M))))
         if pilot_prev:
             yc = pm.Data("pilot_y_counts", data["pilot_y_counts"])
-            pm.Multinomial("pilot_prevalence", n=yc.sum(), p=p, observed=yc)
+            pm.Potential("pilot_prevalence", pt.sum(yc * pt.log(p)))
         pm.Deterministic("mean", pt.dot(p, scores))
     return model
 
@@ -245,6 +247,10 @@ class MisclassificationModel:
         A = K if self.n_llm_options is None else self.n_llm_options
         if not isinstance(A, (int, np.integer)) or A < 2:
             raise InputError(f"argument 'n_llm_options' must be an integer >= 2, got {A!r}")
+        if self.sampler not in ("auto", "importance", "nuts"):
+            raise InputError(f"argument 'sampler' must be 'auto', 'importance' or 'nuts', got {self.sampler!r}")
+        if self.sampler == "importance" and A != K:
+            raise InputError("sampler='importance' needs n_llm_options == n_options; use sampler='nuts'")
         y_c = as_codes(y, "y", K)
         a_c = llm_labels(yhat, "yhat", A)
         if a_c.shape[0] != y_c.shape[0]:
@@ -264,11 +270,7 @@ class MisclassificationModel:
                 "pilot_y_counts": np.bincount(y_c, minlength=K)}
         self.n_pilot_ = int(y_c.shape[0])
         self.n_population_ = int(a_pop.shape[0])
-        if self.sampler not in ("auto", "importance", "nuts"):
-            raise InputError(f"argument 'sampler' must be 'auto', 'importance' or 'nuts', got {self.sampler!r}")
         if self.sampler == "importance" or (self.sampler == "auto" and A == K):
-            if A != K:
-                raise InputError("sampler='importance' needs n_llm_options == n_options; use sampler='nuts'")
             t0 = time.perf_counter()
             p, info = misclassification_importance(
                 C, data["pop_counts"], alpha_m=am, alpha_p=ap,

@@ -32,7 +32,7 @@ means, shares and ordinal models the pilot part is scaled by n / (n - p) (HC1). 
 the same pilot costs one more degree of freedom, and a tuned lambda that does not beat the pilot
 alone after that cost falls back to 0. Intervals use Student's t with Welch-Satterthwaite degrees of
 freedom combining the pilot (n - p [- 1]) and population (N - p) parts. This keeps 95% coverage at
-pilots of n = 50 (see benchmarks/coverage.py).
+pilots of n = 50 (see benchmarks/ppi_coverage.py).
 
 ``convention="ppi_py"``: normal (z) intervals with the variance conventions of the reference package
 ppi_py 0.2.3, lambda clipped to [0, 1] and, for logistic regression, its joint-loss point estimate.

@@ -1,4 +1,4 @@
-"""A small seeded version of the coverage study in benchmarks/coverage.py (issue 2).
+"""A small seeded version of the coverage study in benchmarks/ppi_coverage.py (issue 2).
 
 300 repetitions per cell for the mean and the OLS slope, pilot n in {50, 200}, a strong (rho = 0.8)
 and a weak (rho = 0.2) predictor, N = 10,000 frame rows drawn independently of the pilot.
@@ -27,7 +27,7 @@ TOL = 3 * np.sqrt(0.95 * 0.05 / REPS) + 0.02
 
 
 def _load_benchmark():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "coverage.py"
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "ppi_coverage.py"
     spec = importlib.util.spec_from_file_location("rectify_benchmark_coverage", path)
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod  # dataclasses look their module up in sys.modules
