@@ -35,6 +35,7 @@ _LAZY_ATTRS = {
     "effective_sample_size": "planning", "humans_needed": "planning", "plan_from_pilot": "planning",
     "fidelity_report": "fidelity", "group_summary": "fidelity",
     "Item": "llm.items", "Scale": "llm.items",
+    "bayes_shares": "bayes", "BayesianCalibrator": "bayes",
 }
 
 
@@ -68,6 +69,8 @@ __all__ = [
     "group_summary",
     "Item",
     "Scale",
+    "bayes_shares",
+    "BayesianCalibrator",
     "datasets",
     "errors",
     "RectifyError",
