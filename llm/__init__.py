@@ -19,8 +19,8 @@ _EXPORTS = {
     "local": ["LocalBackend", "embedded_model_file", "embedded_model_dir"],
     "openai_backend": ["OpenAIBackend"],
     "simulator": ["PromptSimulator", "simulate_items", "option_order_check"],
-    "baseline": ["CovariateClassifier"],
-    "finetune": ["LoRAClassifier"],
+    "baseline": ["CovariateClassifier", "fit_cumulative_logit", "cumulative_logit_proba", "check_labels"],
+    "finetune": ["LoRAClassifier", "load_backbone", "auto_target_modules"],
 }
 _WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)

@@ -23,7 +23,6 @@ Nothing heavy is imported at module import: torch, transformers and peft load in
 
 from __future__ import annotations
 
-import copy
 import importlib
 import json
 import numbers
