@@ -117,6 +117,23 @@ def _by(fn: Callable[..., Result], by: str, pilot, population, kwargs) -> Result
     )
 
 
+def _inputs(y, pilot, population, predicted, method, strata, read_y, read_pred, what):
+    """Frames, answers, predictions and strata of a one-variable verb, validated by name."""
+    need_pilot, need_pop = _needs(method)
+    pilot = _frame(pilot, "pilot", need_pilot)
+    population = _frame(population, "population", need_pop)
+    if method in ("ppi", "ppi++", "naive") and predicted is None:
+        raise InputError(f"method {method!r} needs 'predicted', {what}")
+    yv = read_y(pilot, y, "pilot") if need_pilot else None
+    f = read_pred(pilot, predicted, "pilot") if method in ("ppi", "ppi++") else None
+    fp = read_pred(population, predicted, "population") if need_pop else None
+    s = sp = None
+    if strata is not None:
+        s = _column(pilot, strata, "pilot") if need_pilot else None
+        sp = _column(population, strata, "population")
+    return pilot, population, yv, f, fp, s, sp
+
+
 def mean(y: str, pilot: pd.DataFrame | None = None, population: pd.DataFrame | None = None,
          predicted: str | None = None, method: str = "ppi++", *, weights=None, weights_pop=None,
          by: str | None = None, strata: str | None = None, lam=None, lambda_bounds=None,
@@ -163,18 +180,9 @@ def mean(y: str, pilot: pd.DataFrame | None = None, population: pd.DataFrame | N
         return _by(mean, by, pilot, population, kwargs)
     from rectify.estimators.ppi import ppi_mean
 
-    need_pilot, need_pop = _needs(method)
-    pilot = _frame(pilot, "pilot", need_pilot)
-    population = _frame(population, "population", need_pop)
-    if method in ("ppi", "ppi++", "naive") and predicted is None:
-        raise InputError(f"method {method!r} needs 'predicted', the column of LLM predictions")
-    yv = _numeric_column(pilot, y, "pilot") if need_pilot else None
-    f = _numeric_column(pilot, predicted, "pilot") if method in ("ppi", "ppi++") else None
-    fp = _numeric_column(population, predicted, "population") if need_pop else None
-    s = sp = None
-    if strata is not None:
-        s = _column(pilot, strata, "pilot") if need_pilot else None
-        sp = _column(population, strata, "population")
+    pilot, population, yv, f, fp, s, sp = _inputs(y, pilot, population, predicted, method, strata,
+                                                  _numeric_column, _numeric_column,
+                                                  "the column of LLM predictions")
     r = ppi_mean(yv, f, fp, method, weights=_weights(weights, pilot, "weights", "pilot"),
                  weights_pop=_weights(weights_pop, population, "weights_pop", "population"), lam=lam,
                  lambda_bounds=lambda_bounds, strata=s, strata_pop=sp, level=level, convention=convention,
@@ -217,18 +225,9 @@ def shares(item: str, pilot: pd.DataFrame | None = None, population: pd.DataFram
         return _by(shares, by, pilot, population, kwargs)
     from rectify.estimators.ppi import ppi_shares
 
-    need_pilot, need_pop = _needs(method)
-    pilot = _frame(pilot, "pilot", need_pilot)
-    population = _frame(population, "population", need_pop)
-    if method in ("ppi", "ppi++", "naive") and predicted is None:
-        raise InputError(f"method {method!r} needs 'predicted' (a column of predicted answers or option-probability columns)")
-    yv = _column(pilot, item, "pilot") if need_pilot else None
-    f = _prob_columns(pilot, predicted, "pilot") if method in ("ppi", "ppi++") else None
-    fp = _prob_columns(population, predicted, "population") if need_pop else None
-    s = sp = None
-    if strata is not None:
-        s = _column(pilot, strata, "pilot") if need_pilot else None
-        sp = _column(population, strata, "population")
+    pilot, population, yv, f, fp, s, sp = _inputs(item, pilot, population, predicted, method, strata, _column,
+                                                  _prob_columns,
+                                                  "a column of predicted answers or option-probability columns")
     r = ppi_shares(yv, f, fp, method, categories=categories, weights=_weights(weights, pilot, "weights", "pilot"),
                    weights_pop=_weights(weights_pop, population, "weights_pop", "population"), lam=lam,
                    lambda_bounds=lambda_bounds, strata=s, strata_pop=sp, level=level, convention=convention)
@@ -255,14 +254,9 @@ def quantile(y: str, q: float = 0.5, pilot: pd.DataFrame | None = None, populati
         return _by(quantile, by, pilot, population, kwargs)
     from rectify.estimators.ppi import ppi_quantile
 
-    need_pilot, need_pop = _needs(method)
-    pilot = _frame(pilot, "pilot", need_pilot)
-    population = _frame(population, "population", need_pop)
-    if method in ("ppi", "ppi++", "naive") and predicted is None:
-        raise InputError(f"method {method!r} needs 'predicted', the column of LLM predictions")
-    yv = _numeric_column(pilot, y, "pilot") if need_pilot else None
-    f = _numeric_column(pilot, predicted, "pilot") if method in ("ppi", "ppi++") else None
-    fp = _numeric_column(population, predicted, "population") if need_pop else None
+    pilot, population, yv, f, fp, _, _ = _inputs(y, pilot, population, predicted, method, None,
+                                                 _numeric_column, _numeric_column,
+                                                 "the column of LLM predictions")
     r = ppi_quantile(yv, f, fp, q=q, method=method, weights=_weights(weights, pilot, "weights", "pilot"),
                      weights_pop=_weights(weights_pop, population, "weights_pop", "population"), lam=lam,
                      level=level, convention=convention)
