@@ -2,7 +2,9 @@
 
 ``rectify demo`` prints the PPI table on the bundled synthetic survey, then runs the full
 comparison (every available method x pilot sizes x repeated pilots) and writes a self-contained
-HTML report (default ``./rectify-report/report.html``).
+HTML report (default ``./rectify-report/report.html``); then the same comparison on real humans, the
+ANES 1996 extract with the embedded model's stored answers (``./rectify-report/anes96/report.html``;
+``--no-anes`` skips it).
 
 ``rectify compare CONFIG.toml`` does the same on your own data. The configuration (TOML)::
 
@@ -174,6 +176,27 @@ def _cmd_demo(args) -> int:
 
     path = write_report(cmp, args.out, title="rectify demo: synthetic misinformation survey", intro=DEMO_INTRO)
     print(f"Report written to {os.path.abspath(path)} ({time.time() - t0:.0f} s)")
+    if args.no_anes:
+        return 0
+    return _demo_anes(args)
+
+
+def _demo_anes(args) -> int:
+    """The second part of ``rectify demo``: the comparison on ANES 1996 (real humans)."""
+    from .demo import ANES_INTRO, run_anes_comparison
+    from .report import write_report
+
+    t0 = time.time()
+    print(f"\nANES 1996 (944 real respondents, stored answers of the embedded model): pilot sizes "
+          f"{args.pilot_sizes}, {args.repeats} pilots each ...", flush=True)
+    ck = os.path.join(args.checkpoint, "anes96") if args.checkpoint else None
+    methods = args.anes_methods or args.methods  # default (None): ANES_METHODS
+    cmp = run_anes_comparison(tuple(args.pilot_sizes), args.repeats, methods, args.seed, ck,
+                              progress=not args.quiet)
+    _print_headline(cmp)
+    path = write_report(cmp, os.path.join(args.out, "anes96"), title="rectify demo: ANES 1996 (real humans)",
+                        intro=ANES_INTRO)
+    print(f"Report written to {os.path.abspath(path)} ({time.time() - t0:.0f} s)")
     return 0
 
 
@@ -220,6 +243,10 @@ def main(argv: list[str] | None = None) -> int:
     p_demo.add_argument("--items", nargs="+", default=None, help="a subset of the 36 items (default: all)")
     p_demo.add_argument("--no-compare", action="store_true", help="only print the PPI table")
     p_demo.add_argument("--quiet", action="store_true", help="no progress bar")
+    p_demo.add_argument("--no-anes", action="store_true", help="skip the second comparison, on ANES 1996 (real "
+                        "humans; its report goes to OUT/anes96)")
+    p_demo.add_argument("--anes-methods", nargs="+", default=None, help="methods of the ANES comparison (default: "
+                        "--methods if given, else classical, simulator, ppi++, greg, raking, covariates)")
     p_cmp = sub.add_parser("compare", help="run the comparison on your data (see the CONFIG.toml format in the "
                            "docs of rectify.cli)")
     p_cmp.add_argument("config", help="TOML configuration file")

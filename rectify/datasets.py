@@ -49,6 +49,7 @@ __all__ = [
     "misinfo_discernment",
     "draw_pilot",
     "load_anes96",
+    "load_anes96_llm",
 ]
 
 MISINFO_SEED = 20261127
@@ -777,4 +778,58 @@ def load_anes96() -> pd.DataFrame:
     out["self_lr_label"] = pd.Categorical.from_codes(out["self_lr"].to_numpy() - 1, list(LEFT_RIGHT), ordered=True)
     out["educ_label"] = pd.Categorical.from_codes(out["educ"].to_numpy() - 1, list(ANES_EDUCATION), ordered=True)
     out["vote_label"] = pd.Categorical.from_codes(out["vote"].to_numpy(), ["Clinton", "Dole"], ordered=True)
+    return out
+
+
+ANES_LLM_FILE = "anes96_llm.csv.gz"
+ANES_LLM_ITEMS = {"self_lr": (1, 2, 3, 4, 5, 6, 7), "party_id": (0, 1, 2, 3, 4, 5, 6)}
+
+
+def load_anes96_llm() -> pd.DataFrame:
+    """:func:`load_anes96` joined with the stored answers of the embedded local model.
+
+    The embedded SmolLM2-135M-Instruct answered the two ANES items zero-shot for every
+    respondent, from a persona built of age, education, income, place size and TV-news days
+    (never the answers, the vote or the candidate placements); see ``rectify/data/README_anes96.md``
+    and ``scripts/simulate_anes96.py``. Added columns, per item ``self_lr`` and ``party_id``:
+
+    * ``<item>_p1 .. <item>_p7``: the model's option probabilities, renormalised over the 7
+      options (rows sum to 1), option ``k`` being the ``k``-th scale point;
+    * ``<item>_mass``: probability mass the model put on the 7 option labels before renormalising;
+    * ``<item>_llm``: expected option score on the item's own scale (``self_lr`` 1..7,
+      ``party_id`` 0..6), computed by the script from the unrounded probabilities (it differs
+      from ``p @ scores`` by the rounding of the stored probabilities, at most ~1e-2).
+
+    Rows the stored file lacks (a partial simulation) have NaN in the added columns.
+
+    Returns
+    -------
+    pandas.DataFrame
+        944 rows, aligned with :func:`load_anes96` (same index and ``respondent_id``).
+
+    Examples
+    --------
+    >>> a = load_anes96_llm()
+    >>> a.shape[0], bool((a["self_lr_llm"].dropna().between(1, 7)).all())
+    (944, True)
+    """
+    base = load_anes96()
+    raw = resources.files("rectify.data").joinpath(ANES_LLM_FILE).read_bytes()
+    sim = pd.read_csv(io.BytesIO(gzip.decompress(raw)))
+    if sim["respondent_id"].duplicated().any():
+        raise InputError(f"{ANES_LLM_FILE}: duplicated respondent_id; regenerate it with scripts/simulate_anes96.py")
+    cols: dict[str, Any] = {}
+    for item, scores in ANES_LLM_ITEMS.items():
+        pcols = [f"{item}_p{k}" for k in range(1, len(scores) + 1)]
+        p = sim[pcols].to_numpy(float)
+        mass = p.sum(axis=1)
+        p = p / mass[:, None]
+        for k, c in enumerate(pcols):
+            cols[c] = p[:, k]
+        cols[f"{item}_mass"] = sim[f"{item}_mass"].to_numpy(float)
+        cols[f"{item}_llm"] = sim[f"{item}_llm"].to_numpy(float)  # from the unrounded probabilities
+    added = pd.DataFrame(cols)
+    added["respondent_id"] = sim["respondent_id"].to_numpy("int64")
+    out = base.merge(added, on="respondent_id", how="left", validate="one_to_one")
+    out.index = base.index
     return out
