@@ -53,6 +53,7 @@ __all__ = [
     "chain_rule_posterior",
     "chain_rule_moments",
     "chain_rule",
+    "draws_result",
 ]
 
 
@@ -428,7 +429,6 @@ def chain_rule(
 
     kw = dict(alpha_y=alpha_y, alpha_pop=alpha_pop, population_uncertainty=population_uncertainty,
               n_draws=int(n_draws))
-    groups = None
     diagnostics: dict[str, Any] = {}
     if strata is None:
         c_pilot = contingency(a_c, y_c, n_a, n_options)
@@ -473,31 +473,44 @@ def chain_rule(
         diagnostics["prior_only_llm_answers"] = empty_info
         diagnostics["stratum_weights"] = dict(zip(group_names[1:], w.tolist()))
 
-    cols, terms, grp = [], [], []
-    for g, sh in zip(group_names, blocks):
-        if estimand in ("both", "shares"):
-            cols.append(sh)
-            terms += labels
-            grp += [g] * n_options
-        if estimand in ("both", "mean"):
-            cols.append((sh @ s)[:, None])
-            terms.append("mean")
-            grp.append(g)
-    draws = np.hstack(cols)
-    if strata is not None:
-        groups = grp
     diagnostics["n_draws"] = int(n_draws)
-    return Result(
-        estimate=draws.mean(axis=0),
-        cov=np.atleast_2d(np.cov(draws, rowvar=False)),
-        terms=terms,
+    return draws_result(
+        blocks, group_names, labels, s, estimand, grouped=strata is not None,
         method="bayes-chain",
-        estimand="shares+mean" if estimand == "both" else estimand,
         n_pilot=int(y_c.shape[0]),
         n_population=int(a_pop.shape[0]),
         level=level,
         tuning={"alpha_y": float(np.mean(alpha_y)), "alpha_pop": float(np.mean(alpha_pop))},
         diagnostics=diagnostics,
-        groups=groups,
-        draws=draws,
     )
+
+
+def draws_result(blocks, group_names, labels, scores, estimand, *, grouped, **result_kwargs) -> Result:
+    """A :class:`Result` from posterior draws of option shares, one block per group.
+
+    Each block is an (S, K) array of share draws; ``estimand`` picks the shares, the mean score
+    ``shares @ scores``, or both. The estimate is the posterior mean, ``cov`` the posterior covariance
+    and the intervals are the draws' equal-tailed quantiles.
+
+    Examples
+    --------
+    >>> d = np.array([[0.2, 0.8], [0.4, 0.6]])
+    >>> r = draws_result([d], ["all"], ["no", "yes"], np.array([0.0, 1.0]), "both", grouped=False,
+    ...                  method="demo", n_pilot=1, n_population=1)
+    >>> r.terms, r.estimate.round(2).tolist()
+    (('no', 'yes', 'mean'), [0.3, 0.7, 0.7])
+    """
+    cols, terms, grp = [], [], []
+    for name, sh in zip(group_names, blocks):
+        if estimand in ("both", "shares"):
+            cols.append(sh)
+            terms += list(labels)
+            grp += [name] * sh.shape[1]
+        if estimand in ("both", "mean"):
+            cols.append((sh @ scores)[:, None])
+            terms.append("mean")
+            grp.append(name)
+    draws = np.hstack(cols)
+    return Result(estimate=draws.mean(axis=0), cov=np.atleast_2d(np.cov(draws, rowvar=False)), terms=terms,
+                  estimand="shares+mean" if estimand == "both" else estimand,
+                  groups=grp if grouped else None, draws=draws, **result_kwargs)

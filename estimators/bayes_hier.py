@@ -54,6 +54,7 @@ from .bayes_chain import (
     _rng,
     _scores,
     as_codes,
+    draws_result,
     llm_labels,
 )
 
@@ -595,26 +596,12 @@ class HierarchicalCalibrator:
                     acc[b] += pr[:, m, :].sum(axis=1)
         sizes = np.array([counts[m].sum() for _, m in blocks], dtype=float)
         shares = acc / sizes[:, None, None]
-        cols, terms, grp = [], [], []
-        for b, (name, _) in enumerate(blocks):
-            if estimand in ("both", "shares"):
-                cols.append(shares[b])
-                terms += labels
-                grp += [name] * K
-            if estimand in ("both", "mean"):
-                cols.append((shares[b] @ self.scores_)[:, None])
-                terms.append("mean")
-                grp.append(name)
-        draws = np.hstack(cols)
         diag = dict(self.diagnostics_)
         diag.update(n_cells=int(cells.shape[0]), group_sizes=dict(zip([b[0] for b in blocks], sizes.tolist())),
                     no_pilot_levels=self.no_pilot_levels_, new_population_levels=new)
-        return Result(
-            estimate=draws.mean(axis=0),
-            cov=np.atleast_2d(np.cov(draws, rowvar=False)),
-            terms=terms,
+        return draws_result(
+            list(shares), [name for name, _ in blocks], labels, self.scores_, estimand, grouped=bool(gnames),
             method="bayes-hier",
-            estimand="shares+mean" if estimand == "both" else estimand,
             n_pilot=self.n_pilot_,
             n_population=N,
             level=level,
@@ -622,8 +609,6 @@ class HierarchicalCalibrator:
                     "prior_sigma": float(self.prior_sigma), "chains": int(self.chains),
                     "draws": int(self.draws), "tune": int(self.tune)},
             diagnostics=diag,
-            groups=grp if gnames else None,
-            draws=draws,
             posterior=self.idata_,
         )
 

@@ -52,6 +52,7 @@ from .bayes_chain import (
     _rng,
     _scores,
     as_codes,
+    draws_result,
     contingency,
     llm_labels,
 )
@@ -324,28 +325,15 @@ class MisclassificationModel:
         labels = [str(v) for v in (option_labels if option_labels is not None else range(1, K + 1))]
         if len(labels) != K:
             raise InputError(f"argument 'option_labels' must have {K} entries")
-        p = self.p_draws_
-        cols, terms = [], []
-        if estimand in ("both", "shares"):
-            cols.append(p)
-            terms += labels
-        if estimand in ("both", "mean"):
-            cols.append((p @ self.scores_)[:, None])
-            terms.append("mean")
-        draws = np.hstack(cols)
-        return Result(
-            estimate=draws.mean(axis=0),
-            cov=np.atleast_2d(np.cov(draws, rowvar=False)),
-            terms=terms,
+        return draws_result(
+            [self.p_draws_], ["all"], labels, self.scores_, estimand, grouped=False,
             method="bayes-misclass",
-            estimand="shares+mean" if estimand == "both" else estimand,
             n_pilot=self.n_pilot_,
             n_population=self.n_population_,
             level=check_level(level),
             tuning={"alpha_m": float(np.mean(self.alpha_m)), "alpha_p": float(np.mean(self.alpha_p)),
                     "chains": int(self.chains), "draws": int(self.draws), "tune": int(self.tune)},
             diagnostics=dict(self.diagnostics_),
-            draws=draws,
             posterior=self.idata_,
         )
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn_contract import sklearn_contract
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sklearn.utils.estimator_checks import parametrize_with_checks
 from threadpoolctl import threadpool_limits
 
 from rectify.errors import InputError, MissingCovariateError, UnseenLevelError
@@ -22,7 +22,7 @@ from rectify.llm.baseline import (
 # Numeric-array mode: every scikit-learn check applies and passes. The ordinal kind declares
 # ``poor_score``: a proportional-odds model orders the classes along one linear index and the
 # accuracy check's unordered blobs cannot be separated that way (by construction, not a bug).
-@parametrize_with_checks([
+@sklearn_contract([
     CovariateClassifier(kind="ordinal"),
     CovariateClassifier(kind="multinomial"),
     CovariateClassifier(kind="gbm", max_iter=10, random_state=0),

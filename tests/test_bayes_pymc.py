@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from scipy.special import expit
 
-pm = pytest.importorskip("pymc")
+import pymc as pm  # noqa: E402
 
 import pandas as pd  # noqa: E402
 

@@ -108,8 +108,7 @@ def test_planted_facts_are_recovered(frame):
 
 @pytest.mark.parametrize("method", ["greg", "raking", "bayes-chain", "covariates"])
 def test_other_families_adapters(frame, method):
-    if method not in registry.available():
-        pytest.skip(f"{method}: {registry.unavailable().get(method)}")
+    assert method in registry.available(), f"{method}: {registry.unavailable().get(method)}"
     cmp = compare(frame, ["f01", "t01"], methods=[method, "simulator"], pilot_sizes=[200], repeats=1,
                   groups="ideology", probabilities="{item}_p{k}", covariates=["age", "education", "ideology"],
                   random_state=2, progress=False)

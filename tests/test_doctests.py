@@ -8,8 +8,6 @@ import pytest
 
 import rectify
 
-# Modules whose examples need an optional heavy dependency are skipped when it is missing.
-OPTIONAL = {"torch": "torch", "pymc": "pymc", "openai": "openai", "transformers": "transformers"}
 # Modules whose examples load a real model or start a sampler: exercised by their own tests instead.
 SKIP = set()
 
@@ -29,12 +27,6 @@ def _modules():
 
 @pytest.mark.parametrize("name", _modules())
 def test_docstring_examples(name):
-    try:
-        module = importlib.import_module(name)
-    except ImportError as err:
-        missing = getattr(err, "name", "") or ""
-        if missing.split(".")[0] in OPTIONAL:
-            pytest.skip(f"{name} needs the optional dependency {missing}")
-        raise
+    module = importlib.import_module(name)  # every extra is installed by `make test`
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False)
     assert result.failed == 0, f"{result.failed} docstring example(s) failed in {name}"

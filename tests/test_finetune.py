@@ -12,11 +12,9 @@ import pickle
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn_contract import sklearn_contract
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
-pytest.importorskip("peft")
+import torch  # noqa: E402
 
 from rectify.errors import InputError  # noqa: E402
 from rectify.estimators.crossfit import cross_fit  # noqa: E402
@@ -107,7 +105,7 @@ _NOT_APPLICABLE = {
 }
 
 
-@parametrize_with_checks(
+@sklearn_contract(
     [LoRAClassifier(backbone=tiny_backbone, epochs=2, dtype="float32", device="cpu", lr=3e-3)],
     expected_failed_checks=lambda est: _NOT_APPLICABLE,
 )

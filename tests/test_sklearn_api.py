@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn_contract import sklearn_contract
 
 from rectify.estimators.ppi import ppi_logistic, ppi_ols
 from rectify.estimators.sklearn_api import PPILinearRegression, PPILogisticRegression
@@ -17,8 +17,8 @@ EXPECTED = {
 }
 
 
-@parametrize_with_checks([PPILinearRegression(), PPILogisticRegression(alpha=1.0)],
-                         expected_failed_checks=lambda est: EXPECTED)
+@sklearn_contract([PPILinearRegression(), PPILogisticRegression(alpha=1.0)],
+                  expected_failed_checks=lambda est: EXPECTED)
 def test_sklearn_contract(estimator, check):
     check(estimator)
 

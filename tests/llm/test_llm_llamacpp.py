@@ -4,7 +4,7 @@ on the same prompts.
 
 Runs when ``llama_cpp`` is importable, or when ``RECTIFY_LLAMA_CPP_PYTHON`` names another Python
 interpreter that has ``llama-cpp-python[server]`` (so the server can live in its own virtual
-environment); skipped otherwise. llama-cpp-python is source-only on PyPI; its default build crashes
+environment); `make test` builds that environment. A missing server is an error, not a skip. llama-cpp-python is source-only on PyPI; its default build crashes
 on some CPUs (AMX path), build it with
 CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON".
 """
@@ -25,11 +25,8 @@ SERVER_PYTHON = os.environ.get("RECTIFY_LLAMA_CPP_PYTHON") or (
     sys.executable if importlib.util.find_spec("llama_cpp") is not None else None
 )
 if SERVER_PYTHON is None:
-    pytest.skip("llama-cpp-python is not installed and RECTIFY_LLAMA_CPP_PYTHON is unset "
-                "(source-only on PyPI; see module docstring)", allow_module_level=True)
-pytest.importorskip("torch")
-pytest.importorskip("transformers")
-pytest.importorskip("openai")
+    raise RuntimeError("no llama-cpp-python server: `make test` builds one and sets RECTIFY_LLAMA_CPP_PYTHON "
+                       "(source-only on PyPI; see module docstring)")
 
 from rectify.llm.items import Item  # noqa: E402
 from rectify.llm.local import LocalBackend, embedded_model_file  # noqa: E402

@@ -20,8 +20,8 @@ import time
 import numpy as np
 import pytest
 
-httpx2 = pytest.importorskip("httpx2")
-openai = pytest.importorskip("openai")
+import httpx2  # noqa: E402
+import openai  # noqa: E402
 
 from rectify.errors import ConfigError  # noqa: E402
 from rectify.llm.cache import ResponseCache  # noqa: E402
