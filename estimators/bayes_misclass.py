@@ -368,7 +368,9 @@ def misclassification(y, yhat, yhat_pop, *, n_options: int, estimand: str = "bot
     >>> y = rng.integers(0, 2, 80)
     >>> yhat = np.where(rng.random(80) < 0.8, y, 1 - y)
     >>> r = misclassification(y, yhat, rng.integers(0, 2, 3000), n_options=2, chains=1,
-    ...                       draws=200, tune=200, random_state=0)  # doctest: +SKIP
+    ...                       draws=200, tune=200, random_state=0)
+    >>> r.terms, round(float(r.estimate[:2].sum()), 6)
+    (('1', '2', 'mean'), 1.0)
     """
     model = MisclassificationModel(n_options=n_options, **settings).fit(y, yhat, yhat_pop)
     return model.result(estimand=estimand, level=level, option_labels=option_labels)

@@ -336,7 +336,7 @@ def _stratified(core, Y, F, Fp, w, wp, s, sp, method, lam, lambda_mode, lambda_b
     total = wp.sum()
     est = 0.0
     cov = 0.0
-    comps_a, comps_b, dfs = [], [], []
+    dfs = []
     lams = {}
     for h in labels_pop:
         mp = sp == h
@@ -563,7 +563,7 @@ def _logit_share_interval(level, *, estimate, se, df):
 
 
 # ----------------------------------------------------------------------------- quantiles
-def _rectified_cdf_parts(grid, y, f, fp, w, wp, lam):
+def _rectified_cdf_parts(grid, y, f, fp, w, wp):
     Iy = (y[:, None] <= grid[None, :]) * w[:, None]
     If = (f[:, None] <= grid[None, :]) * w[:, None]
     Ip = (fp[:, None] <= grid[None, :]) * wp[:, None]
@@ -608,7 +608,6 @@ def ppi_quantile(y=None, yhat=None, yhat_pop=None, q: float = 0.5, method: str =
     pool = np.concatenate([a for a in (y1, f1, p1) if a is not None])
     grid = np.linspace(pool.min(), pool.max(), grid_size) if grid_size else np.sort(pool)
     ddof = 0 if convention == "ppi_py" else 1
-    zeros = np.zeros((1, grid.size))
     if method == "classical":
         Iy = (y1[:, None] <= grid) * w[:, None]
         cdf, var = Iy.mean(0), Iy.var(0, ddof=ddof) / n
@@ -618,7 +617,7 @@ def ppi_quantile(y=None, yhat=None, yhat_pop=None, q: float = 0.5, method: str =
         cdf, var = Ip.mean(0), Ip.var(0, ddof=ddof) / N
         lam_val = None
     else:
-        Iy, If, Ip = _rectified_cdf_parts(grid, y1, f1, p1, w, wp, 1.0)
+        Iy, If, Ip = _rectified_cdf_parts(grid, y1, f1, p1, w, wp)
         if method == "ppi" or convention == "ppi_py" and lam is None:
             lam_val = 1.0
         elif lam is not None:

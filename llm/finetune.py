@@ -80,11 +80,10 @@ def load_backbone(backbone: Any, dtype: Any = None, device: str = "cpu") -> tupl
 
     Examples
     --------
-    >>> model, tok = load_backbone("smollm2", "bfloat16")  # doctest: +SKIP
-    >>> model.config.hidden_size  # doctest: +SKIP
+    >>> model, tok = load_backbone("smollm2", "bfloat16")
+    >>> model.config.hidden_size
     576
     """
-    import torch
 
     torch_dtype = _torch_dtype(dtype)
     if callable(backbone):

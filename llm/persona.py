@@ -401,7 +401,6 @@ def select_examples(
     if not isinstance(k, (int, np.integer)) or k < 1:
         raise InputError(f"argument 'k' must be a positive integer, got {k!r}")
     rng = np.random.default_rng(random_state)
-    n_p = len(pilot_X)
     pilot_labels = pilot_X.index.to_numpy()
     if method == "nearest":
         missing = [c for c in pilot_X.columns if c not in X.columns]

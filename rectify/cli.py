@@ -37,7 +37,6 @@ import argparse
 import os
 import sys
 import time
-from typing import Any
 
 from .errors import ConfigError
 

@@ -64,8 +64,8 @@ def _spec_variables(spec) -> list[str]:
 
 
 def _materialise(spec, df: pd.DataFrame, frame: str):
-    variables = [v for v in _spec_variables(spec)]
-    check_columns(df, [v for v in variables if v in df.columns or not hasattr(np, v)], frame)
+    # names the formula evaluates that are neither data columns nor numpy functions must be columns
+    check_columns(df, [v for v in _spec_variables(spec) if v in df.columns or not hasattr(np, v)], frame)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -117,7 +117,7 @@ def build_design(formula: str, pilot: pd.DataFrame, population: pd.DataFrame | N
     if len(pilot) == 0:
         raise InputError("argument 'pilot' is empty: estimation needs pilot rows with human answers")
     try:
-        f = Formula(formula)
+        Formula(formula)  # parse once up front for a clear syntax error
     except Exception as err:
         raise InputError(f"could not parse formula {formula!r}: {err}") from None
     lhs_name = formula.split("~")[0].strip()
@@ -127,7 +127,7 @@ def build_design(formula: str, pilot: pd.DataFrame, population: pd.DataFrame | N
         check_columns(pilot, [lhs_name], "pilot")
     rhs = Formula(formula.split("~", 1)[1])
     try:
-        mm_rhs = rhs.get_model_matrix(pilot.iloc[:0].copy() if False else pilot, na_action="raise")
+        mm_rhs = rhs.get_model_matrix(pilot, na_action="raise")
     except Exception as err:
         for v in sorted(rhs.required_variables if hasattr(rhs, "required_variables") else []):
             if v not in pilot.columns and not hasattr(np, v) and v not in {"C", "I", "Q"}:

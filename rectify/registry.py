@@ -493,14 +493,12 @@ register(Method("ppi++", "rectification", _ppi, "PPI++ on the simulator's answer
 # adapters: calibration weighting (rectify.weighting)
 # ---------------------------------------------------------------------------------------------
 def _calibration_adapter(how: str) -> Callable:
-    from .weighting import calibrate  # noqa: F401  (fails here if the family is missing)
+    from .weighting import calibrate  # fails here, at registration, if the family is missing
 
     if not hasattr(__import__("rectify.weighting", fromlist=["CalibratedWeights"]).CalibratedWeights, "shares"):
         raise ImportError("rectify.weighting.CalibratedWeights has no shares()")
 
     def fn(frame, pilot, spec, random_state):
-        from .weighting import calibrate
-
         cats = list(spec.scores)
 
         def aux(fr, pi, pred_col):
@@ -601,11 +599,9 @@ _guarded("covariates", "covariates", _covariates_adapter,
 
 
 def _crossfit_adapter() -> Callable:
-    from .estimators.crossfit import crossppi_shares, make_folds  # noqa: F401
+    from .estimators.crossfit import crossppi_shares, make_folds
 
     def fn(frame, pilot, spec, random_state):
-        from .estimators.crossfit import crossppi_shares, make_folds
-
         sc = list(spec.scores)
         seed = int(random_state.integers(0, 2**31 - 1))
 
@@ -646,11 +642,9 @@ _guarded("covariates+ppi", "rectification", _crossfit_adapter,
 # adapter: LoRA fine-tuning (rectify.llm.finetune) -- slow on CPU, not in the default set
 # ---------------------------------------------------------------------------------------------
 def _lora_adapter() -> Callable:
-    from .llm.finetune import LoRAClassifier  # noqa: F401  (torch is imported lazily inside)
+    from .llm.finetune import LoRAClassifier  # torch is imported lazily inside
 
     def fn(frame, pilot, spec, random_state):
-        from .llm.finetune import LoRAClassifier
-
         sc = np.asarray(spec.scores, float)
         seed = int(random_state.integers(0, 2**31 - 1))
         X = pilot[list(spec.covariates)]
@@ -753,11 +747,9 @@ def prompting_methods(backend: Any, items: Sequence[Any], prefix: str = "prompt"
 # adapter: hierarchical Bayesian calibration (rectify.bayes.BayesianCalibrator; pymc, slow)
 # ---------------------------------------------------------------------------------------------
 def _bayes_hier_adapter() -> Callable:
-    from .bayes import BayesianCalibrator  # noqa: F401  (pymc is imported lazily inside fit)
+    from .bayes import BayesianCalibrator  # pymc is imported lazily inside fit
 
     def fn(frame, pilot, spec, random_state):
-        from .bayes import BayesianCalibrator
-
         sc = np.asarray(spec.scores, float)
         cats = list(spec.scores)
         seed = int(random_state.integers(0, 2**31 - 1))

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 from scipy import special
 
 from .errors import InputError
+
+if TYPE_CHECKING:  # pandas loads on first use: keeps `import rectify` fast
+    import pandas as pd
 
 __all__ = ["Result", "etable", "check_level"]
 
@@ -336,7 +339,7 @@ def etable(
     level: float | None = None,
     stat: str = "se",
     digits: int = 3,
-) -> "pandas.DataFrame":
+) -> "pd.DataFrame":
     """Several results side by side: one column per result, one row per term.
 
     Parameters

@@ -10,13 +10,13 @@ gives stratified PPI++ with one lambda per stratum.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy.linalg import block_diag
 
-from .errors import InputError, MissingCovariateError
+from .errors import InputError
 from .formula import build_design, check_columns
 from .result import Result
 
