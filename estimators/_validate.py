@@ -73,7 +73,8 @@ def normalise_weights(w: Any, n: int, name: str) -> np.ndarray:
     if arr.shape[0] != n:
         raise InputError(f"argument '{name}' has {arr.shape[0]} weights for {n} rows")
     if (arr < 0).any():
-        raise InputError(f"argument '{name}' has {(arr < 0).sum()} negative weights; survey weights must be >= 0")
+        raise InputError(f"argument '{name}' has {(arr < 0).sum()} negative weights; survey weights must be >= 0: "
+                         "fix or remove those rows (rectify never clips weights)")
     total = arr.sum()
     if total <= 0:
         raise InputError(f"argument '{name}' sums to zero; at least one weight must be positive")

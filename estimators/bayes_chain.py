@@ -398,7 +398,8 @@ def chain_rule(
     y_c = as_codes(y, "y", n_options)
     a_c = llm_labels(yhat, "yhat", n_a)
     if a_c.shape[0] != y_c.shape[0]:
-        raise InputError(f"arguments 'y' ({y_c.shape[0]} rows) and 'yhat' ({a_c.shape[0]} rows) differ in length")
+        raise InputError(f"arguments 'y' ({y_c.shape[0]} rows) and 'yhat' ({a_c.shape[0]} rows) differ in length; "
+                         "give the LLM's answer for each pilot respondent, in the same order")
     a_pop = llm_labels(yhat_pop, "yhat_pop", n_a)
     s = _scores(scores, n_options)
     labels = [str(v) for v in (option_labels if option_labels is not None else range(1, n_options + 1))]

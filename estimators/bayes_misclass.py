@@ -240,7 +240,7 @@ class MisclassificationModel:
         yhat_pop : array-like, shape (N,) or (N, A)
             LLM answers of the population rows.
         """
-        from .bayes_hier import _has_nutpie, import_pymc, mcmc_diagnostics, run_sampler
+        from .bayes_hier import mcmc_diagnostics, resolve_sampler, reuse_compiled, run_sampler
 
         K = self.n_options
         if not isinstance(K, (int, np.integer)) or K < 2:
@@ -290,24 +290,17 @@ class MisclassificationModel:
             self.idata_ = None
             self.diagnostics_ = info
             return self
-        pm = import_pymc()
-        key = (K, A, am.tobytes(), ap.tobytes(), bool(self.pilot_informs_prevalence),
-               self.scores_.tobytes(), float(self.target_accept))
-        cache = getattr(self, "_compiled", None)
-        reused = cache is not None and cache[0] == key
-        t0 = time.perf_counter()
-        if reused:
-            model, step = cache[1], cache[2]
-            pm.set_data({k: v for k, v in data.items() if k in model.named_vars}, model=model)
-        else:
-            model = _build(K, A, am, ap, data, self.scores_, bool(self.pilot_informs_prevalence))
-            step = None if _has_nutpie() else pm.NUTS(model=model, target_accept=self.target_accept)
-            self._compiled = (key, model, step)
-        compile_s = time.perf_counter() - t0
+        nuts = resolve_sampler("auto")
+        key = repr((K, A, am.tobytes(), ap.tobytes(), bool(self.pilot_informs_prevalence),
+                    self.scores_.tobytes(), float(self.target_accept), nuts))
+        model, step, reused, compile_s = reuse_compiled(
+            self, key, lambda: _build(K, A, am, ap, data, self.scores_, bool(self.pilot_informs_prevalence)),
+            data, nuts, float(self.target_accept))
         idata, sample_s = run_sampler(model, step, chains=self.chains, draws=self.draws,
-                                      tune=self.tune, random_state=self.random_state)
+                                      tune=self.tune, random_state=self.random_state,
+                                      target_accept=self.target_accept)
         diag = mcmc_diagnostics(idata, ["M", "p"], self.rhat_threshold)
-        diag.update(sampler="nuts", compile_s=compile_s, sample_s=sample_s, reused_compiled_model=reused,
+        diag.update(sampler=f"nuts ({nuts})", compile_s=compile_s, sample_s=sample_s, reused_compiled_model=reused,
                     pilot_table=C, prior_only_options=missing)
         self.idata_ = idata
         self.p_draws_ = np.asarray(idata.posterior["p"]).reshape(-1, K)

@@ -86,24 +86,27 @@ def check_design_weights(d, n: int | None = None, name: str = "design_weights",
     >>> check_design_weights([1.0, 2.5]).tolist()
     [1.0, 2.5]
     """
-    d = np.asarray(d, dtype=float)
+    try:
+        d = np.asarray(d, dtype=float)
+    except (TypeError, ValueError):
+        raise InputError(f"argument '{name}' must be numeric: one design weight per sample row") from None
     if d.ndim != 1:
         raise InputError(f"argument '{name}' must be one-dimensional, got shape {d.shape}")
     if n is not None and d.shape[0] != n:
-        raise InputError(f"argument '{name}' has {d.shape[0]} values for {n} sample rows")
+        raise InputError(f"argument '{name}' has {d.shape[0]} values for {n} sample rows; give one per row")
     if np.isnan(d).any():
         raise InputError(
             f"argument '{name}' has {int(np.isnan(d).sum())} missing values; every sample row "
             "needs a design weight (use 1 for an equal-probability sample)"
         )
     if not np.isfinite(d).all():
-        raise InputError(f"argument '{name}' has infinite values")
+        raise InputError(f"argument '{name}' has infinite values; fix or remove those rows")
     bad = d < 0 if allow_zero else d <= 0
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise InputError(
             f"argument '{name}' must be strictly positive; row {i} has {float(d[i])!r} "
-            f"({int(bad.sum())} rows)"
+            f"({int(bad.sum())} rows); fix or remove those rows (rectify never clips weights)"
         )
     return d
 
@@ -146,7 +149,15 @@ def calfun(method: str, bounds=(-np.inf, np.inf)):
     lo, hi = _check_bounds(bounds, method)
     if method == "raking":
         if not (np.isfinite(lo) or np.isfinite(hi)):
-            return (lambda u: np.expm1(u)), (lambda u: np.exp(u))
+            def fm1_exp(u):  # an overflow to inf is caught by the step halving of the Newton loop
+                with np.errstate(over="ignore"):
+                    return np.expm1(u)
+
+            def df_exp(u):
+                with np.errstate(over="ignore"):
+                    return np.exp(u)
+
+            return fm1_exp, df_exp
         llo = np.log(lo) if lo > 0 else -np.inf
         lhi = np.log(hi) if hi > 0 else -np.inf
 
@@ -229,6 +240,35 @@ def _infeasible(X, d, totals, lo, hi) -> bool:
                   bounds=(lo if np.isfinite(lo) else None, hi if np.isfinite(hi) else None),
                   method="highs")
     return res.status == 2
+
+
+def _merit(err: np.ndarray) -> float:
+    """Squared relative margin error (inf when a far overshoot overflows)."""
+    with np.errstate(over="ignore"):
+        return float(np.sum(np.square(err)))
+
+
+def _backtrack(X, d, T, fm1, dfun, lam, step, merit, full):
+    """Shorten a Newton step that made the margins worse.
+
+    A full step of raking or logit calibration can overshoot by orders of magnitude when the design
+    weights are far from the scale of the totals (g near 45 makes the first step ``exp(44)``), and
+    Newton's method can then wander off. The Newton direction decreases the squared relative margin
+    error, so halving the step finds a point that improves it; if none does (rounding at the
+    solution, a non-smooth calibration function), the full step ``full`` is kept.
+    """
+    t = 1.0
+    for _ in range(50):
+        t /= 2.0
+        lam_t = lam + t * step
+        u = X @ lam_t
+        g = 1.0 + fm1(u)
+        if not (np.isfinite(g).all() and np.isfinite(dfun(u)).all()):
+            continue
+        err = _rel_error(X, d * g, T)
+        if _merit(err) < merit:
+            return lam_t, u, g, err
+    return full
 
 
 def calibrate_weights(
@@ -341,6 +381,7 @@ def calibrate_weights(
         Tmat = (X * (d * deriv)[:, None]).T @ X
         misfit = T - X.T @ (d * g)
         step = np.linalg.pinv(Tmat, rcond=256 * np.finfo(float).eps, hermitian=True) @ misfit
+        lam_old, merit = lam, _merit(err)
         lam = lam + step
         u = X @ lam
         g = 1.0 + fm1(u)
@@ -353,6 +394,8 @@ def calibrate_weights(
             g = 1.0 + fm1(u)
             halvings += 1
         err = _rel_error(X, d * g, T)
+        if _merit(err) > merit:
+            lam, u, g, err = _backtrack(X, d, T, fm1, dfun, lam_old, lam - lam_old, merit, (lam, u, g, err))
     info = {}
     if trim is not None:
         g, n_trim = trim_g(g, d, trim)

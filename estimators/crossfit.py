@@ -341,8 +341,13 @@ def _pop_folds(yhat_population: Any, name: str, ndim_unit: int) -> np.ndarray:
     return a
 
 
-def _crossppi_core(Y: np.ndarray, F: np.ndarray, Fpop: np.ndarray, lam: Any, ddof: int):
-    """Y, F: (n, d) labels/out-of-fold predictions; Fpop: (N, d) fold-averaged predictions."""
+def _crossppi_core(Y: np.ndarray, F: np.ndarray, Fpop: np.ndarray, lam: Any, ddof: int,
+                   one_lambda: bool = False):
+    """Y, F: (n, d) labels/out-of-fold predictions; Fpop: (N, d) fold-averaged predictions.
+
+    ``lam="tune"`` picks one lambda per column, or with ``one_lambda`` the single lambda that minimises
+    the trace of the covariance (shares: one lambda keeps them summing to one).
+    """
     n, N = Y.shape[0], Fpop.shape[0]
     d = Y.shape[1]
     if isinstance(lam, str):
@@ -352,7 +357,11 @@ def _crossppi_core(Y: np.ndarray, F: np.ndarray, Fpop: np.ndarray, lam: Any, ddo
         vpop = Fpop.var(axis=0, ddof=ddof)
         cyf = ((Y - Y.mean(0)) * (F - F.mean(0))).sum(0) / (n - ddof)
         denom = vf + (n / N) * vpop
-        lam_v = np.where(denom > 0, cyf / np.where(denom > 0, denom, 1.0), 0.0)
+        if one_lambda:
+            tot = float(denom.sum())
+            lam_v = np.full(d, float(cyf.sum()) / tot if tot > 0 else 0.0)
+        else:
+            lam_v = np.where(denom > 0, cyf / np.where(denom > 0, denom, 1.0), 0.0)
     else:
         lam_v = np.broadcast_to(np.asarray(lam, dtype=float), (d,)).copy()
         if not np.all(np.isfinite(lam_v)):
@@ -441,7 +450,8 @@ def crossppi_shares(y: Any, proba: Any, proba_population: Any, *, options: Seque
     proba_population : array-like, shape (n_folds, N, K) or (N, K)
     options : sequence, optional
         The options in column order (default: sorted distinct answers, which must then number K).
-    lam, level, interval : as in :func:`crossppi_mean` (``lam="tune"``: one lambda per option).
+    lam, level, interval : as in :func:`crossppi_mean` (``lam="tune"``: one lambda for all options,
+        the one that minimises the summed variance, so that the shares still sum to one).
 
     Returns
     -------
@@ -476,14 +486,13 @@ def crossppi_shares(y: Any, proba: Any, proba_population: Any, *, options: Seque
         raise InputError(f"argument 'proba_population' has {P.shape[2]} columns, expected {K}")
     Y = np.eye(K)[codes]
     ddof, df = _interval_args(interval, codes.size)
-    est, cov, lam_v = _crossppi_core(Y, F, P.mean(0), lam, ddof)
+    est, cov, lam_v = _crossppi_core(Y, F, P.mean(0), lam, ddof, one_lambda=True)
     tuned = isinstance(lam, str)
     return Result(estimate=est, cov=cov, terms=[str(c) for c in classes.tolist()],
                   method="crossppi++" if tuned else "crossppi", estimand="shares",
                   n_pilot=int(codes.size), n_population=int(P.shape[1]), level=level,
                   df=None if df is None else [df] * K,
-                  tuning={"lambda": lam_v.tolist() if tuned else float(lam_v[0]),
-                          "n_folds": int(P.shape[0])},
+                  tuning={"lambda": float(lam_v[0]), "n_folds": int(P.shape[0])},
                   diagnostics={"interval": interval}, bounds=(0.0, 1.0))
 
 

@@ -302,7 +302,8 @@ def _prepare_mean_inputs(y, yhat, yhat_pop, method, weights, weights_pop, ndim=(
     if Y is not None and Fp is not None and Y.shape[1] != Fp.shape[1]:
         raise InputError(f"'y' has {Y.shape[1]} columns but 'yhat_pop' has {Fp.shape[1]}")
     if Y is not None and n < 2:
-        raise InputError("argument 'y' must have at least 2 pilot rows to estimate a variance")
+        raise InputError("argument 'y' must have at least 2 pilot rows to estimate a variance; collect more pilot "
+                         "answers (or merge a small group with a neighbouring one)")
     return Y, F, Fp, w, wp, n, N
 
 
@@ -326,7 +327,8 @@ def _stratified(core, Y, F, Fp, w, wp, s, sp, method, lam, lambda_mode, lambda_b
     if s is not None:
         extra = labels_pilot - set(labels_pop)
         if extra:
-            raise InputError(f"strata {sorted(map(str, extra))} occur in the pilot but not in the population")
+            raise InputError(f"strata {sorted(map(str, extra))} occur in the pilot but not in the population; add them "
+                             "to the population frame or merge them with a stratum it has")
         missing = [h for h in labels_pop if h not in labels_pilot]
         if missing:
             raise InputError(
@@ -344,7 +346,8 @@ def _stratified(core, Y, F, Fp, w, wp, s, sp, method, lam, lambda_mode, lambda_b
         if s is not None:
             m = s == h
             if m.sum() < 2:
-                raise InputError(f"stratum {h!r} has {m.sum()} pilot row; at least 2 are needed for a variance")
+                raise InputError(f"stratum {h!r} has {m.sum()} pilot row; at least 2 are needed for a variance: "
+                                 "collect more pilot answers there or merge it with a neighbouring stratum")
             Yh, Fh, wh = Y[m], (None if F is None else F[m]), w[m] * m.sum() / w[m].sum()
         else:
             Yh = Fh = wh = None
@@ -465,7 +468,8 @@ def _as_shares_matrix(a, categories, name):
         if P.shape[1] != len(categories):
             raise InputError(f"argument '{name}' has {P.shape[1]} columns for {len(categories)} options")
         if (P < -1e-12).any():
-            raise InputError(f"argument '{name}' has negative probabilities")
+            raise InputError(f"argument '{name}' has negative probabilities; check the LLM's probability columns "
+                             "(give one non-negative distribution per row)")
         rs = P.sum(axis=1)
         if np.any(np.abs(rs - 1) > 1e-6):
             raise InputError(

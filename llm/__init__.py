@@ -14,7 +14,7 @@ _EXPORTS = {
     "persona": ["Prompt", "render_persona", "render_personas", "build_prompt", "select_examples", "option_order"],
     "distribution": ["answer_table", "probs_from_logprobs", "probs_from_samples", "renormalize", "expected_score",
                      "mode_index"],
-    "cache": ["ResponseCache", "RunRecord", "request_key"],
+    "cache": ["ResponseCache", "RunRecord", "Recovery", "request_key"],
     "base": ["Scores"],
     "local": ["LocalBackend", "embedded_model_file", "embedded_model_dir"],
     "openai_backend": ["OpenAIBackend"],

@@ -856,8 +856,13 @@ class LoRAClassifier(ClassifierMixin, BaseEstimator):
 
     @classmethod
     def load(cls, directory: str, *, backbone: Any = None, render: Callable | None = None,
-             device: str | None = None) -> "LoRAClassifier":
+             device: str | None = None, allow_callables: bool = False) -> "LoRAClassifier":
         """Load a classifier saved by :meth:`save_pretrained` (the backbone is loaded on first use).
+
+        The folder holds JSON and safetensors only: nothing is unpickled. A backbone, renderer or
+        template saved as a callable is recorded by import path; rectify's own functions are
+        re-imported, but importing and calling anything else named by a file is code execution, so it
+        needs ``allow_callables=True`` (for a folder you saved yourself) or the object passed here.
 
         Parameters
         ----------
@@ -867,6 +872,8 @@ class LoRAClassifier(ClassifierMixin, BaseEstimator):
         render : callable, optional
             The persona renderer, if it was a callable without an import path.
         device : str, optional
+        allow_callables : bool, default False
+            Import callables outside rectify that the saved configuration names.
         """
         from safetensors.torch import load_file
 
@@ -876,10 +883,19 @@ class LoRAClassifier(ClassifierMixin, BaseEstimator):
         with open(path) as fh:
             cfg = json.load(fh)
         params = dict(cfg["params"])
+        given = {"backbone": backbone, "render": render, "template": None}
         for key in ("backbone", "render", "template"):
             v = params.get(key)
             if isinstance(v, dict) and "callable" in v:
-                params[key] = _resolve_callable(v["callable"])
+                if given[key] is not None:
+                    continue  # replaced below by the caller's object: nothing is imported
+                target = str(v["callable"])
+                if not (target.startswith("rectify.") or allow_callables):
+                    raise ConfigError(
+                        f"{directory!r} names the callable {target!r} as its {key}; loading it would import and "
+                        f"run code that a file names: pass the object yourself ({key}=...) or, for a folder you "
+                        "saved yourself, allow_callables=True")
+                params[key] = _resolve_callable(target)
         if isinstance(params.get("item"), dict):
             from rectify.llm.items import Item
 

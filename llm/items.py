@@ -103,7 +103,8 @@ class Item:
                 raise InputError(f"item {self.name!r}: 'scores' must be numbers") from None
             if len(sc) != len(opts):
                 raise InputError(
-                    f"item {self.name!r}: 'scores' has {len(sc)} values for {len(opts)} options"
+                    f"item {self.name!r}: 'scores' has {len(sc)} values for {len(opts)} options; give one "
+                    "score per option, in the options' order"
                 )
             if not np.all(np.isfinite(sc)):
                 raise InputError(f"item {self.name!r}: 'scores' must be finite")
@@ -238,7 +239,8 @@ class Scale:
         is_df = isinstance(answers, pd.DataFrame)
         missing = [it.name for it in self.items if it.name not in answers]
         if missing:
-            raise InputError(f"scale {self.name!r}: answer columns missing for items {missing}")
+            raise InputError(f"scale {self.name!r}: answer columns missing for items {missing}; pass a table "
+                             "with one column per item, named like the items")
         cols = np.column_stack([it.encode(list(answers[it.name])) for it in self.items])
         signs = np.asarray(self.signs)
         out = np.zeros(cols.shape[0])

@@ -29,14 +29,16 @@ import json
 import math
 import os
 import random
+import re
 import threading
 import time
 import urllib.parse
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
-from rectify.errors import ConfigError, InputError
+from rectify.errors import BackendError, ConfigError, InputError
 from rectify.llm.base import Scores
 from rectify.llm.cache import ResponseCache, RunRecord, request_key
 from rectify.llm.distribution import probs_from_logprobs, probs_from_samples
@@ -146,6 +148,33 @@ def _safe_url(url: str | None) -> str:
     return urllib.parse.urlunsplit((p.scheme, host, p.path.rstrip("/"), "", ""))
 
 
+def _refuse_url_credentials(url: Any) -> None:
+    """A ``base_url`` may not carry a secret (``user:key@host`` or ``?api-key=...``): it would reach
+    pickles, logs of the HTTP stack and error messages. The message never repeats the URL.
+
+    Examples
+    --------
+    >>> _refuse_url_credentials("http://127.0.0.1:8000/v1?api-version=2024-06-01")
+    >>> try:
+    ...     _refuse_url_credentials("https://me:sk-secret@example.org/v1")
+    ... except ConfigError as err:
+    ...     print(str(err)[:61])
+    argument 'base_url' carries credentials (user:password@host);
+    """
+    if not isinstance(url, str):
+        raise InputError(f"argument 'base_url' must be a URL string, got {type(url).__name__}")
+    p = urllib.parse.urlsplit(url)
+    secret = re.compile(r"(?i)key|token|secret|pass|auth|sig|cred")
+    if p.username or p.password or "@" in p.netloc:
+        what = "credentials (user:password@host)"
+    elif any(secret.search(k) for k, _ in urllib.parse.parse_qsl(p.query, keep_blank_values=True)):
+        what = "a secret in its query string"
+    else:
+        return
+    raise ConfigError(f"argument 'base_url' carries {what}; remove it from the URL and export the key in the "
+                      "environment variable named by api_key_env (rectify sends it as a bearer token)")
+
+
 def _is_async_client(client: Any) -> bool:
     try:
         from openai import AsyncOpenAI
@@ -187,6 +216,154 @@ def _run_sync(coro: Any) -> Any:
 def _refuses_logprobs(err: Exception) -> bool:
     text = str(getattr(err, "message", "") or err).lower()
     return "logprob" in text
+
+
+_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[^\s\"',;()\[\]]+|\bsk-[A-Za-z0-9_\-]{8,}")
+
+
+def _redact(text: Any, key: str | None) -> Any:
+    """Remove an API key from text a server or library produced (error messages).
+
+    Masks the key, its base64 forms, every run of 8 or more consecutive characters of it (a
+    truncated or partly masked echo), ``Bearer``/``Basic`` credentials and ``sk-...`` tokens.
+
+    Examples
+    --------
+    >>> _redact("Incorrect API key provided: sk-abc123456789xyz (Bearer sk-abc123456789xyz)", "sk-abc123456789xyz")
+    'Incorrect API key provided: [redacted] (Bearer [redacted])'
+    >>> _redact("key ending in ...3456789xyz", "sk-abc123456789xyz")
+    'key ending in ...[redacted]'
+    """
+    if not isinstance(text, str) or not text:
+        return text
+    import base64
+
+    if key and len(key) >= 8:
+        raw = key.encode()
+        for form in (key, base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()):
+            text = text.replace(form.rstrip("="), "[redacted]")
+        grams = {key[i:i + 8] for i in range(len(key) - 7)}
+        hit = bytearray(len(text))
+        for i in range(len(text) - 7):
+            if text[i:i + 8] in grams:
+                hit[i:i + 8] = b"\x01" * 8
+        if any(hit):
+            out, i = [], 0
+            while i < len(text):
+                if hit[i]:
+                    while i < len(text) and hit[i]:
+                        i += 1
+                    out.append("[redacted]")
+                else:
+                    out.append(text[i])
+                    i += 1
+            text = "".join(out)
+    elif key:
+        text = text.replace(key, "[redacted]")
+    return _BEARER.sub("[redacted]", text)
+
+
+_LOOKUP_CHUNK = 1000  # cache keys read per query batch
+_STATUS = np.array(["pending", "ok", "off_scale", "failed"], dtype=object)
+_CODE = {"ok": 1, "off_scale": 2, "failed": 3}
+
+
+@dataclass
+class _Plan:
+    """The requests of one ``score`` call, as arrays (prompt ``i``, distinct request ``u``).
+
+    ``lk``/``sk``: log-prob and sampling cache keys per prompt; ``order``: each prompt's option
+    order; ``rep[u]``: the first prompt asking request ``u`` (requests numbered by first
+    appearance); ``inverse[i]``: the request of prompt ``i``; ``counts[u]``: prompts asking it.
+    """
+
+    K: int
+    lk: np.ndarray
+    sk: np.ndarray
+    order: np.ndarray
+    rep: np.ndarray
+    inverse: np.ndarray
+    counts: np.ndarray
+
+
+class _Answers:
+    """Answers per distinct request in preallocated arrays: probabilities over the displayed
+    options, a status code (0 pending, 1 ok, 2 off_scale, 3 failed) and the errors of failures."""
+
+    def __init__(self, m: int, K: int):
+        self.probs = np.full((m, K), np.nan)
+        self.code = np.zeros(m, dtype=np.int8)
+        self.errors: dict[int, str] = {}
+
+    def store(self, u: int, rec: dict) -> None:
+        status = rec.get("status", "failed")
+        code = _CODE.get(status)
+        if code is None:
+            code, rec = 3, {"error": f"unknown answer status {status!r}"}
+        if code != 3:
+            self.probs[u] = rec["probs"]
+        self.code[u] = code
+        if rec.get("error") is not None:
+            self.errors[u] = rec["error"]
+
+    def per_prompt(self, plan: _Plan) -> tuple[np.ndarray, list[str], list[str | None], int]:
+        """Spread the answers over the prompts: raw (n, K) in canonical option order, status,
+        errors and the number failed. Raises if any request was left unanswered."""
+        if (self.code == 0).any():  # pragma: no cover - a bug, never a silent loss
+            raise BackendError(f"{int((self.code == 0).sum())} requests were left without an answer")
+        inv = plan.inverse
+        n = len(inv)
+        raw = np.full((n, plan.K), np.nan)
+        raw[np.arange(n)[:, None], plan.order] = self.probs[inv]  # raw[i, order[i, j]] = probs[j]
+        code = self.code[inv]
+        errors: list[str | None] = [None] * n
+        if self.errors:
+            has = np.zeros(len(self.code), dtype=bool)
+            has[list(self.errors)] = True
+            for i in np.flatnonzero(has[inv]):
+                errors[i] = self.errors[int(inv[i])]
+        return raw, _STATUS[code].tolist(), errors, int(np.count_nonzero(code == 3))
+
+
+class _CacheWriter:
+    """Group commit: answers are written to the cache from a helper thread, one transaction for
+    all the answers that arrived while the previous one was being written; each caller waits until
+    its answer is durable. A slow disk (one fsync per commit) then neither stalls the event loop
+    nor limits the request rate, and no answer is used before it is stored."""
+
+    def __init__(self, cache: ResponseCache, backend: str, model: str):
+        self.cache, self.backend, self.model = cache, backend, model
+        self._rows: list[tuple] = []
+        self._waiters: list[asyncio.Future] = []
+        self._task: asyncio.Future | None = None
+
+    async def put(self, key: str, rec: dict) -> None:
+        fut = asyncio.get_running_loop().create_future()
+        self._rows.append((key, rec, self.backend, self.model, rec.get("pt", 0), rec.get("ct", 0)))
+        self._waiters.append(fut)
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._flush())
+        await fut
+
+    async def _flush(self) -> None:
+        try:
+            while self._rows:
+                rows, waiters = self._rows, self._waiters
+                self._rows, self._waiters = [], []
+                try:
+                    await asyncio.to_thread(self.cache.put_many, rows)
+                except BaseException as err:
+                    for w in waiters:
+                        if not w.done():
+                            w.set_exception(err) if isinstance(err, Exception) else w.cancel()
+                    if not isinstance(err, Exception):
+                        raise
+                else:
+                    for w in waiters:
+                        if not w.done():
+                            w.set_result(None)
+        finally:
+            self._task = None
 
 
 class OpenAIBackend:
@@ -259,6 +436,8 @@ class OpenAIBackend:
     ):
         if not isinstance(model, str) or not model:
             raise InputError("argument 'model' must be a non-empty model name")
+        if base_url is not None:
+            _refuse_url_credentials(base_url)
         if mode not in _MODES:
             raise InputError(f"argument 'mode' must be one of {_MODES}, got {mode!r}")
         if not 0 <= int(top_logprobs) <= 20:
@@ -349,6 +528,13 @@ class OpenAIBackend:
         return await asyncio.wait_for(coro, timeout=self.timeout * 1.5 + 1.0)
 
     async def _attempts(self, client: Any, prompt: Prompt, sampling: bool, rng: random.Random) -> dict:
+        """:meth:`_attempts_raw` with the API key removed from its error text (servers echo keys)."""
+        rec = await self._attempts_raw(client, prompt, sampling, rng)
+        if rec.get("error"):
+            rec["error"] = _redact(rec["error"], getattr(client, "api_key", None) or os.environ.get(self.api_key_env))
+        return rec
+
+    async def _attempts_raw(self, client: Any, prompt: Prompt, sampling: bool, rng: random.Random) -> dict:
         """Run one logical request with retries; returns a response record (never raises)."""
         import openai
 
@@ -419,91 +605,128 @@ class OpenAIBackend:
         return {"status": "failed", "error": f"gave up after {self.max_retries + 1} attempts; last: {last_err}"}
 
     async def _one(self, client: Any, prompt: Prompt, keys: tuple[str, str], rng: random.Random,
-                   sem: asyncio.Semaphore, run: RunRecord) -> dict:
-        async with sem:
-            sampling = self.mode == "sampling" or (self.mode == "auto" and self.logprobs_refused_)
-            rec = await self._attempts(client, prompt, sampling, rng)
-            if rec.get("switch"):
-                sk = keys[1]
-                hit = self.cache.get(sk) if self.cache is not None else None
-                if hit is not None:
-                    run.n_cached += 1
-                    return hit
-                sampling = True
-                rec = await self._attempts(client, prompt, True, rng)
-            key = keys[1] if sampling else keys[0]
-            run.add_tokens(rec.get("pt", 0), rec.get("ct", 0), self.prices)
-            if rec["status"] in ("ok", "off_scale") and self.cache is not None:
-                # durable before the answer is used
-                self.cache.put(key, rec, self.backend_id, self.model, rec.get("pt", 0), rec.get("ct", 0))
-            return rec
+                   run: RunRecord, writer: "_CacheWriter | None") -> dict:
+        """One distinct request (log-probs, or sampling after a refusal); committed to the cache
+        before it is returned."""
+        sampling = self.mode == "sampling" or (self.mode == "auto" and self.logprobs_refused_)
+        rec = await self._attempts(client, prompt, sampling, rng)
+        if rec.get("switch"):
+            sk = keys[1]
+            hit = self.cache.get(sk) if self.cache is not None else None
+            if hit is not None:
+                run.n_cached += 1
+                return hit
+            sampling = True
+            rec = await self._attempts(client, prompt, True, rng)
+        key = keys[1] if sampling else keys[0]
+        run.add_tokens(rec.get("pt", 0), rec.get("ct", 0), self.prices)
+        if rec["status"] in ("ok", "off_scale") and writer is not None:
+            await writer.put(key, rec)  # durable before the answer is used
+        return rec
 
-    async def ascore(self, prompts: Sequence[Prompt]) -> Scores:
-        """Asynchronous :meth:`score`."""
-        prompts = list(prompts)
-        if not prompts:
+    def _plan(self, prompts: Sequence[Prompt]) -> "_Plan":
+        """One pass over the prompts: validate, key, and group identical requests (arrays only)."""
+        n = len(prompts)
+        if n == 0:
             raise InputError("no prompts to score; pass at least one")
         K = len(prompts[0].labels)
-        if any(len(p.labels) != K for p in prompts):
-            raise InputError("all prompts in one score() call must have the same number of options")
-        run = RunRecord(backend=self.backend_id, model=self.model, n_requests=len(prompts))
-        keys = [self._keys(p) for p in prompts]
-        found: dict[str, Any] = {}
-        if self.cache is not None:
-            found = self.cache.get_many([k for pair in keys for k in pair])
-        results: list[dict | None] = [None] * len(prompts)
-        todo: dict[tuple[str, str], list[int]] = {}
-        for i, (lk, sk) in enumerate(keys):
-            hit = None
-            if self.mode in ("auto", "logprobs"):
-                hit = found.get(lk)
-            if hit is None and self.mode in ("auto", "sampling"):
-                hit = found.get(sk)
-            if hit is not None:
-                results[i] = hit
-                run.n_cached += 1
-            else:
-                todo.setdefault((lk, sk), []).append(i)
-        if todo:
-            client, owned = self._make_client()
-            sem = asyncio.Semaphore(self.max_concurrency)
-            seed = self.random_state
-            tasks = {}
-            for j, (pair, idx) in enumerate(todo.items()):
-                rng = random.Random(None if seed is None else seed * 1_000_003 + j)
-                tasks[asyncio.ensure_future(self._one(client, prompts[idx[0]], pair, rng, sem, run))] = idx
-            bar = None
-            if self.progress:
-                try:
-                    from tqdm.auto import tqdm
+        lk = np.empty(n, dtype="S64")
+        sk = np.empty(n, dtype="S64")
+        order = np.empty((n, K), dtype=np.intp)
+        for i, p in enumerate(prompts):
+            if len(p.labels) != K:
+                raise InputError("all prompts in one score() call must have the same number of options")
+            lk[i], sk[i] = self._keys(p)
+            order[i] = p.order
+        _, first, inverse, counts = np.unique(lk, return_index=True, return_inverse=True, return_counts=True)
+        by_first = np.argsort(first, kind="stable")  # distinct requests in order of first appearance
+        rank = np.empty_like(by_first)
+        rank[by_first] = np.arange(len(by_first))
+        return _Plan(K, lk, sk, order, first[by_first], rank[inverse.ravel()], counts[by_first])
 
-                    bar = tqdm(total=len(tasks), desc=f"{self.model} requests")
-                except ImportError:  # pragma: no cover
-                    bar = None
+    def _lookup(self, plan: "_Plan", out: "_Answers", run: RunRecord) -> None:
+        """Fill cached answers into ``out``, reading the cache in chunks of keys."""
+        if self.cache is None:
+            return
+        for s in range(0, len(plan.rep), _LOOKUP_CHUNK):
+            rows = plan.rep[s : s + _LOOKUP_CHUNK]
+            lks = [k.decode() for k in plan.lk[rows]]
+            sks = [k.decode() for k in plan.sk[rows]]
+            found = self.cache.get_many(lks + sks)
+            for u, lkey, skey in zip(range(s, s + len(rows)), lks, sks):
+                hit = found.get(lkey) if self.mode in ("auto", "logprobs") else None
+                if hit is None and self.mode in ("auto", "sampling"):
+                    hit = found.get(skey)
+                if hit is not None:
+                    out.store(u, hit)
+                    run.n_cached += int(plan.counts[u])
+
+    async def _request_all(self, prompts: Sequence[Prompt], plan: "_Plan", out: "_Answers",
+                           run: RunRecord) -> None:
+        """Send the requests not answered from the cache through a fixed pool of workers.
+
+        ``max_concurrency`` worker coroutines pull (position, request) pairs from one shared
+        iterator, so at most ``max_concurrency`` requests (coroutines, responses, back-off
+        generators) exist at any moment, whatever the number of prompts.
+        """
+        todo = np.flatnonzero(out.code == 0)
+        if len(todo) == 0:
+            return
+        client, owned = self._make_client()
+        writer = None if self.cache is None else _CacheWriter(self.cache, self.backend_id, self.model)
+        seed = self.random_state
+        work = ((j, int(u)) for j, u in enumerate(todo))  # j numbers the requests sent, for seeding
+        bar = None
+        if self.progress:
             try:
-                for fut in asyncio.as_completed(list(tasks)):
-                    await fut
-                    if bar is not None:
-                        bar.update(1)
-            finally:
+                from tqdm.auto import tqdm
+
+                bar = tqdm(total=len(todo), desc=f"{self.model} requests")
+            except ImportError:  # pragma: no cover
+                bar = None
+
+        async def worker() -> None:
+            for j, u in work:
+                rng = random.Random(None if seed is None else seed * 1_000_003 + j)
+                i = int(plan.rep[u])
+                keys = (plan.lk[i].decode(), plan.sk[i].decode())
+                out.store(u, await self._one(client, prompts[i], keys, rng, run, writer))
                 if bar is not None:
-                    bar.close()
-                if owned:
-                    await client.close()
-            for fut, idx in tasks.items():
-                rec = fut.result()
-                for i in idx:
-                    results[i] = rec
-        raw = np.full((len(prompts), K), np.nan)
-        status, errors = [], []
-        for i, (p, rec) in enumerate(zip(prompts, results)):
-            assert rec is not None
-            st = rec.get("status", "failed")
-            status.append(st)
-            errors.append(rec.get("error"))
-            if st in ("ok", "off_scale"):
-                raw[i] = p.to_canonical(np.asarray(rec["probs"], float))
-        run.n_failed = sum(s == "failed" for s in status)
+                    bar.update(1)
+
+        tasks = [asyncio.ensure_future(worker()) for _ in range(min(self.max_concurrency, len(todo)))]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+            if owned:
+                await client.close()
+
+    async def ascore(self, prompts: Sequence[Prompt]) -> Scores:
+        """Asynchronous :meth:`score`.
+
+        Memory stays bounded by arrays of a few hundred bytes per prompt: keys, option orders,
+        probabilities and status codes live in preallocated numpy arrays, the cache is read in
+        chunks, and a fixed pool of ``max_concurrency`` workers pulls the pending requests from an
+        iterator. ``prompts`` may be any sequence, also a lazy one that builds each prompt when
+        indexed: it is read once in order, then only where a request is sent.
+        """
+        if not isinstance(prompts, Sequence):
+            prompts = list(prompts)
+        plan = self._plan(prompts)
+        n = len(plan.inverse)
+        run = RunRecord(backend=self.backend_id, model=self.model, n_requests=n)
+        out = _Answers(len(plan.rep), plan.K)
+        self._lookup(plan, out, run)
+        await self._request_all(prompts, plan, out, run)
+        raw, status, errors, n_failed = out.per_prompt(plan)
+        run.n_failed = n_failed
         run.finished = time.time()
         if self.cache is not None:
             self.cache.record_run(run)
@@ -536,6 +759,18 @@ class OpenAIBackend:
                           "body": {"model": self.model, "messages": list(p.messages), **body}})
         return lines
 
+    def _run_redacted(self, coro: Any) -> Any:
+        """Run a client coroutine; an API error surfaces as :class:`BackendError` without the key
+        (a server may echo it) and without the original exception, whose request holds it."""
+        import openai
+
+        try:
+            return _run_sync(coro)
+        except openai.APIError as err:
+            key = getattr(self.client, "api_key", None) or os.environ.get(self.api_key_env)
+            msg = _redact(f"{type(err).__name__}: {getattr(err, 'message', err)}", key)
+        raise BackendError(f"the server refused the batch request ({msg}); check the key, model and base_url")
+
     def submit_batch(self, prompts: Sequence[Prompt], metadata: dict | None = None) -> str | None:
         """Upload the uncached requests as a JSONL file and create a batch; returns its id
         (None when every prompt is already cached). At most 50,000 requests per batch."""
@@ -558,7 +793,7 @@ class OpenAIBackend:
                 if owned:
                     await client.close()
 
-        return _run_sync(go())
+        return self._run_redacted(go())
 
     def collect_batch(self, batch_id: str, prompts: Sequence[Prompt], poll_interval: float = 30.0,
                       max_wait: float | None = None) -> dict:
@@ -616,7 +851,7 @@ class OpenAIBackend:
                 if owned:
                     await client.close()
 
-        return _run_sync(go())
+        return self._run_redacted(go())
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)

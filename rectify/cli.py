@@ -29,6 +29,10 @@ ANES 1996 extract with the embedded model's stored answers (``./rectify-report/a
     [scales.trust]                    # optional: scales (mean of plus items minus mean of minus items)
     plus = ["q1", "q2"]
     minus = ["q3"]
+
+With a checkpoint folder, a run killed at any moment (even ``kill -9``) is resumed by running the
+same command again: it prints ``Checkpoint DIR: resumed N finished cells, computed M`` and
+recomputes only the unfinished cells (and any cell whose files were found damaged).
 """
 
 from __future__ import annotations
@@ -38,7 +42,13 @@ import os
 import sys
 import time
 
-from .errors import ConfigError
+from .errors import ConfigError, RectifyError
+
+_ERROR_WORDS = {
+    "InputError": "data error", "UnseenLevelError": "data error", "MissingCovariateError": "data error",
+    "ConvergenceError": "did not converge", "EstimationError": "cannot estimate",
+    "CacheError": "response cache error", "BackendError": "LLM backend error",
+}
 
 CONFIG_KEYS = {
     "frame": str, "items": list, "scores": list, "predicted": (str, dict), "probabilities": (str, dict),
@@ -46,6 +56,10 @@ CONFIG_KEYS = {
     "seed": int, "level": float, "min_group_n": int, "output": str, "checkpoint": str, "title": str,
     "scales": dict, "backend": (str, dict),
 }
+
+
+_TOML_NAMES = {"str": "string in double quotes", "list": "list in [ ]", "int": "whole number",
+               "float": "number", "dict": "table", "str or dict": "string or table"}
 
 
 def load_config(path: str) -> dict:
@@ -64,20 +78,25 @@ def load_config(path: str) -> dict:
     ...     load_config(p)
     ... except ConfigError as err:
     ...     print(err)
-    unknown key(s) ['colour'] in ...c.toml; allowed: backend, checkpoint, covariates, formula, frame, groups, items, level, methods, min_group_n, output, pilot_sizes, predicted, probabilities, repeats, scales, scores, seed, title
+    unknown key(s) ['colour'] in ...c.toml; remove or rename them (allowed: backend, checkpoint, covariates, formula, frame, groups, items, level, methods, min_group_n, output, pilot_sizes, predicted, probabilities, repeats, scales, scores, seed, title)
     """
     import tomllib
 
     if not os.path.isfile(path):
-        raise ConfigError(f"configuration file {path!r} not found")
+        raise ConfigError(f"configuration file {path!r} not found; check the path")
     try:
         with open(path, "rb") as fh:
             cfg = tomllib.load(fh)
     except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: not valid TOML: {err}") from None
+        raise ConfigError(f"{path}: not valid TOML: {err}; fix the syntax there (strings in double quotes, lists "
+                          f"in [ ], one key = value per line)") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read the configuration ({err}); check that it is a UTF-8 text "
+                          "file") from None
     unknown = sorted(set(cfg) - set(CONFIG_KEYS))
     if unknown:
-        raise ConfigError(f"unknown key(s) {unknown} in {path}; allowed: {', '.join(sorted(CONFIG_KEYS))}")
+        raise ConfigError(f"unknown key(s) {unknown} in {path}; remove or rename them (allowed: "
+                          f"{', '.join(sorted(CONFIG_KEYS))})")
     for key, typ in CONFIG_KEYS.items():
         if key in cfg:
             v = cfg[key]
@@ -85,22 +104,25 @@ def load_config(path: str) -> dict:
             if typ is float and isinstance(v, int) and not isinstance(v, bool):
                 ok = True
             if not ok:
-                raise ConfigError(f"{path}: key {key!r} has the wrong type ({type(v).__name__})")
+                want = " or ".join(t.__name__ for t in (typ if isinstance(typ, tuple) else (typ,)))
+                raise ConfigError(f"{path}: key {key!r} has the wrong type ({type(v).__name__}); give a TOML "
+                                  f"{_TOML_NAMES.get(want, want)}")
     for key in ("frame", "items"):
         if key not in cfg:
-            raise ConfigError(f"{path}: key {key!r} is required")
+            raise ConfigError(f"{path}: key {key!r} is required; add it (the format is in the docs of rectify.cli)")
     if "backend" in cfg:
         raise ConfigError(f"{path}: 'backend' (prompting an LLM inside compare) is not supported yet; simulate "
                           "the answers first (rectify.llm) and name their columns with 'predicted'/'probabilities'")
     base = os.path.dirname(os.path.abspath(path))
     frame_path = cfg["frame"] if os.path.isabs(cfg["frame"]) else os.path.join(base, cfg["frame"])
     if not os.path.isfile(frame_path):
-        raise ConfigError(f"{path}: frame file {frame_path!r} not found")
+        raise ConfigError(f"{path}: frame file {frame_path!r} not found; check the path (a relative path is read "
+                          "from the configuration's folder)")
     for key in ("items", "scores", "groups", "covariates", "methods", "pilot_sizes"):
         if key in cfg and not cfg[key]:
-            raise ConfigError(f"{path}: key {key!r} is empty")
+            raise ConfigError(f"{path}: key {key!r} is empty; list at least one value or remove the key")
     if any(isinstance(s, bool) or not isinstance(s, int) for s in cfg.get("pilot_sizes", [])):
-        raise ConfigError(f"{path}: 'pilot_sizes' must be a list of integers")
+        raise ConfigError(f"{path}: 'pilot_sizes' must be a list of integers; write e.g. [50, 100, 200]")
     scales = {}
     for name, sc in cfg.get("scales", {}).items():
         if not isinstance(sc, dict) or set(sc) - {"plus", "minus"} or "plus" not in sc:
@@ -143,7 +165,14 @@ def read_frame(path: str):
         except ImportError as err:
             raise ConfigError(f"reading {path!r} needs pyarrow: {err}") from None
     if low.endswith((".csv", ".csv.gz", ".tsv")):
-        return pd.read_csv(path, sep="\t" if low.endswith(".tsv") else ",")
+        try:
+            frame = pd.read_csv(path, sep="\t" if low.endswith(".tsv") else ",")
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as err:
+            raise ConfigError(f"frame {path!r} cannot be read as a table ({' '.join(str(err).split())}); check that "
+                              "it is a UTF-8 CSV with a header row") from None
+        if len(frame) == 0:
+            raise ConfigError(f"frame {path!r} has a header but no rows; give one row per person")
+        return frame
     raise ConfigError(f"frame {path!r}: use a .csv, .csv.gz, .tsv or .parquet file")
 
 
@@ -160,6 +189,14 @@ def _print_headline(cmp) -> None:
         print(f"{len(cmp.failures)} cell(s) failed; see the report.")
 
 
+def _print_checkpoint(cmp) -> None:
+    ck = cmp.meta.get("checkpoint") or {}
+    if ck.get("folder"):
+        damaged = ck.get("damaged") or []
+        print(f"Checkpoint {ck['folder']}: resumed {ck['resumed']} finished cells, computed {ck['computed']}"
+              + (f" ({len(damaged)} damaged cell(s) found and computed again)" if damaged else ""), flush=True)
+
+
 def _cmd_demo(args) -> int:
     from .demo import DEMO_INTRO, print_demo, run_comparison
 
@@ -170,6 +207,7 @@ def _cmd_demo(args) -> int:
     print(f"Running the comparison: pilot sizes {args.pilot_sizes}, {args.repeats} pilots each ...", flush=True)
     cmp = run_comparison(tuple(args.pilot_sizes), args.repeats, args.methods, args.seed, args.checkpoint,
                          progress=not args.quiet, items=args.items)
+    _print_checkpoint(cmp)
     _print_headline(cmp)
     from .report import write_report
 
@@ -192,6 +230,7 @@ def _demo_anes(args) -> int:
     methods = args.anes_methods or args.methods  # default (None): ANES_METHODS
     cmp = run_anes_comparison(tuple(args.pilot_sizes), args.repeats, methods, args.seed, ck,
                               progress=not args.quiet)
+    _print_checkpoint(cmp)
     _print_headline(cmp)
     path = write_report(cmp, os.path.join(args.out, "anes96"), title="rectify demo: ANES 1996 (real humans)",
                         intro=ANES_INTRO)
@@ -207,6 +246,7 @@ def _cmd_compare(args) -> int:
     frame = read_frame(cfg["frame"])
     ck = args.checkpoint or cfg["checkpoint"]
     cmp = compare(frame, checkpoint=ck, progress=not args.quiet, **cfg["kwargs"])
+    _print_checkpoint(cmp)
     _print_headline(cmp)
     out = args.out or cfg["output"] or "rectify-report"
     path = write_report(cmp, out, title=cfg["title"])
@@ -263,6 +303,9 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_compare(args)
     except ConfigError as err:
         print(f"rectify: configuration error: {err}", file=sys.stderr)
+        return 2
+    except RectifyError as err:  # bad data, non-convergence, cache or backend trouble: no traceback
+        print(f"rectify: {_ERROR_WORDS.get(type(err).__name__, 'error')}: {err}", file=sys.stderr)
         return 2
     parser.print_help()
     return 2

@@ -25,7 +25,10 @@ metric, item, grouping, group, value, n, note) with summaries over repeats
 (:meth:`Comparison.summary`): the spread across pilot draws is a result, not noise.
 
 Finished (method, n_pilot, repeat) cells are written to ``checkpoint`` (a folder of CSV and
-JSON files, no pickle) so that a killed run resumes without repeating work.
+JSON files, no pickle) so that a killed run resumes without repeating work. Each file is written
+atomically (temporary file, fsync, rename) and checksummed in the cell's done file, so a cell whose
+files were cut short or damaged is computed again, never read as data;
+``Comparison.meta["checkpoint"]`` counts the cells resumed, computed and found damaged.
 
 Examples
 --------
@@ -41,6 +44,7 @@ Examples
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
@@ -58,6 +62,7 @@ from . import registry
 from .datasets import draw_pilot
 from .errors import ConfigError, InputError, MissingCovariateError
 from .registry import ALL, Spec
+from .result import check_level
 
 __all__ = ["compare", "Comparison", "make_spec", "summarize", "headline", "TABLE_COLUMNS"]
 
@@ -70,6 +75,18 @@ ITEM_MEAN = "(mean over items)"
 # ---------------------------------------------------------------------------------------------
 # the specification
 # ---------------------------------------------------------------------------------------------
+def _fill(pattern: str, name: str, **values: Any) -> str:
+    """Put ``values`` into ``{item}``/``{k}`` literally: a configured pattern is data, never a
+    ``str.format`` string (which would read attributes such as ``{item.__class__}``)."""
+    rest, out = pattern, pattern
+    for key, v in values.items():
+        rest, out = rest.replace("{" + key + "}", ""), out.replace("{" + key + "}", str(v))
+    if "{" in rest or "}" in rest:
+        raise ConfigError(f"argument {name!r} may only use the placeholders {{item}} and {{k}}, got {pattern!r}; "
+                          "for column names with other braces pass a dict item -> column(s)")
+    return out
+
+
 def _pattern(value: Any, items: Sequence[str], name: str, with_k: int | None = None) -> dict:
     if value is None:
         return {}
@@ -77,10 +94,10 @@ def _pattern(value: Any, items: Sequence[str], name: str, with_k: int | None = N
         if "{item}" not in value:
             raise ConfigError(f"argument {name!r} must contain '{{item}}' (e.g. '{{item}}_llm'), got {value!r}")
         if with_k is None:
-            return {it: value.format(item=it) for it in items}
+            return {it: _fill(value, name, item=it) for it in items}
         if "{k}" not in value:
             raise ConfigError(f"argument {name!r} must contain '{{item}}' and '{{k}}' (e.g. '{{item}}_p{{k}}')")
-        return {it: tuple(value.format(item=it, k=k) for k in range(1, with_k + 1)) for it in items}
+        return {it: tuple(_fill(value, name, item=it, k=k) for k in range(1, with_k + 1)) for it in items}
     if isinstance(value, Mapping):
         out = dict(value)
         extra = sorted(set(out) - set(items))
@@ -93,6 +110,9 @@ def _pattern(value: Any, items: Sequence[str], name: str, with_k: int | None = N
 def _formula_variables(formula: str) -> list[str]:
     from formulaic import Formula
 
+    from .formula import check_formula
+
+    check_formula(formula, "formula", ConfigError)  # formulas are data: refuse code before formulaic sees it
     rhs = formula.split("~", 1)[1]
     return sorted(v for v in Formula(rhs).required_variables if v not in ("np", "numpy", "C"))
 
@@ -117,6 +137,15 @@ def make_spec(frame: pd.DataFrame, items: Sequence[str], *, predicted: Any = "{i
         raise InputError(f"argument 'frame' must be a pandas DataFrame, got {type(frame).__name__}")
     if isinstance(items, str) or not len(items):
         raise ConfigError("argument 'items' must be a non-empty list of item column names")
+    if not frame.index.is_unique:
+        dup = frame.index[frame.index.duplicated()].unique().tolist()
+        raise ConfigError(f"argument 'frame' has a duplicated index (e.g. {dup[:3]}); pilots and held-out people are "
+                          "found by row label, so give each person a unique one (frame.reset_index(drop=True)) "
+                          "after removing any duplicated respondents")
+    try:
+        check_level(level)
+    except InputError as err:
+        raise ConfigError(str(err)) from None
     items = [str(i) for i in items]
     _need_columns(frame, items, "items")
     empty = [i for i in items if frame[i].isna().all()]
@@ -181,7 +210,8 @@ def make_spec(frame: pd.DataFrame, items: Sequence[str], *, predicted: Any = "{i
 def _need_columns(frame: pd.DataFrame, cols: Sequence[str], what: str) -> None:
     absent = [c for c in cols if c not in frame.columns]
     if absent:
-        raise ConfigError(f"{what}: columns {absent} are not in the frame (it has {list(frame.columns)[:8]}...)")
+        raise ConfigError(f"{what}: columns {absent} are not in the frame (it has {list(frame.columns)[:8]}...); "
+                          "check the names or add the columns")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -382,56 +412,109 @@ def _fingerprint(frame: pd.DataFrame, spec: Spec, random_state: int, min_group_n
 
 
 class _Checkpoint:
+    """Finished cells on disk: per cell three CSV files and a ``.done.json`` written last.
+
+    Every file is written atomically (temporary file, fsync, ``os.replace``), and the done file
+    records the SHA-256 of each CSV and the comparison's fingerprint, so a file cut short by a
+    crash (or damaged later) is detected on load and its cell computed again, never read as data.
+    ``resumed``, ``computed`` and ``damaged`` count the cells of this run.
+    """
+
     def __init__(self, folder: str | None, fingerprint: str):
-        self.folder = folder
+        self.folder, self.fingerprint = folder, fingerprint
+        self.resumed, self.computed, self.damaged = 0, 0, []
         if folder is None:
             return
         os.makedirs(folder, exist_ok=True)
         man = os.path.join(folder, "manifest.json")
-        if os.path.exists(man):
-            with open(man, encoding="utf-8") as fh:
-                old = json.load(fh).get("fingerprint")
-            if old != fingerprint:
-                raise ConfigError(f"checkpoint folder {folder!r} belongs to another comparison (different data or "
-                                  "settings); give a new folder or delete it")
-        else:
-            _write_json(man, {"fingerprint": fingerprint, "format": 1})
+        old = _read_json(man) if os.path.exists(man) else None
+        if isinstance(old, dict) and old.get("fingerprint") not in (None, fingerprint):
+            raise ConfigError(f"checkpoint folder {folder!r} belongs to another comparison (different data or "
+                              "settings); give a new folder or delete it")
+        if not isinstance(old, dict) or old.get("format") != _CK_FORMAT:
+            # new, unreadable (cut short) or older folder: every cell is checked on its own anyway
+            _write_atomic(man, json.dumps({"fingerprint": fingerprint, "format": _CK_FORMAT}).encode())
+
+    def _path(self, slug: str, kind: str) -> str:
+        return os.path.join(self.folder, f"{slug}.{kind}.csv" if kind != "done" else f"{slug}.done.json")
 
     def load(self, slug: str):
-        if self.folder is None:
+        """The saved cell ``(status, metrics, estimates, coefficients)``, or None: compute it."""
+        if self.folder is None or not os.path.exists(self._path(slug, "done")):
             return None
-        done = os.path.join(self.folder, slug + ".done.json")
-        if not os.path.exists(done):
+        try:
+            out = self._read(slug)
+        except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+            self.damaged.append(slug)
+            warnings.warn(f"checkpoint of cell {slug} in {self.folder!r} is damaged ({err}); computing it again",
+                          RuntimeWarning, stacklevel=3)
             return None
-        with open(done, encoding="utf-8") as fh:
-            status = json.load(fh)
+        self.resumed += 1
+        return out
+
+    def _read(self, slug: str):
+        status = _read_json(self._path(slug, "done"))
+        if not isinstance(status, dict) or status.get("fingerprint") != self.fingerprint:
+            raise ValueError("its done file is unreadable or belongs to another comparison")
         if status.get("error"):
             return status, None, None, None
-        read = lambda kind: pd.read_csv(os.path.join(self.folder, f"{slug}.{kind}.csv"),  # noqa: E731
-                                        keep_default_na=False, na_values=[""],
-                                        dtype={"item": str, "group": str, "grouping": str, "term": str, "note": str})
-        tab, est, coef = read("metrics"), read("estimates"), read("coefficients")
-        for d in (tab, est, coef):
+        frames = []
+        for kind in _CK_KINDS:
+            with open(self._path(slug, kind), "rb") as fh:
+                data = fh.read()
+            if hashlib.sha256(data).hexdigest() != status.get("sha256", {}).get(kind):
+                raise ValueError(f"{slug}.{kind}.csv does not match the checksum in its done file")
+            d = pd.read_csv(io.BytesIO(data), keep_default_na=False, na_values=[""],
+                            dtype={"item": str, "group": str, "grouping": str, "term": str, "note": str})
             if "note" in d.columns:
                 d["note"] = d["note"].fillna("")
-        return status, tab, est, coef
+            frames.append(d)
+        return (status, *frames)
 
     def save(self, slug: str, status: dict, tab=None, est=None, coef=None) -> None:
+        self.computed += 1
         if self.folder is None:
             return
-        for kind, d in (("metrics", tab), ("estimates", est), ("coefficients", coef)):
+        status = {**status, "fingerprint": self.fingerprint, "sha256": {}}
+        for kind, d in zip(_CK_KINDS, (tab, est, coef)):
             if d is not None:
-                tmp = os.path.join(self.folder, f"{slug}.{kind}.csv.tmp")
-                d.to_csv(tmp, index=False, float_format="%.17g")
-                os.replace(tmp, os.path.join(self.folder, f"{slug}.{kind}.csv"))
-        _write_json(os.path.join(self.folder, slug + ".done.json"), status)  # written last: marks the cell done
+                data = d.to_csv(index=False, float_format="%.17g").encode("utf-8")
+                _write_atomic(self._path(slug, kind), data)
+                status["sha256"][kind] = hashlib.sha256(data).hexdigest()
+        # written last, so a cell counts as done only when all its files are whole on disk
+        _write_atomic(self._path(slug, "done"), json.dumps(status, indent=1, default=str).encode("utf-8"))
+
+    def summary(self) -> dict:
+        return {"folder": self.folder, "resumed": self.resumed, "computed": self.computed,
+                "damaged": list(self.damaged)}
 
 
-def _write_json(path: str, obj: Any) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=1, default=str)
+_CK_FORMAT = 2
+_CK_KINDS = ("metrics", "estimates", "coefficients")
+
+
+def _read_json(path: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
+
+
+def _write_atomic(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a crash leaves the old file or the new one, never a part."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
     os.replace(tmp, path)
+    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable
+        fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -491,6 +574,10 @@ class Comparison:
     methods : dict
         name -> (family, description) of the methods run.
     pilot_sizes, repeats, random_state
+    meta : dict
+        ``n_frame``; ``planning`` (see :func:`_planning`); ``checkpoint``: the folder and the
+        numbers of cells ``resumed`` from it and ``computed`` in this run, and the ``damaged``
+        cells (files cut short or altered) that were computed again.
     """
 
     table: pd.DataFrame
@@ -774,5 +861,5 @@ def compare(frame: pd.DataFrame, items: Sequence[str], methods: Sequence[str] | 
         skipped=registry.unavailable(), spec=spec,
         methods={m.name: (m.family, m.description) for m in chosen},
         pilot_sizes=tuple(sizes), repeats=int(repeats), random_state=seed, seconds=time.time() - t0,
-        meta={"n_frame": int(len(frame)), "planning": planning},
+        meta={"n_frame": int(len(frame)), "planning": planning, "checkpoint": ck.summary()},
     )

@@ -496,7 +496,9 @@ def _split_formula(formula: str) -> tuple[str, str]:
 def _design(rhs: str, data: pd.DataFrame) -> pd.DataFrame:
     from formulaic import Formula
 
-    f = Formula(rhs)
+    from .formula import check_formula
+
+    f = Formula(check_formula(rhs))  # refuses code before formulaic evaluates anything
     need = sorted(v for v in f.required_variables if v not in ("np", "numpy", "C"))
     absent = [v for v in need if v not in data.columns]
     if absent:
@@ -703,7 +705,8 @@ def pearson_r(human: Any, simulated: Any) -> float:
     """
     a, b = _paired(human, simulated)
     if a.size < 3:
-        raise EstimationError(f"pearson_r is not estimable from {a.size} complete pairs (need 3)")
+        raise EstimationError(f"pearson_r is not estimable from {a.size} complete pairs (need 3); collect more "
+                              f"respondents or merge the group with a neighbouring one")
     if np.ptp(a) == 0 or np.ptp(b) == 0:
         raise EstimationError("pearson_r is not estimable: one of the vectors does not vary")
     a = a - a.mean()
@@ -964,7 +967,7 @@ def group_summary(report: pd.DataFrame) -> pd.DataFrame:
                 worst_value=float(ok["value"].iloc[w]),
                 best_group=ok["group"].iloc[b],
                 best_value=float(ok["value"].iloc[b]),
-                spread=float(ok["value"].max() - ok["value"].min()),
+                spread=_spread(ok["value"].to_numpy(dtype=float)),
             )
         else:
             row.update(worst_group=None, worst_value=math.nan, best_group=None, best_value=math.nan, spread=math.nan)
@@ -972,6 +975,13 @@ def group_summary(report: pd.DataFrame) -> pd.DataFrame:
     cols = ["axis", "metric", "item", "grouping", "worst_group", "worst_value", "best_group", "best_value",
             "spread", "n_groups", "n_not_estimable"]
     return pd.DataFrame(rows, columns=cols)
+
+
+def _spread(v: np.ndarray) -> float:
+    """max - min of a metric over groups; infinite when a group's value is infinite (a ratio with a
+    zero denominator), 0 when every group has the same infinite value."""
+    hi, lo = float(v.max()), float(v.min())
+    return 0.0 if hi == lo else hi - lo
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1088,7 +1098,8 @@ def fidelity_report(
     grouping = [groups] if isinstance(groups, str) else list(groups or [])
     absent = [g for g in grouping if g not in human_df.columns]
     if absent:
-        raise InputError(f"argument 'groups' names columns not in human_df: {absent}")
+        raise InputError(f"argument 'groups' names columns not in human_df: {absent}; check the names or add "
+                         f"the columns to human_df")
     for g in grouping:
         if human_df[g].isna().any():
             raise MissingCovariateError(f"grouping column {g!r} has missing values; fill or drop those rows first")
@@ -1144,7 +1155,14 @@ def _check_frames(human_df: Any, simulated_df: Any, names: list[str]) -> None:
         if absent:
             raise InputError(f"argument {arg!r} lacks item columns {absent}")
     if not human_df.index.equals(simulated_df.index):
-        raise InputError("human_df and simulated_df must have the same index (one simulated row per person)")
+        lost = human_df.index.difference(simulated_df.index)
+        extra = simulated_df.index.difference(human_df.index)
+        detail = (f"{len(lost)} rows of human_df are missing from simulated_df (e.g. {lost[:3].tolist()})" if len(lost)
+                  else f"{len(extra)} rows of simulated_df are not in human_df" if len(extra)
+                  else "the rows are in a different order or duplicated")
+        raise InputError(f"human_df and simulated_df must have the same index (one simulated row per person): "
+                         f"{detail}; align them first, e.g. simulated_df.loc[human_df.index] or "
+                         f"human_df.loc[simulated_df.index]")
     empty = [c for c in names if human_df[c].isna().all()]
     if empty:
         raise InputError(f"items {empty}: every human answer is missing; drop them from 'items'")

@@ -17,7 +17,7 @@ import pandas as pd
 
 from .errors import InputError, MissingCovariateError, UnseenLevelError
 
-__all__ = ["ModelFrame", "build_design", "replay_design", "check_columns"]
+__all__ = ["ModelFrame", "build_design", "replay_design", "check_columns", "check_formula"]
 
 
 @dataclass(frozen=True)
@@ -71,14 +71,41 @@ def _materialise(spec, df: pd.DataFrame, frame: str):
         try:
             mm = spec.get_model_matrix(df, na_action="raise")
         except Exception as err:  # formulaic wraps evaluation errors in its own types
-            raise InputError(f"could not build the design for the {frame} data: {err}") from None
+            raise InputError(f"could not build the design for the {frame} data: {_plain(str(err))}; check the "
+                             f"formula's terms against the {frame}'s columns and types") from None
     for w in caught:
         if type(w.message).__name__ == "DataMismatchWarning" or "outside of the nominated levels" in str(w.message):
+            named = _unseen_levels(spec, df)
+            what = ("; ".join(f"column '{c}' has {lv}" for c, lv in named) if named
+                    else _plain(str(w.message)))
             raise UnseenLevelError(
-                f"the {frame} data contain categories the pilot never showed ({w.message}). A coefficient for "
+                f"the {frame} data contain categories the pilot never showed ({what}). A coefficient for "
                 f"them cannot be estimated: merge them into a seen category or restrict the {frame}"
             )
     return mm
+
+
+def _unseen_levels(spec, df: pd.DataFrame) -> list[tuple[str, list[str]]]:
+    """(column, levels) of plain categorical factors (``g`` or ``C(g)``) whose levels the spec never saw."""
+    import re
+
+    out = []
+    for factor, (_, state) in getattr(spec, "encoder_state", {}).items():
+        m = re.fullmatch(r"\s*(?:C\(\s*)?([A-Za-z_][A-Za-z0-9_]*)\s*(?:,[^)]*)?\)?\s*", str(factor))
+        if not m or m.group(1) not in df.columns or "categories" not in state:
+            continue
+        seen = set(state["categories"])
+        new = sorted({str(v) for v in pd.unique(df[m.group(1)]) if v not in seen and not pd.isna(v)})
+        if new:
+            out.append((m.group(1), new))
+    return out
+
+
+def _plain(text: str) -> str:
+    """A formulaic message without its terminal colour codes and marker characters."""
+    import re
+
+    return " ".join(re.sub(r"\x1b\[[0-9;]*m|[\u29da\u29db]", "", text).split())
 
 
 def build_design(formula: str, pilot: pd.DataFrame, population: pd.DataFrame | None = None,
@@ -112,6 +139,7 @@ def build_design(formula: str, pilot: pd.DataFrame, population: pd.DataFrame | N
 
     if not isinstance(formula, str) or "~" not in formula:
         raise InputError(f"argument 'formula' must be a string like 'y ~ x1 + x2', got {formula!r}")
+    check_formula(formula)  # before formulaic evaluates any part of it
     if not isinstance(pilot, pd.DataFrame):
         raise InputError(f"argument 'pilot' must be a pandas DataFrame, got {type(pilot).__name__}")
     if len(pilot) == 0:
@@ -119,10 +147,13 @@ def build_design(formula: str, pilot: pd.DataFrame, population: pd.DataFrame | N
     try:
         Formula(formula)  # parse once up front for a clear syntax error
     except Exception as err:
-        raise InputError(f"could not parse formula {formula!r}: {err}") from None
+        raise InputError(f"could not parse formula {formula!r}: {_plain(str(err))}; check its brackets and "
+                         f"operators (e.g. 'y ~ x1 + C(x2)')") from None
     lhs_name = formula.split("~")[0].strip()
     if lhs_name and lhs_name not in pilot.columns:
-        raise MissingCovariateError(f"outcome column '{lhs_name}' named in the formula is not in the pilot data")
+        raise MissingCovariateError(f"outcome column '{lhs_name}' named in the formula is not in the pilot data; "
+                                    f"check the spelling or add the column (available: "
+                                    f"{', '.join(map(str, pilot.columns[:12]))})")
     if lhs_name:
         check_columns(pilot, [lhs_name], "pilot")
     rhs = Formula(formula.split("~", 1)[1])
@@ -131,14 +162,20 @@ def build_design(formula: str, pilot: pd.DataFrame, population: pd.DataFrame | N
     except Exception as err:
         for v in sorted(rhs.required_variables if hasattr(rhs, "required_variables") else []):
             if v not in pilot.columns and not hasattr(np, v) and v not in {"C", "I", "Q"}:
-                raise MissingCovariateError(f"column '{v}' named in the formula is not in the pilot data") from None
+                raise MissingCovariateError(
+                    f"column '{v}' named in the formula is not in the pilot data; check the spelling or add the "
+                    f"column (available: {', '.join(map(str, pilot.columns[:12]))})") from None
         missing = [c for c in pilot.columns if c in formula and pilot[c].isna().any()]
         if missing:
             raise MissingCovariateError(
                 f"column '{missing[0]}' has {int(pilot[missing[0]].isna().sum())} missing value(s) in the pilot; "
                 f"rectify does not drop rows silently: impute or subset first"
             ) from None
-        raise InputError(f"could not build the design for the pilot data: {err}") from None
+        raise InputError(f"could not build the design for the pilot data: {_plain(str(err))}; check the "
+                         f"formula's terms against the pilot's columns and types") from None
+    if not hasattr(mm_rhs, "columns"):  # e.g. 'y ~ x | g': formulaic builds several matrices
+        raise InputError(f"formula {formula!r} has several parts ('|'); rectify fits one design: write the "
+                         "terms on one right-hand side (e.g. 'y ~ x + g'), and name groups with by= or groups=")
     spec = mm_rhs.model_spec
     terms = list(mm_rhs.columns)
     X = np.asarray(mm_rhs, dtype=float)
@@ -169,3 +206,161 @@ def replay_design(spec, data: pd.DataFrame, frame: str = "new") -> np.ndarray:
     [[1.0, 1.0]]
     """
     return np.asarray(_materialise(spec, data, frame), dtype=float)
+
+
+# -- formulas are data: an allow-list check before formulaic evaluates anything -------------------
+# formulaic evaluates the Python parts of a formula (``{...}``, ``I(...)``, ``np.log(x)``, ``C(...)``)
+# with ``eval``; a formula from a configuration file or a user must therefore never reach it
+# unchecked. Plain names are data-column look-ups (never evaluated) and pass; every Python part is
+# parsed with :mod:`ast` and may only use column names, numbers, arithmetic and comparisons, and
+# calls of the functions below.
+_FORMULA_FUNCTIONS = frozenset({
+    "C", "I", "Q", "center", "scale", "standardize", "poly", "bs", "cs", "cr", "cc", "lag", "hashed",
+    "log", "log2", "log10", "exp", "exp2", "exp10", "Treatment", "Sum", "Helmert", "Poly", "Diff",
+})
+_NUMPY_FUNCTIONS = frozenset({
+    "log", "log1p", "log2", "log10", "exp", "expm1", "exp2", "sqrt", "cbrt", "square", "abs", "absolute",
+    "fabs", "sign", "floor", "ceil", "round", "rint", "trunc", "clip", "minimum", "maximum", "power",
+    "sin", "cos", "tan", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "arcsinh", "arccosh",
+    "arctanh", "where", "isnan", "isfinite", "pi", "e",
+})
+_CONTRASTS = frozenset({"treatment", "sum", "helmert", "poly", "diff"})
+_MODULES = {"np": _NUMPY_FUNCTIONS, "numpy": _NUMPY_FUNCTIONS, "contr": _CONTRASTS}
+_FORMULA_HELP = (
+    "a formula may use column names (quote odd ones with backticks), numbers, the operators + - * / : ** | ~, "
+    "and C(...), I(...) with arithmetic or comparisons, Q('name'), center/scale/standardize/poly/bs, log/exp "
+    "and numpy maths such as np.log; rectify never runs other code from a formula"
+)
+
+
+class _UnsafeTerm(Exception):
+    pass
+
+
+def _check_python_node(node, *, literal_ok: bool = False) -> None:
+    """Walk one Python part of a formula; raise ``_UnsafeTerm`` for anything off the allow-list."""
+    import ast
+
+    if isinstance(node, ast.Expression):
+        return _check_python_node(node.body)
+    if isinstance(node, ast.Constant):
+        if isinstance(node.value, bool) or node.value is None or isinstance(node.value, (int, float)):
+            return
+        if isinstance(node.value, str) and literal_ok:
+            return
+        raise _UnsafeTerm(f"the constant {node.value!r} is not allowed here")
+    if isinstance(node, ast.Name):
+        if node.id.startswith("__"):
+            raise _UnsafeTerm(f"the name {node.id!r} is not a column")
+        if node.id in _MODULES:
+            raise _UnsafeTerm(f"{node.id!r} may only be used as {node.id}.<function>")
+        return
+    if isinstance(node, ast.Attribute):
+        base = node.value.id if isinstance(node.value, ast.Name) else None
+        if base not in _MODULES or node.attr not in _MODULES[base]:
+            raise _UnsafeTerm(f"attribute access '.{node.attr}' is not allowed (only np.<maths function> and "
+                              "contr.<contrast>)")
+        return
+    if isinstance(node, ast.Call):
+        fn = node.func
+        if isinstance(fn, ast.Name):
+            if fn.id not in _FORMULA_FUNCTIONS:
+                raise _UnsafeTerm(f"calling {fn.id!r} is not allowed")
+        else:
+            _check_python_node(fn)  # np.<function> / contr.<contrast> or refused
+        for a in node.args:
+            _check_python_node(a, literal_ok=True)
+        for kw in node.keywords:
+            if kw.arg is None or kw.arg.startswith("_"):
+                raise _UnsafeTerm("'**' and private keyword arguments are not allowed")
+            _check_python_node(kw.value, literal_ok=True)
+        return
+    if isinstance(node, (ast.List, ast.Tuple)) and literal_ok:
+        for elt in node.elts:
+            _check_python_node(elt, literal_ok=True)
+        return
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd, ast.Not, ast.Invert)):
+        return _check_python_node(node.operand)
+    if isinstance(node, ast.BinOp) and isinstance(
+        node.op, (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow, ast.BitAnd, ast.BitOr,
+                  ast.BitXor)
+    ):
+        if isinstance(node.op, ast.Pow):
+            exp = node.right.operand if isinstance(node.right, ast.UnaryOp) else node.right
+            if not (isinstance(exp, ast.Constant) and isinstance(exp.value, (int, float))
+                    and not isinstance(exp.value, bool) and abs(exp.value) <= 100):
+                raise _UnsafeTerm("a power needs a number between -100 and 100 as its exponent")
+            if any(isinstance(n, ast.BinOp) and isinstance(n.op, ast.Pow) for n in ast.walk(node.left)):
+                raise _UnsafeTerm("a power of a power is not allowed")
+        _check_python_node(node.left)
+        _check_python_node(node.right)
+        return
+    if isinstance(node, ast.Compare) and all(
+        isinstance(op, (ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE)) for op in node.ops
+    ):
+        for part in [node.left, *node.comparators]:
+            _check_python_node(part, literal_ok=True)
+        return
+    raise _UnsafeTerm(f"Python syntax {type(node).__name__} is not allowed")
+
+
+def check_formula(formula: Any, argument: str = "formula", error: type[Exception] = InputError) -> str:
+    """Refuse a formula that would make formulaic run anything but column arithmetic.
+
+    formulaic evaluates the Python parts of a formula with ``eval``; this allow-list check runs on
+    the formula text *before* formulaic sees it (nothing is evaluated here). Plain names are
+    column look-ups and always pass; Python parts may use column names, numbers, arithmetic and
+    comparisons, ``C``/``I``/``Q``, formulaic's transforms (``center``, ``scale``,
+    ``standardize``, ``poly``, ``bs``, ``log``, ...), ``np.<maths function>`` and
+    ``contr.<contrast>``. Attribute access, other calls, names starting with ``__``, lambdas,
+    subscripts, comprehensions and powers with a non-numeric or huge exponent are refused.
+
+    Parameters
+    ----------
+    formula : str
+    argument : str
+        The argument or configuration key named in the error message.
+    error : exception class
+        Raised on refusal (default :class:`~rectify.errors.InputError`; ``ConfigError`` for
+        configuration files).
+
+    Returns
+    -------
+    str
+        The formula, unchanged.
+
+    Examples
+    --------
+    >>> check_formula("y ~ np.log(x) + C(g, contr.treatment('b')) + I(x**2)")
+    "y ~ np.log(x) + C(g, contr.treatment('b')) + I(x**2)"
+    >>> try:
+    ...     check_formula("y ~ {__import__('os').getcwd()}")
+    ... except InputError as err:
+    ...     print(str(err).split(':')[0])
+    argument 'formula' term "__import__('os').getcwd()" is not allowed
+    """
+    import ast
+
+    from formulaic.parser.algos.tokenize import tokenize
+    from formulaic.utils.code import sanitize_variable_names
+
+    if not isinstance(formula, str):
+        raise error(f"argument {argument!r} must be a formula string like 'y ~ x1 + x2', got {type(formula).__name__}")
+    try:
+        tokens = list(tokenize(formula))
+    except Exception as err:  # formulaic's tokenizer: unbalanced quotes or brackets
+        raise error(f"argument {argument!r}: could not read formula {formula!r} ({_plain(str(err))}); check its "
+                    f"brackets and quotes; {_FORMULA_HELP}") from None
+    for tok in tokens:
+        if tok.kind.value != "python":
+            continue  # names are look-ups in the data, values are literals, the rest is formula syntax
+        code = sanitize_variable_names(tok.token, {}, {}, template="_bt_{}")
+        try:
+            tree = ast.parse(code.strip(), mode="eval")
+            _check_python_node(tree)
+        except (SyntaxError, RecursionError, MemoryError, ValueError):
+            raise error(f"argument {argument!r} term {tok.token!r} is not allowed: it is not a valid expression; "
+                        f"{_FORMULA_HELP}") from None
+        except _UnsafeTerm as why:
+            raise error(f"argument {argument!r} term {tok.token!r} is not allowed: {why}; {_FORMULA_HELP}") from None
+    return formula

@@ -51,6 +51,7 @@ import pandas as pd
 from scipy.stats import norm
 
 from .errors import EstimationError, InputError
+from .result import check_level
 
 __all__ = [
     "ppi_variance",
@@ -88,6 +89,25 @@ def _pos(x: Any, name: str) -> float:
     if not v > 0 or math.isinf(v):
         raise InputError(f"argument {name!r} must be a positive finite number, got {x!r}")
     return v
+
+
+def _level(level: Any, name: str = "level") -> float:
+    try:
+        return check_level(level)
+    except InputError as err:
+        raise InputError(str(err).replace("'level'", repr(name))) from None
+
+
+def _pilot_values(x: Any, name: str) -> np.ndarray:
+    try:
+        arr = np.asarray(x, dtype=float).ravel()
+    except (TypeError, ValueError):
+        raise InputError(f"argument {name!r} must be numeric; recode the answers as numbers first") from None
+    n_inf = int(np.isinf(arr).sum())
+    if n_inf:
+        raise InputError(f"argument {name!r} has {n_inf} infinite value(s); remove or fix them (only NaN rows are "
+                         "dropped, as missing)")
+    return arr
 
 
 def _N(n_population: Any) -> float:
@@ -193,8 +213,7 @@ def humans_needed(half_width: float, sd: float, rho: float = 0.0, n_population: 
     139
     """
     h, s = _pos(half_width, "half_width"), _pos(sd, "sd")
-    if not 0 < float(level) < 1:
-        raise InputError(f"argument 'level' must be in (0, 1), got {level!r}")
+    level = _level(level)
     if method not in ("ppi++", "classical"):
         raise InputError(f"argument 'method' must be 'ppi++' or 'classical', got {method!r}")
     z = float(norm.ppf(0.5 + float(level) / 2))
@@ -220,7 +239,10 @@ def planning_table(rho: float, sd: float, n_population: Any = None, pilot_sizes=
     >>> t[["n_pilot", "n_eff"]].round(1).values.tolist()
     [[100.0, 156.2]]
     """
-    z = float(norm.ppf(0.5 + float(level) / 2))
+    z = float(norm.ppf(0.5 + _level(level) / 2))
+    rho, sd = _rho(rho), _pos(sd, "sd")
+    for n in pilot_sizes:
+        _pos_int(n, "pilot_sizes")
     rows = []
     for n in pilot_sizes:
         rows.append({
@@ -259,8 +281,8 @@ def plan_from_pilot(y: Any, yhat: Any, half_width: float, n_population: Any = No
     >>> round(plan["rho"], 2), plan["humans_needed"]["classical"] > plan["humans_needed"]["ppi++"]
     (0.73, True)
     """
-    a = np.asarray(y, dtype=float).ravel()
-    b = np.asarray(yhat, dtype=float).ravel()
+    a, b = _pilot_values(y, "y"), _pilot_values(yhat, "yhat")
+    level, rho_level = _level(level), _level(rho_level, "rho_level")
     if a.shape != b.shape:
         raise InputError(f"arguments 'y' and 'yhat' must have the same length, got {a.size} and {b.size}")
     ok = ~np.isnan(a) & ~np.isnan(b)

@@ -5,7 +5,8 @@ no external file, script or font) and ``folder/fidelity.csv`` (the tidy table), 
 ``estimates.csv`` and ``coefficients.csv``. Sections: the fidelity overview per method and axis,
 pilot-size curves, a subgroup heatmap, human vs simulated coefficients with intervals,
 answer-distribution bars, methods skipped or failed. All text that comes from the user's data or
-configuration is escaped with :func:`html.escape`.
+configuration is escaped with :func:`html.escape`, and text drawn in the figures is never parsed as
+matplotlib mathtext (a ``$`` in a group name is shown as written).
 
 Needs matplotlib (the ``report`` extra); it is imported only when a report is written.
 """
@@ -249,13 +250,19 @@ def fig_distributions(cmp, max_items: int = 4) -> Any | None:
 
 
 def figures(cmp) -> dict[str, str]:
-    """All figures as base64 PNG strings (a figure that has nothing to show is left out)."""
+    """All figures as base64 PNG strings (a figure that has nothing to show is left out).
+
+    Labels come from the user's data (group values, item and term names): matplotlib's mathtext is
+    switched off, so a ``$`` in them is shown as written and never parsed (``"$\\frac$"`` would
+    otherwise abort the report).
+    """
     out = {}
-    for key, fn in (("overview", fig_overview), ("curves", fig_curves), ("subgroups", fig_subgroups),
-                    ("coefficients", fig_coefficients), ("distributions", fig_distributions)):
-        fig = fn(cmp)
-        if fig is not None:
-            out[key] = _png(fig)
+    with _plt().rc_context({"text.parse_math": False}):
+        for key, fn in (("overview", fig_overview), ("curves", fig_curves), ("subgroups", fig_subgroups),
+                        ("coefficients", fig_coefficients), ("distributions", fig_distributions)):
+            fig = fn(cmp)
+            if fig is not None:
+                out[key] = _png(fig)
     return out
 
 

@@ -10,6 +10,7 @@ gives stratified PPI++ with one lambda per stratum.
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 from typing import Callable, Sequence
 
 import numpy as np
@@ -26,12 +27,13 @@ __all__ = ["mean", "shares", "quantile", "ols", "logit", "ordinal"]
 def _frame(df, name, required=True):
     if df is None:
         if required:
-            raise InputError(f"argument '{name}' is required for this method")
+            raise InputError(f"argument '{name}' is required for this method; pass a DataFrame")
         return None
     if not isinstance(df, pd.DataFrame):
-        raise InputError(f"argument '{name}' must be a pandas DataFrame, got {type(df).__name__}")
+        raise InputError(f"argument '{name}' must be a pandas DataFrame, got {type(df).__name__}; wrap it with "
+                         f"pd.DataFrame(...) and name its columns")
     if len(df) == 0:
-        raise InputError(f"argument '{name}' is empty")
+        raise InputError(f"argument '{name}' is empty; pass the {name} rows (check any filtering done before)")
     return df
 
 
@@ -63,7 +65,49 @@ def _numeric_column(df, col, frame):
     check_columns(df, [col], frame)
     if not pd.api.types.is_numeric_dtype(s):
         raise InputError(f"column '{col}' of the {frame} must be numeric (got {s.dtype}); recode the answers as numbers")
-    return s.to_numpy(dtype=float)
+    arr = s.to_numpy(dtype=float)
+    _refuse_infinite(arr, col, frame)
+    return arr
+
+
+def _refuse_infinite(arr, col, frame):
+    n_inf = int(np.isinf(arr).sum())
+    if n_inf:
+        raise InputError(f"column '{col}' of the {frame} has {n_inf} infinite value(s); rectify does not drop or clip "
+                         f"them: fix or remove those rows before estimating")
+
+
+def _call_core(core, columns: dict, *args, **kwargs):
+    """Call a numeric core; an InputError that names a core argument also names the user's column."""
+    try:
+        return core(*args, **kwargs)
+    except InputError as err:
+        msg = str(err)
+        notes = [f"'{arg}' is {where}" for arg, where in columns.items() if where and f"'{arg}'" in msg]
+        if not notes:
+            raise
+        raise type(err)(f"{msg} (here {'; '.join(notes)})") from None
+
+
+def _describe(col, frame):
+    """How a user's column(s) appear in a message, e.g. "column 'trust' of the pilot"."""
+    if col is None:
+        return None
+    if isinstance(col, str):
+        return f"column '{col}' of the {frame}"
+    return f"columns {list(col)} of the {frame}"
+
+
+def _core_columns(y, predicted, weights, weights_pop, strata=None, x_terms=None):
+    cols = {"y": _describe(y, "pilot"), "yhat": _describe(predicted, "pilot"),
+            "yhat_pop": _describe(predicted, "population"),
+            "weights": _describe(weights, "pilot") if isinstance(weights, str) else None,
+            "weights_pop": _describe(weights_pop, "population") if isinstance(weights_pop, str) else None,
+            "strata": _describe(strata, "pilot"), "strata_pop": _describe(strata, "population")}
+    if x_terms is not None:
+        cols["X"] = f"the pilot's design of {x_terms!r}"
+        cols["X_pop"] = f"the population's design of {x_terms!r}"
+    return cols
 
 
 def _by(fn: Callable[..., Result], by: str, pilot, population, kwargs) -> Result:
@@ -114,7 +158,16 @@ def _by(fn: Callable[..., Result], by: str, pilot, population, kwargs) -> Result
         diagnostics={"by": by, "groups": [str(g) for g in levels]},
         groups=groups,
         bounds=first.bounds,
+        # shares (logit-scale) and quantiles (test-inverted) have their own intervals: keep each group's
+        interval_fn=None if all(r.interval_fn is None for r in results) else partial(_stacked_intervals,
+                                                                                      parts=tuple(results)),
     )
+
+
+def _stacked_intervals(level: float, *, parts: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """The intervals of subgroup results, stacked in their order."""
+    ints = [r.conf_int(level) for r in parts]
+    return np.concatenate([lo for lo, _ in ints]), np.concatenate([hi for _, hi in ints])
 
 
 def _inputs(y, pilot, population, predicted, method, strata, read_y, read_pred, what):
@@ -123,7 +176,8 @@ def _inputs(y, pilot, population, predicted, method, strata, read_y, read_pred, 
     pilot = _frame(pilot, "pilot", need_pilot)
     population = _frame(population, "population", need_pop)
     if method in ("ppi", "ppi++", "naive") and predicted is None:
-        raise InputError(f"method {method!r} needs 'predicted', {what}")
+        raise InputError(f"method {method!r} needs 'predicted', {what}; pass predicted=... (or use "
+                         f"method='classical' for the pilot alone)")
     yv = read_y(pilot, y, "pilot") if need_pilot else None
     f = read_pred(pilot, predicted, "pilot") if method in ("ppi", "ppi++") else None
     fp = read_pred(population, predicted, "population") if need_pop else None
@@ -183,10 +237,11 @@ def mean(y: str, pilot: pd.DataFrame | None = None, population: pd.DataFrame | N
     pilot, population, yv, f, fp, s, sp = _inputs(y, pilot, population, predicted, method, strata,
                                                   _numeric_column, _numeric_column,
                                                   "the column of LLM predictions")
-    r = ppi_mean(yv, f, fp, method, weights=_weights(weights, pilot, "weights", "pilot"),
-                 weights_pop=_weights(weights_pop, population, "weights_pop", "population"), lam=lam,
-                 lambda_bounds=lambda_bounds, strata=s, strata_pop=sp, level=level, convention=convention,
-                 terms=[f"mean({y})"])
+    cols = _core_columns(y, predicted, weights, weights_pop, strata)
+    r = _call_core(ppi_mean, cols, yv, f, fp, method, weights=_weights(weights, pilot, "weights", "pilot"),
+                   weights_pop=_weights(weights_pop, population, "weights_pop", "population"), lam=lam,
+                   lambda_bounds=lambda_bounds, strata=s, strata_pop=sp, level=level, convention=convention,
+                   terms=[f"mean({y})"])
     return r
 
 
@@ -195,7 +250,15 @@ def _prob_columns(df, predicted, frame):
         return _column(df, predicted, frame)
     cols = list(predicted)
     check_columns(df, cols, frame)
-    return df[cols].to_numpy(dtype=float)
+    bad = [c for c in cols if not pd.api.types.is_numeric_dtype(df[c])]
+    if bad:
+        raise InputError(f"probability columns {bad} of the {frame} must be numeric; give one probability per option")
+    P = df[cols].to_numpy(dtype=float)
+    _refuse_infinite(P, cols, frame)
+    if (P < 0).any():
+        raise InputError(f"probability columns {cols} of the {frame} have negative values; give one non-negative "
+                         f"distribution over the options per row (check how they were computed)")
+    return P
 
 
 def shares(item: str, pilot: pd.DataFrame | None = None, population: pd.DataFrame | None = None,
@@ -228,7 +291,9 @@ def shares(item: str, pilot: pd.DataFrame | None = None, population: pd.DataFram
     pilot, population, yv, f, fp, s, sp = _inputs(item, pilot, population, predicted, method, strata, _column,
                                                   _prob_columns,
                                                   "a column of predicted answers or option-probability columns")
-    r = ppi_shares(yv, f, fp, method, categories=categories, weights=_weights(weights, pilot, "weights", "pilot"),
+    cols = _core_columns(item, predicted, weights, weights_pop, strata)
+    r = _call_core(ppi_shares, cols, yv, f, fp, method, categories=categories,
+                   weights=_weights(weights, pilot, "weights", "pilot"),
                    weights_pop=_weights(weights_pop, population, "weights_pop", "population"), lam=lam,
                    lambda_bounds=lambda_bounds, strata=s, strata_pop=sp, level=level, convention=convention)
     return replace(r, terms=tuple(f"{item}={c}" for c in r.diagnostics["categories"]))
@@ -257,9 +322,11 @@ def quantile(y: str, q: float = 0.5, pilot: pd.DataFrame | None = None, populati
     pilot, population, yv, f, fp, _, _ = _inputs(y, pilot, population, predicted, method, None,
                                                  _numeric_column, _numeric_column,
                                                  "the column of LLM predictions")
-    r = ppi_quantile(yv, f, fp, q=q, method=method, weights=_weights(weights, pilot, "weights", "pilot"),
-                     weights_pop=_weights(weights_pop, population, "weights_pop", "population"), lam=lam,
-                     level=level, convention=convention)
+    cols = _core_columns(y, predicted, weights, weights_pop)
+    r = _call_core(ppi_quantile, cols, yv, f, fp, q=q, method=method,
+                   weights=_weights(weights, pilot, "weights", "pilot"),
+                   weights_pop=_weights(weights_pop, population, "weights_pop", "population"), lam=lam,
+                   level=level, convention=convention)
     return replace(r, terms=(f"quantile[{q:g}]({y})",))
 
 
@@ -278,7 +345,8 @@ def _regression_verb(core_name, formula, pilot, population, predicted, method, w
     population = _frame(population, "population", need_pop)
     pilot = _frame(pilot, "pilot", True)  # the pilot defines the model spec even for 'naive'
     if method in ("ppi", "ppi++", "naive") and predicted is None:
-        raise InputError(f"method {method!r} needs 'predicted', the column of LLM predictions of the outcome")
+        raise InputError(f"method {method!r} needs 'predicted', the column of LLM predictions of the outcome; pass "
+                         f"predicted=... (or use method='classical' for the pilot alone)")
     mf = build_design(formula, pilot, population if need_pop else None, intercept=intercept)
     y = mf.y
     f = fp = None
@@ -289,7 +357,8 @@ def _regression_verb(core_name, formula, pilot, population, predicted, method, w
     extra = {} if categories is None else {"categories": categories}
     if core_name != "ppi_ordinal":
         y = np.asarray(y, dtype=float) if y is not None else None
-    r = getattr(core, core_name)(
+    r = _call_core(
+        getattr(core, core_name), _core_columns(mf.outcome, predicted, weights, weights_pop, x_terms=formula),
         mf.X if need_pilot else None, y if need_pilot else None, f, mf.X_pop, fp, method,
         weights=_weights(weights, pilot, "weights", "pilot"),
         weights_pop=_weights(weights_pop, population, "weights_pop", "population"), lam=lam,

@@ -45,8 +45,8 @@ def _is_categorical(s: pd.Series) -> bool:
 
 def _column(df: pd.DataFrame, name: str, where: str) -> pd.Series:
     if name not in df.columns:
-        raise MissingCovariateError(f"column {name!r} is not in the {where} data frame; "
-                                    f"available columns: {list(df.columns)[:20]}")
+        raise MissingCovariateError(f"column {name!r} is not in the {where} data frame; check the name "
+                                    f"(available columns: {list(df.columns)[:20]})")
     s = df[name]
     if s.isna().any():
         raise MissingCovariateError(
@@ -62,7 +62,8 @@ def _weights_arg(sample: pd.DataFrame, design_weights) -> np.ndarray:
         return np.ones(len(sample))
     if isinstance(design_weights, str):
         if design_weights not in sample.columns:
-            raise InputError(f"argument 'design_weights': column {design_weights!r} is not in sample")
+            raise MissingCovariateError(f"argument 'design_weights': column {design_weights!r} is not in the "
+                                        f"sample; check the name (columns: {list(sample.columns)[:20]})")
         return check_design_weights(sample[design_weights].to_numpy(float), len(sample),
                                     name=f"design_weights ({design_weights!r})")
     return check_design_weights(np.asarray(design_weights, float), len(sample))
@@ -657,7 +658,7 @@ class CalibratedWeights:
         codes = pd.Index(lev).get_indexer(s.to_numpy())
         if (codes < 0).any():
             raise UnseenLevelError(f"column {col!r} has values {sorted(set(s[codes < 0].astype(str)))} "
-                                   "that are not among 'levels'")
+                                   "that are not among 'levels'; add them to 'levels' (or leave 'levels' out)")
         return survey_shares(codes, [str(l) for l in lev], self.design(), n_population=self.n_population,
                              interval=interval)
 

@@ -219,3 +219,34 @@ def test_misclassification_nuts_recovers_shifted_prevalence_and_matches_importan
     # the chain rule transports P(y | yhat) from the quota pilot and misses the truth
     c = chain_rule(y, yh, yhp, n_options=K, estimand="shares", random_state=0)
     assert abs(c.estimate[0] - truth[0]) > abs(r.estimate[0] - truth[0]) + 0.05
+
+
+def test_nutpie_and_pymc_samplers_agree_on_the_same_posterior(pop, fitted):
+    """The default sampler (nutpie, installed by the ``bayes`` extra) and pymc's NUTS target the same
+    posterior: the population mean and the cut points agree within 5 Monte Carlo standard errors."""
+    model, _, idx = fitted
+    assert model.diagnostics_["sampler"] == "nutpie"  # "auto" picks nutpie when it is installed
+    sub = idx[:150]
+    fits = {}
+    for sampler in ("nutpie", "pymc"):
+        m = HierarchicalCalibrator(5, sampler=sampler, random_state=11, varying_slopes=False,
+                                   target_accept=0.95, **FAST)
+        m.fit(pop["y"][sub], pop["a"][sub], groups={"cell": pop["cell"][sub] % 8})
+        assert m.diagnostics_["sampler"] == sampler and m.diagnostics_["divergences"] == 0
+        r = m.poststratify(pop["a"], groups_pop={"cell": pop["cell"] % 8}, estimand="mean")
+        fits[sampler] = (r, m)
+    (rn, mn), (rp, mp) = fits["nutpie"], fits["pymc"]
+    dn, dp = rn.draws[:, 0], rp.draws[:, 0]
+    ess = min(mn.diagnostics_["ess_bulk_min"], mp.diagnostics_["ess_bulk_min"])
+    mcse = np.sqrt(dn.var() / ess + dp.var() / ess)
+    assert abs(dn.mean() - dp.mean()) < 5 * mcse
+    assert abs(dn.std() - dp.std()) < 0.3 * dp.std()
+    cn = mn.draws_["cut"].mean(axis=0)
+    cp = mp.draws_["cut"].mean(axis=0)
+    sd = mp.draws_["cut"].std(axis=0)
+    np.testing.assert_array_less(np.abs(cn - cp), 5 * sd * np.sqrt(2.0 / ess))
+
+
+def test_unknown_sampler_name_is_refused():
+    with pytest.raises(InputError, match="'sampler'"):
+        HierarchicalCalibrator(5, sampler="gibbs", **FAST).fit([0, 1, 2], [0, 1, 2])

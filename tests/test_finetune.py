@@ -16,7 +16,7 @@ from sklearn_contract import sklearn_contract
 
 import torch  # noqa: E402
 
-from rectify.errors import InputError  # noqa: E402
+from rectify.errors import ConfigError, InputError  # noqa: E402
 from rectify.estimators.crossfit import cross_fit  # noqa: E402
 from rectify.llm.finetune import LoRAClassifier, auto_target_modules  # noqa: E402
 from rectify.llm.items import Item  # noqa: E402
@@ -143,8 +143,13 @@ def test_save_load_and_pickle_round_trips(fitted, tmp_path):
     clf.save_pretrained(str(tmp_path / "m"))
     saved = {f.name for f in (tmp_path / "m").iterdir()}
     assert saved == {"rectify_lora_config.json", "adapter.safetensors", "head.safetensors"}
-    loaded = LoRAClassifier.load(str(tmp_path / "m"))
+    # the backbone is a test function: importing it from what a file names needs consent
+    with pytest.raises(ConfigError, match="allow_callables=True"):
+        LoRAClassifier.load(str(tmp_path / "m"))
+    loaded = LoRAClassifier.load(str(tmp_path / "m"), allow_callables=True)
     np.testing.assert_array_equal(loaded.predict_proba(X), p)
+    given = LoRAClassifier.load(str(tmp_path / "m"), backbone=tiny_backbone)  # passed in: nothing imported
+    np.testing.assert_array_equal(given.predict_proba(X), p)
     assert loaded.get_params()["lr"] == clf.get_params()["lr"]
     blob = pickle.dumps(clf)
     backbone_bytes = sum(v.numel() * v.element_size() for v in clf._net.encoder.state_dict().values())

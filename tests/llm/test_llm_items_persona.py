@@ -83,8 +83,18 @@ def test_render_persona_template_and_missing():
 @given(st.text(alphabet=string.printable, min_size=1, max_size=30))
 def test_values_are_data_not_template_syntax(value):
     # whatever a covariate holds ({...}, $x, ${age}), it appears verbatim and nothing else changes
+    # (a snake_case code reads as words; text holding a chat-control marker is refused instead)
+    import re
+
+    from rectify.llm.persona import _CONTROL
+
+    if _CONTROL.search(value):
+        with pytest.raises(InputError, match="control marker"):
+            render_persona({"name": value, "age": 40}, "A: $name | B: $age")
+        return
     out = render_persona({"name": value, "age": 40}, "A: $name | B: $age")
-    assert out == f"A: {value.replace('_', ' ').strip()} | B: 40"
+    shown = value.replace("_", " ") if re.fullmatch(r"[A-Za-z0-9]+(?:_[A-Za-z0-9]+)+", value) else value
+    assert out == f"A: {shown} | B: 40"
 
 
 def test_render_personas_aligned_and_empty():

@@ -1,0 +1,497 @@
+"""Bad-input matrix over the public API (issue 8, part 1).
+
+One table of cases, each a distinct bad input to a public verb, class or the command line. Every case
+asserts (a) the most specific :mod:`rectify.errors` class and (b) that the message names the argument
+or column at fault (``names``) and says what to do (``todo``). A second test checks that near-miss
+inputs are refused or kept as given: never silently dropped, re-coded or clipped.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import rectify
+from rectify import errors as E
+from rectify.cli import main
+from rectify.comparison import compare, make_spec
+from rectify.estimators import ppi_mean, ppi_ols, ppi_shares
+from rectify.fidelity import fidelity_report, group_summary, pearson_r
+from rectify.llm.items import Item, Scale
+from rectify.llm.simulator import PromptSimulator
+from rectify.planning import effective_sample_size, humans_needed, plan_from_pilot, planning_table
+
+
+# ------------------------------------------------------------------------------------------ data
+@lru_cache(maxsize=1)
+def _base() -> pd.DataFrame:
+    """A small seeded frame: covariates, a 1-4 answer, the LLM's prediction and option probabilities."""
+    rng = np.random.default_rng(8)
+    n = 240
+    g = rng.choice(["a", "b", "c"], size=n)
+    x = rng.normal(size=n)
+    y = np.clip(np.round(2.5 + x + rng.normal(size=n)), 1, 4)
+    yhat = y + rng.normal(scale=0.7, size=n)
+    P = rng.dirichlet(np.ones(4), size=n)
+    df = pd.DataFrame({"respondent_id": np.arange(1, n + 1), "region": g, "income": x, "trust": y,
+                       "trust_llm": yhat, "agree": (y >= 3).astype(float), "agree_llm": (yhat >= 3).astype(float),
+                       "wt": rng.uniform(0.5, 2.0, size=n)})
+    for k in range(4):
+        df[f"p{k + 1}"] = P[:, k]
+    return df
+
+
+def frame() -> pd.DataFrame:
+    return _base().copy()
+
+
+def pilot(n: int = 80) -> pd.DataFrame:
+    return _base().iloc[:n].copy()
+
+
+def with_value(df: pd.DataFrame, col: str, row: int, value) -> pd.DataFrame:
+    df = df.copy()
+    if not (isinstance(value, float) or value is None):
+        df[col] = df[col].astype(object)
+    df.loc[df.index[row], col] = value
+    return df
+
+
+class _Backend:
+    """Never called: the simulator cases fail while validating."""
+
+    def score(self, prompts):  # pragma: no cover - not reached
+        raise AssertionError("the backend must not be reached")
+
+
+ITEM = Item("trust", "How much do you trust scientists?", ["None", "A little", "Some", "A lot"],
+            missing=["Don't know"])
+
+
+def _fidelity_frames():
+    h = frame()[["region", "income", "trust"]].rename(columns={"trust": "q1"})
+    h["q2"] = h["q1"]
+    s = h.copy()
+    s["q1"] = frame()["trust_llm"].round().clip(1, 4)
+    return h, s
+
+
+def _compare_frame():
+    df = frame().rename(columns={"trust": "q1", "trust_llm": "q1_llm"})
+    return df
+
+
+# ------------------------------------------------------------------------------------------ cases
+@dataclass(frozen=True)
+class Case:
+    id: str
+    fn: Callable[[], object]
+    exc: type
+    names: str  # regex: the argument or column at fault
+    todo: str  # regex: what the user should do
+
+
+def _calib_sample():
+    return pd.DataFrame({"sex": ["f", "f", "m", "m", "m", "f"], "reg": ["n", "s", "n", "s", "n", "s"],
+                         "trust": [1.0, 2.0, 2.0, 3.0, 4.0, 2.0]})
+
+
+CASES = [
+    # --- formula verbs: NaN / inf / dtypes / lengths / empty frames
+    Case("mean_nan_answer",
+         lambda: rectify.mean("trust", with_value(pilot(), "trust", 3, np.nan), frame(), "trust_llm"),
+         E.MissingCovariateError, r"'trust'", r"impute|subset"),
+    Case("mean_inf_prediction",
+         lambda: rectify.mean("trust", pilot(), with_value(frame(), "trust_llm", 5, np.inf), "trust_llm"),
+         E.InputError, r"'trust_llm'", r"fix or remove"),
+    Case("mean_text_answers",
+         lambda: rectify.mean("trust", pilot().assign(trust=lambda d: d["trust"].astype(str)), frame(), "trust_llm"),
+         E.InputError, r"'trust'", r"recode"),
+    Case("mean_empty_pilot", lambda: rectify.mean("trust", pilot().iloc[:0], frame(), "trust_llm"),
+         E.InputError, r"'pilot'", r"pass the pilot rows"),
+    Case("mean_empty_population", lambda: rectify.mean("trust", pilot(), frame().iloc[:0], "trust_llm"),
+         E.InputError, r"'population'", r"pass the population rows"),
+    Case("mean_pilot_not_a_frame", lambda: rectify.mean("trust", pilot().to_numpy(), frame(), "trust_llm"),
+         E.InputError, r"'pilot'", r"wrap it with pd\.DataFrame"),
+    Case("mean_unknown_method", lambda: rectify.mean("trust", pilot(), frame(), "trust_llm", method="ppi+"),
+         E.InputError, r"method 'ppi\+'", r"choose"),
+    Case("mean_level_out_of_range", lambda: rectify.mean("trust", pilot(), frame(), "trust_llm", level=95),
+         E.InputError, r"'level'", r"between 0 and 1 \(e\.g\. 0\.95\)"),
+    Case("mean_negative_weight",
+         lambda: rectify.mean("trust", with_value(pilot(), "wt", 2, -1.0), frame(), "trust_llm", weights="wt"),
+         E.InputError, r"'wt'", r"fix or remove"),
+    Case("mean_weights_wrong_length",
+         lambda: rectify.mean("trust", pilot(), frame(), "trust_llm", weights=np.ones(5)),
+         E.InputError, r"'weights'", r"one weight per pilot row"),
+    Case("mean_missing_prediction_column", lambda: rectify.mean("trust", pilot(), frame(), "y_gpt"),
+         E.MissingCovariateError, r"'y_gpt'", r"available columns"),
+    Case("mean_ppi_without_predicted", lambda: rectify.mean("trust", pilot(), frame()),
+         E.InputError, r"'predicted'", r"pass predicted="),
+    Case("mean_single_pilot_row", lambda: rectify.mean("trust", pilot(1), frame(), "trust_llm"),
+         E.InputError, r"'trust'", r"collect more"),
+    Case("mean_by_group_too_small",
+         lambda: rectify.mean("trust", pd.concat([pilot(60).query("region != 'c'"),
+                                                  pilot().query("region == 'c'").head(1)]),
+                              frame(), "trust_llm", by="region"),
+         E.InputError, r"group 'c' of 'region'", r"collect more|merge"),
+    Case("mean_by_group_without_pilot",
+         lambda: rectify.mean("trust", pilot().query("region != 'c'"), frame(), "trust_llm", by="region"),
+         E.InputError, r"group 'c' of 'region'", r"sample it|merge"),
+    Case("mean_strata_in_pilot_not_population",
+         lambda: rectify.mean("trust", pilot(), frame().query("region != 'c'"), "trust_llm", strata="region"),
+         E.InputError, r"strata \['c'\]", r"add them|merge"),
+    Case("shares_answer_outside_categories",
+         lambda: rectify.shares("trust", pilot().assign(trust_mode=1.0), frame().assign(trust_mode=1.0),
+                                "trust_mode", categories=[1.0, 2.0, 3.0]),
+         E.InputError, r"column 'trust' of the pilot", r"fix the coding|add the option"),
+    Case("shares_probabilities_negative",
+         lambda: rectify.shares("trust", pilot(), frame().assign(p1=lambda d: d["p1"] - 0.5), ["p1", "p2", "p3", "p4"],
+                                categories=[1.0, 2.0, 3.0, 4.0]),
+         E.InputError, r"columns \['p1', 'p2', 'p3', 'p4'\] of the population", r"check"),
+    Case("quantile_q_out_of_range", lambda: rectify.quantile("trust", 1.5, pilot(), frame(), "trust_llm"),
+         E.InputError, r"'q'", r"between 0 and 1"),
+    # --- formula verbs: formulas, unseen categories, missing covariates, separation
+    Case("ols_formula_names_missing_column",
+         lambda: rectify.ols("trust ~ income + age", pilot(), frame(), "trust_llm"),
+         E.MissingCovariateError, r"'age'", r"check the spelling or add"),
+    Case("ols_formula_missing_outcome", lambda: rectify.ols("opinion ~ income", pilot(), frame(), "trust_llm"),
+         E.MissingCovariateError, r"'opinion'", r"check the spelling or add"),
+    Case("ols_formula_syntax", lambda: rectify.ols("trust ~ (income", pilot(), frame(), "trust_llm"),
+         E.InputError, r"formula 'trust ~ \(income'", r"check its brackets"),
+    Case("ols_formula_without_tilde", lambda: rectify.ols("trust + income", pilot(), frame(), "trust_llm"),
+         E.InputError, r"'formula'", r"like 'y ~ x1 \+ x2'"),
+    Case("ols_formula_with_several_parts", lambda: rectify.ols("trust ~ income | region", pilot(), frame(), "trust_llm"),
+         E.InputError, r"'trust ~ income \| region'", r"write the terms on one right-hand side"),
+    Case("ols_unseen_category_in_population",
+         lambda: rectify.ols("trust ~ income + C(region)", pilot(), with_value(frame(), "region", 7, "d"), "trust_llm"),
+         E.UnseenLevelError, r"column 'region' has \['d'\]", r"merge .* or restrict"),
+    Case("ols_missing_covariate_in_population",
+         lambda: rectify.ols("trust ~ income", pilot(), with_value(frame(), "income", 7, np.nan), "trust_llm"),
+         E.MissingCovariateError, r"'income'", r"impute|subset"),
+    Case("ols_too_few_pilot_rows", lambda: rectify.ols("trust ~ income", pilot(2), frame(), "trust_llm"),
+         E.InputError, r"design of 'trust ~ income'", r"collect more pilot answers|simplify the formula"),
+    Case("ols_constant_covariate",
+         lambda: rectify.ols("trust ~ income + z", pilot().assign(z=1.0), frame().assign(z=1.0), "trust_llm"),
+         E.InputError, r"\bz\b", r"drop"),
+    Case("logit_outcome_not_binary", lambda: rectify.logit("trust ~ income", pilot(), frame(), "agree_llm"),
+         E.InputError, r"'trust'", r"recode|0/1"),
+    Case("logit_perfect_separation",
+         lambda: rectify.logit("agree ~ income", pilot().assign(agree=lambda d: (d["income"] > 0).astype(float)),
+                               frame(), "agree_llm"),
+         E.EstimationError, r"separat", r"merge categories or use fewer predictors"),
+    Case("ordinal_answer_outside_options",
+         lambda: rectify.ordinal("trust ~ income", pilot(), frame(), ["p1", "p2", "p3"], categories=[1.0, 2.0, 3.0]),
+         E.InputError, r"column 'trust' of the pilot", r"fix the coding|add the option"),
+    # --- numeric cores
+    Case("ppi_mean_length_mismatch", lambda: ppi_mean(np.ones(10), np.ones(9), np.ones(50)),
+         E.InputError, r"'yhat'", r"same respondents"),
+    Case("ppi_mean_nan_in_population", lambda: ppi_mean(np.arange(10.0), np.arange(10.0),
+                                                        np.r_[np.arange(49.0), np.nan]),
+         E.InputError, r"'yhat_pop'", r"remove or impute"),
+    Case("ppi_mean_lambda_bounds_impossible", lambda: ppi_mean(np.arange(10.0), np.arange(10.0), np.arange(50.0),
+                                                               lambda_bounds=(1.0, 0.0)),
+         E.InputError, r"'lambda_bounds'", r"low <= high"),
+    Case("ppi_mean_unknown_convention", lambda: ppi_mean(np.arange(10.0), np.arange(10.0), np.arange(50.0),
+                                                         convention="R"),
+         E.InputError, r"convention 'R'", r"choose"),
+    Case("ppi_ols_population_columns", lambda: ppi_ols(np.ones((20, 2)) + np.c_[np.zeros(20), np.arange(20)],
+                                                       np.arange(20.0), np.arange(20.0), np.ones((50, 3)),
+                                                       np.arange(50.0)),
+         E.InputError, r"'X_pop'", r"same formula"),
+    Case("ppi_shares_negative_weights", lambda: ppi_shares(np.array([0, 1, 1, 0, 1]), None, None, "classical",
+                                                           weights=[1, 1, -1, 1, 1]),
+         E.InputError, r"'weights'", r"fix or remove"),
+    # --- scikit-learn classes
+    Case("sklearn_ols_yhat_length", lambda: rectify.estimators.PPILinearRegression().fit(
+        np.arange(20.0)[:, None], np.arange(20.0), yhat=np.arange(19.0), X_unlabeled=np.ones((30, 1)),
+        yhat_unlabeled=np.ones(30)),
+         E.InputError, r"'yhat'", r"same respondents"),
+    Case("sklearn_ols_unknown_method", lambda: rectify.estimators.PPILinearRegression(method="gpt").fit(
+        np.arange(20.0)[:, None], np.arange(20.0), yhat=np.arange(20.0), X_unlabeled=np.ones((30, 1)),
+        yhat_unlabeled=np.ones(30)),
+         E.InputError, r"method 'gpt'", r"choose"),
+    Case("sklearn_logit_three_classes", lambda: rectify.estimators.PPILogisticRegression().fit(
+        np.arange(30.0)[:, None], np.arange(30) % 3),
+         E.InputError, r"'y'", r"rectify\.ordinal"),
+    Case("sklearn_logit_partial_llm_args", lambda: rectify.estimators.PPILogisticRegression().fit(
+        np.arange(30.0)[:, None], np.arange(30) % 2, yhat=np.ones(30)),
+         E.InputError, r"'X_unlabeled'", r"give all"),
+    # --- Bayesian estimators (validation only: nothing is sampled)
+    Case("chain_rule_code_outside_options", lambda: rectify.estimators.chain_rule(
+        [0, 1, 4], [0, 1, 1], [0, 1, 1, 0], n_options=4),
+         E.InputError, r"'y'", r"check the item's options"),
+    Case("chain_rule_nan_answer", lambda: rectify.estimators.chain_rule(
+        [0, 1, np.nan], [0, 1, 1], [0, 1, 1, 0], n_options=4),
+         E.InputError, r"'y'", r"remove them"),
+    Case("chain_rule_length_mismatch", lambda: rectify.estimators.chain_rule(
+        [0, 1, 2, 3], [0, 1, 2], [0, 1, 2, 3, 3], n_options=4),
+         E.InputError, r"'yhat'", r"give the LLM's answer for each pilot respondent"),
+    Case("misclassification_unknown_sampler", lambda: rectify.estimators.misclassification(
+        [0, 1, 2, 3], [0, 1, 2, 3], [0, 1, 2, 3, 3], n_options=4, sampler="gibbs"),
+         E.InputError, r"'sampler'", r"'auto', 'importance' or 'nuts'"),
+    Case("hierarchical_unknown_llm_effect", lambda: rectify.estimators.HierarchicalCalibrator(
+        n_options=4, llm_effect="slope").fit([0, 1, 2, 3], [0, 1, 2, 3]),
+         E.InputError, r"'llm_effect'", r"'score' or 'category'"),
+    Case("hierarchical_one_option", lambda: rectify.estimators.HierarchicalCalibrator(n_options=1).fit(
+        [0, 0, 0], [0, 0, 0]),
+         E.InputError, r"'n_options'", r"integer >= 2"),
+    # --- calibration weights
+    Case("calibrate_unknown_method", lambda: rectify.calibrate(_calib_sample(), margins={"sex": {"f": 5, "m": 5}},
+                                                               method="ipf"),
+         E.ConfigError, r"'method'", r"one of"),
+    Case("calibrate_empty_raking_cell", lambda: rectify.calibrate(
+        _calib_sample(), margins={"sex": {"f": 50, "m": 40, "x": 10}}),
+         E.InputError, r"margin 'sex', category 'x'", r"merge the category"),
+    Case("calibrate_sample_category_without_target", lambda: rectify.calibrate(
+        _calib_sample(), margins={"sex": {"f": 50}}),
+         E.InputError, r"'sex'", r"add them"),
+    Case("calibrate_unseen_population_category", lambda: rectify.calibrate(
+        _calib_sample(), pd.DataFrame({"sex": ["f", "m", "x"] * 10}), vars=["sex"]),
+         E.UnseenLevelError, r"'sex'", r"collapse"),
+    Case("calibrate_impossible_bounds", lambda: rectify.calibrate(
+        _calib_sample(), margins={"sex": {"f": 50, "m": 50}}, method="logit", bounds=(2.0, 1.0)),
+         E.InputError, r"'bounds'", r"lower < upper"),
+    Case("calibrate_unreachable_bounds", lambda: rectify.calibrate(
+        _calib_sample(), margins={"sex": {"f": 90, "m": 10}}, method="logit", bounds=(0.9, 1.1)),
+         E.InputError, r"bounds \(0\.9, 1\.1\).*margin 'sex'", r"widen the bounds"),
+    Case("calibrate_negative_design_weight", lambda: rectify.calibrate(
+        _calib_sample(), margins={"sex": {"f": 50, "m": 50}}, design_weights=[1, 1, -1, 1, 1, 1]),
+         E.InputError, r"'design_weights'", r"fix or remove"),
+    Case("calibrate_raking_no_convergence", lambda: rectify.calibrate(
+        _calib_sample(), margins={"sex": {"f": 30, "m": 70}, "reg": {"n": 20, "s": 80}}, max_iter=1),
+         E.ConvergenceError, r"margin 'sex'", r"raise max_iter"),
+    Case("calibrate_inconsistent_margins", lambda: rectify.calibrate(
+        _calib_sample(), margins={"sex": {"f": 50, "m": 50}, "reg": {"n": 50, "s": 80}}, method="linear"),
+         E.InputError, r"margin 'reg'", r"give margins of the same population"),
+    Case("calibrate_missing_variable", lambda: rectify.calibrate(
+        _calib_sample(), pd.DataFrame({"sex": ["f", "m"] * 5}), vars=["sex", "age"]),
+         E.MissingCovariateError, r"'age'", r"check the name"),
+    Case("calibrate_nan_auxiliary", lambda: rectify.calibrate(
+        with_value(_calib_sample(), "sex", 1, None), margins={"sex": {"f": 50, "m": 50}}),
+         E.MissingCovariateError, r"'sex'", r"impute or remove"),
+    Case("calibrate_population_and_margins", lambda: rectify.calibrate(
+        _calib_sample(), pd.DataFrame({"sex": ["f", "m"]}), margins={"sex": {"f": 1, "m": 1}}),
+         E.ConfigError, r"'population'.*'margins'", r"give either"),
+    Case("calibrated_shares_value_not_in_levels", lambda: rectify.calibrate(
+        _calib_sample(), margins={"sex": {"f": 50, "m": 50}}).shares("reg", levels=["n"]),
+         E.UnseenLevelError, r"'reg'", r"add them to 'levels'"),
+    # --- fidelity
+    Case("fidelity_all_missing_item", lambda: fidelity_report(
+        _fidelity_frames()[0].assign(q2=np.nan), _fidelity_frames()[1], ["q1", "q2"]),
+         E.InputError, r"'q2'", r"drop them"),
+    Case("fidelity_pilot_rows_missing_from_simulated", lambda: fidelity_report(
+        _fidelity_frames()[0], _fidelity_frames()[1].iloc[5:], ["q1"]),
+         E.InputError, r"5 rows of human_df are missing from simulated_df", r"align them"),
+    Case("fidelity_unknown_group_column", lambda: fidelity_report(
+        *_fidelity_frames(), ["q1"], groups="district"),
+         E.InputError, r"'district'", r"check the names or add"),
+    Case("fidelity_min_group_n_zero", lambda: fidelity_report(*_fidelity_frames(), ["q1"], min_group_n=0),
+         E.InputError, r"'min_group_n'", r"positive integer"),
+    Case("fidelity_probabilities_not_a_distribution", lambda: fidelity_report(
+        *_fidelity_frames(), ["q1"], probabilities={"q1": np.full((240, 4), 0.3)}),
+         E.InputError, r"probabilities\['q1'\]", r"rows that sum to 1"),
+    Case("fidelity_metric_group_too_small", lambda: pearson_r([1.0, 2.0], [1.0, 3.0]),
+         E.EstimationError, r"pearson_r", r"collect more respondents or merge"),
+    Case("group_summary_not_a_report", lambda: group_summary(pd.DataFrame({"metric": ["x"]})),
+         E.InputError, r"'report'", r"pass the output of fidelity_report"),
+    # --- items, scales and the prompt simulator
+    Case("item_duplicated_options", lambda: Item("q", "Q?", ["yes", "no", "yes"]),
+         E.InputError, r"'q'.*'yes'", r"unique"),
+    Case("item_single_option", lambda: Item("q", "Q?", ["yes"]),
+         E.InputError, r"'q'", r"list every answer option"),
+    Case("item_scores_length", lambda: Item("q", "Q?", ["no", "yes"], scores=[0, 1, 2]),
+         E.InputError, r"'q'.*'scores'", r"give one score per option"),
+    Case("likert_answer_outside_options", lambda: ITEM.encode(["Some", "Completely"]),
+         E.InputError, r"'trust'.*'Completely'", r"recode"),
+    Case("scale_bad_sign", lambda: Scale("s", [ITEM], signs=[0]),
+         E.InputError, r"'s'.*signs", r"\+1 or -1"),
+    Case("scale_missing_item_column", lambda: Scale("s", [ITEM]).score(pd.DataFrame({"other": [1]})),
+         E.InputError, r"'trust'", r"pass a table with one column per item"),
+    Case("simulator_unknown_strategy", lambda: PromptSimulator(_Backend(), ITEM, strategy="cot").fit(),
+         E.InputError, r"'strategy'", r"one of"),
+    Case("simulator_nan_pilot_answer", lambda: PromptSimulator(_Backend(), ITEM, strategy="few-shot").fit(
+        pd.DataFrame({"age": [30, 40, 50]}), ["Some", np.nan, "A lot"]),
+         E.InputError, r"pilot_y", r"pass only answered pilot rows"),
+    Case("simulator_pilot_answer_outside_options", lambda: PromptSimulator(_Backend(), ITEM, strategy="few-shot").fit(
+        pd.DataFrame({"age": [30, 40, 50]}), ["Some", "Always", "A lot"]),
+         E.InputError, r"'trust'.*'Always'", r"recode"),
+    Case("simulator_duplicated_respondent_ids", lambda: PromptSimulator(_Backend(), ITEM, strategy="few-shot").fit(
+        pd.DataFrame({"age": [30, 40, 50]}, index=[7, 7, 9]), ["Some", "None", "A lot"]),
+         E.InputError, r"pilot_X", r"unique label"),
+    # --- comparison
+    Case("make_spec_all_missing_item", lambda: make_spec(_compare_frame().assign(q2=np.nan, q2_llm=1.0),
+                                                         ["q1", "q2"]),
+         E.ConfigError, r"'q2'", r"drop them"),
+    Case("make_spec_answer_off_scores", lambda: make_spec(with_value(_compare_frame(), "q1", 3, 7.0), ["q1"],
+                                                          scores=[1, 2, 3, 4]),
+         E.ConfigError, r"\[7\.0\] are not among the scores", r"code missing answers as NaN"),
+    Case("make_spec_missing_prediction_column", lambda: make_spec(_compare_frame(), ["q1"], predicted="{item}_gpt"),
+         E.ConfigError, r"predicted: columns \['q1_gpt'\]", r"check the names or add"),
+    Case("make_spec_formula_response", lambda: make_spec(_compare_frame(), ["q1"], formula="trust ~ x"),
+         E.ConfigError, r"'trust'", r"must be an item or a scale"),
+    Case("make_spec_duplicated_respondent_ids", lambda: make_spec(
+        _compare_frame().set_index("respondent_id").pipe(lambda d: d.set_axis(np.r_[d.index[:-1], 1])), ["q1"]),
+         E.ConfigError, r"'frame' has a duplicated index \(e\.g\. \[1\]\)", r"reset_index"),
+    Case("make_spec_level", lambda: make_spec(_compare_frame(), ["q1"], level=1.5),
+         E.ConfigError, r"'level'", r"between 0 and 1"),
+    Case("compare_unknown_method", lambda: compare(_compare_frame(), ["q1"], methods=["ppi+++"], progress=False),
+         E.ConfigError, r"'ppi\+\+\+'", r"choose from"),
+    Case("compare_pilot_larger_than_frame", lambda: compare(_compare_frame(), ["q1"], methods=["classical"],
+                                                            pilot_sizes=[5000], progress=False),
+         E.ConfigError, r"pilot sizes \[5000\]", r"between 2 and"),
+    # --- planning
+    Case("humans_needed_level", lambda: humans_needed(0.1, 1.0, level=1.5),
+         E.InputError, r"'level'", r"between 0 and 1 \(e\.g\. 0\.95\)"),
+    Case("humans_needed_rho", lambda: humans_needed(0.1, 1.0, rho=1.5),
+         E.InputError, r"'rho'", r"in \[-1, 1\]"),
+    Case("effective_sample_size_zero_pilot", lambda: effective_sample_size(0, 0.5),
+         E.InputError, r"'n'", r"positive integer"),
+    Case("plan_from_pilot_inf", lambda: plan_from_pilot(np.r_[np.arange(10.0), np.inf], np.arange(11.0), 0.1),
+         E.InputError, r"'y'", r"remove or fix"),
+    Case("plan_from_pilot_text", lambda: plan_from_pilot(["a", "b", "c", "d", "e"], np.arange(5.0), 0.1),
+         E.InputError, r"'y'", r"recode"),
+    Case("planning_table_level", lambda: planning_table(0.5, 1.0, level=95),
+         E.InputError, r"'level'", r"between 0 and 1 \(e\.g\. 0\.95\)"),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_is_refused_with_a_useful_message(case):
+    with pytest.raises(Exception) as info:
+        case.fn()
+    err = info.value
+    assert type(err) is case.exc, f"{case.id}: got {type(err).__name__}: {err}"
+    msg = str(err)
+    assert re.search(case.names, msg, re.S), f"{case.id}: message does not name the culprit: {msg}"
+    assert re.search(case.todo, msg, re.S | re.I), f"{case.id}: message does not say what to do: {msg}"
+
+
+# ------------------------------------------------------------------------------------------ command line
+_STANDARD = {"frame": '"survey.csv"', "items": '["q1"]', "scores": "[1, 2, 3, 4]", "methods": '["classical"]',
+             "pilot_sizes": "[40]", "repeats": "1", "seed": "1", "output": '"out"'}
+
+
+def _toml(**over) -> str:
+    cfg = {**_STANDARD, **over}
+    return "\n".join(f"{k} = {v}" for k, v in cfg.items() if v is not None) + "\n"
+
+
+@dataclass(frozen=True)
+class CliCase:
+    id: str
+    toml: str | None  # None: the configuration file does not exist
+    names: str
+    todo: str
+    frame_text: str | None = None  # replaces the frame file's content
+
+
+CLI_CASES = [
+    CliCase("cli_malformed_toml", _toml() + 'title = "unclosed\n', r"not valid TOML", r"fix the syntax"),
+    CliCase("cli_unknown_key", _toml(colour='"blue"'), r"'colour'", r"remove or rename"),
+    CliCase("cli_unknown_method", _toml(methods='["ppi+++"]'), r"'ppi\+\+\+'", r"choose from"),
+    CliCase("cli_missing_frame_file", _toml(frame='"nowhere.csv"'), r"nowhere\.csv", r"check the path"),
+    CliCase("cli_missing_config_file", None, r"config\.toml", r"check the path"),
+    CliCase("cli_wrong_type_repeats", _toml(repeats='"five"'), r"'repeats'", r"give a TOML whole number"),
+    CliCase("cli_wrong_type_items", _toml(items='"q1"'), r"'items'", r"give a TOML list"),
+    CliCase("cli_missing_items_key", _toml(items=None), r"'items'", r"add it"),
+    CliCase("cli_empty_methods", _toml(methods="[]"), r"'methods'", r"list at least one"),
+    CliCase("cli_fractional_pilot_size", _toml(pilot_sizes="[40.5]"), r"'pilot_sizes'", r"write e\.g\."),
+    CliCase("cli_pilot_size_too_large", _toml(pilot_sizes="[100000]"), r"pilot sizes \[100000\]", r"between 2 and"),
+    CliCase("cli_level_out_of_range", _toml(level="1.5"), r"'level'", r"between 0 and 1"),
+    CliCase("cli_answers_off_the_scores", _toml(scores="[1, 2, 3]"), r"\[4\.0\]", r"code missing answers as NaN"),
+    CliCase("cli_frame_not_a_table", _toml(), r"survey\.csv", r"check that it is a UTF-8 CSV", frame_text=""),
+    CliCase("cli_frame_without_rows", _toml(), r"survey\.csv", r"give one row per person",
+            frame_text="respondent_id,q1,q1_llm\n"),
+    CliCase("cli_frame_unknown_extension", _toml(frame='"survey.xlsx"'), r"survey\.xlsx", r"use a \.csv"),
+    CliCase("cli_scale_without_plus", _toml() + '[scales.trust]\nminus = ["q1"]\n', r"scale 'trust'",
+            r"must be a table with 'plus'"),
+]
+
+
+@pytest.mark.parametrize("case", CLI_CASES, ids=[c.id for c in CLI_CASES])
+def test_cli_bad_config_exits_with_a_message_and_no_traceback(case, tmp_path, capsys):
+    text = case.frame_text if case.frame_text is not None else _compare_frame().to_csv(index=False)
+    (tmp_path / "survey.csv").write_text(text)
+    (tmp_path / "survey.xlsx").write_text("not a spreadsheet")
+    path = tmp_path / "config.toml"
+    if case.toml is not None:
+        path.write_text(case.toml)
+    rc = main(["compare", str(path), "--quiet"])
+    out, err = capsys.readouterr()
+    assert rc != 0
+    assert "Traceback" not in out + err
+    assert err.startswith("rectify: configuration error:"), err
+    assert re.search(case.names, err, re.S), f"{case.id}: stderr does not name the culprit: {err}"
+    assert re.search(case.todo, err, re.S | re.I), f"{case.id}: stderr does not say what to do: {err}"
+    assert not (tmp_path / "out").exists()  # nothing was run, no report written
+
+
+def test_cli_bad_data_exits_with_a_data_error_and_no_traceback(tmp_path, capsys):
+    """Errors other than configuration errors (here a grouping column with a missing value) also end
+    with one line on stderr naming the column, exit code 2 and no traceback."""
+    df = _compare_frame()
+    df.loc[df.index[3], "region"] = np.nan
+    df.to_csv(tmp_path / "survey.csv", index=False)
+    (tmp_path / "config.toml").write_text(_toml(groups='["region"]'))
+    rc = main(["compare", str(tmp_path / "config.toml"), "--quiet"])
+    out, err = capsys.readouterr()
+    assert rc == 2 and "Traceback" not in out + err
+    assert err.startswith("rectify: data error:"), err
+    assert "'region'" in err
+
+
+def test_the_matrix_covers_at_least_45_distinct_bad_inputs():
+    ids = [c.id for c in CASES] + [c.id for c in CLI_CASES]
+    assert len(ids) == len(set(ids)) >= 45
+
+
+# ------------------------------------------------------------------------------------------ near misses
+def test_near_misses_are_refused_or_kept_never_dropped_recoded_or_clipped():
+    # 1. one NaN answer in the pilot: refused (not dropped), and the caller's frame is left as it was
+    p = with_value(pilot(), "trust", 3, np.nan)
+    before = p.copy()
+    with pytest.raises(E.MissingCovariateError, match="'trust'"):
+        rectify.mean("trust", p, frame(), "trust_llm")
+    pd.testing.assert_frame_equal(p, before)
+
+    # 2. an extreme (but valid) weight is used as given, not clipped: the classical weighted mean is exact
+    p = pilot()
+    w = np.ones(len(p))
+    w[0] = 1000.0
+    r = rectify.mean("trust", p.assign(wt=w), method="classical", weights="wt")
+    expected = np.sum(w * p["trust"]) / np.sum(w)
+    assert r.estimate[0] == pytest.approx(expected, rel=1e-12)
+    # ... and calibrated linear (GREG) weights may go below zero: they are reported, not clipped
+    s = pd.DataFrame({"x": [1.0, 2.0, 3.0, 10.0]})
+    cw = rectify.calibrate(s, margins={"x": 2.0}, method="linear")
+    assert cw.weights.min() < 0
+    assert float(cw.weights @ s["x"]) == pytest.approx(2.0, rel=1e-9)
+
+    # 3. a category the pilot never showed is refused, not re-coded to NaN or to the reference level
+    from rectify.formula import build_design, replay_design
+
+    mf = build_design("trust ~ C(region)", pilot())
+    with pytest.raises(E.UnseenLevelError, match="column 'region' has \\['d'\\]"):
+        replay_design(mf.spec, pd.DataFrame({"region": ["a", "d"]}))
+    with pytest.raises(E.InputError, match="'Completely'"):
+        ITEM.encode(["Completely"])  # not NaN
+
+    # 4. probabilities that are slightly negative are refused, not clipped and renormalised
+    f = frame()
+    f.loc[f.index[0], ["p1", "p2"]] = [-1e-3, f.loc[f.index[0], "p2"] + 1e-3]
+    with pytest.raises(E.InputError, match="negative"):
+        rectify.shares("trust", pilot(), f, ["p1", "p2", "p3", "p4"], categories=[1.0, 2.0, 3.0, 4.0])
+
+    # 5. a group too small for a metric is reported as not estimable (NaN with a reason), never as 0
+    h, sim = _fidelity_frames()
+    h["tiny"] = np.where(np.arange(len(h)) < 3, "few", "many")
+    rep = fidelity_report(h, sim, ["q1"], groups="tiny", min_group_n=20)
+    few = rep[(rep["grouping"] == "tiny") & (rep["group"] == "few") & (rep["item"] == "q1")]
+    assert len(few) and few["value"].isna().all()
+    assert few["note"].str.contains("not estimable").all()
