@@ -533,9 +533,17 @@ def _no_small_sample(design: SurveyDesign, where: str) -> None:
 
 
 def _wls(X, y, w):
-    sw = np.sqrt(w)
-    beta, *_ = np.linalg.lstsq(X * sw[:, None], y * sw, rcond=None)
-    return beta
+    """Weighted least squares; with negative weights (linear calibration can give them) the weighted
+    normal equations sum_i w_i x_i (y_i - x_i'b) = 0 are solved directly (square roots would be NaN)."""
+    if np.all(w >= 0):
+        sw = np.sqrt(w)
+        beta, *_ = np.linalg.lstsq(X * sw[:, None], y * sw, rcond=None)
+        return beta
+    xtwx = X.T @ (w[:, None] * X)
+    if np.linalg.cond(xtwx) > 1e12:
+        raise EstimationError("the weighted design X'WX is singular with these (partly negative) calibration "
+                              "weights; bound the weights (method='logit' or 'truncated') or drop terms")
+    return np.linalg.solve(xtwx, X.T @ (w * y))
 
 
 def survey_ols(X, y, design: SurveyDesign, terms: Sequence[str] | None = None, n_population: int = 0) -> Result:

@@ -243,3 +243,25 @@ def test_rake_speed_on_cell_table():
     assert fit.max_error < 1e-12
     np.testing.assert_allclose(np.bincount(codes[2], fit.weights), targets[2], rtol=1e-11)
     assert elapsed < 2.0  # ~0.02 s here; generous for a loaded CI machine
+
+
+def test_survey_ols_with_negative_calibration_weights_solves_the_weighted_normal_equations():
+    """Linear (GREG) calibration can give negative weights on small pilots; the WLS fit must then solve
+    sum_i w_i x_i (y_i - x_i'b) = 0 (square roots of the weights would be NaN: the comparison's 'greg'
+    method used to fail with 'SVD did not converge')."""
+    rng = np.random.default_rng(4)
+    n = 40
+    X = np.column_stack([np.ones(n), rng.normal(size=n), rng.integers(0, 2, n)])
+    y = X @ np.array([1.0, 0.5, -0.3]) + rng.normal(size=n)
+    w = rng.uniform(0.5, 2.0, n)
+    w[[3, 17]] = [-0.4, -0.2]
+    r = survey_ols(X, y, SurveyDesign(weights=w))
+    ref = np.linalg.solve((X * w[:, None]).T @ X, (X * w[:, None]).T @ y)
+    np.testing.assert_allclose(r.estimate, ref, rtol=1e-10)
+    np.testing.assert_allclose(X.T @ (w * (y - X @ r.estimate)), 0.0, atol=1e-9)
+    assert np.all(np.isfinite(r.conf_int()[0]))
+    # all weights positive: the same numbers as before (least squares on sqrt-weighted rows)
+    wp = np.abs(w)
+    rp = survey_ols(X, y, SurveyDesign(weights=wp))
+    sw = np.sqrt(wp)
+    np.testing.assert_allclose(rp.estimate, np.linalg.lstsq(X * sw[:, None], y * sw, rcond=None)[0], rtol=1e-12)
