@@ -60,6 +60,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [q for q in sys.path if Path(q or ".").resolve() != Path(__file__).resolve().parent]
 if str(ROOT) not in sys.path:  # run from a checkout without an editable install
     sys.path.insert(0, str(ROOT))
+sys.path.append(str(Path(__file__).resolve().parent))  # last, for _provenance only
+
+from _provenance import code_version  # noqa: E402
 
 from rectify.errors import ConvergenceError, EstimationError  # noqa: E402
 from rectify.estimators.ppi import ppi_logistic, ppi_mean, ppi_ols, ppi_shares  # noqa: E402
@@ -308,21 +311,6 @@ def to_markdown(df, reps: int, seed: int, N: int, elapsed: float, procs: int) ->
     nfail = int(checked["checks"].str.startswith("FAIL").sum())
     lines += ["", f"Checks: {len(checked) - nfail} of {len(checked)} non-naive rows pass; {nfail} fail."]
     return "\n".join(lines) + "\n"
-
-
-def code_version() -> str:
-    """Commit of the checkout and whether the estimator code differs from it (provenance of a table)."""
-    import subprocess
-
-    try:
-        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "estimators/ppi.py", "estimators/models.py",
-                                "estimators/_validate.py", "rectify/result.py"],
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + (" + uncommitted changes to the PPI code" if dirty else "")
 
 
 # ----------------------------------------------------------------------------- driver

@@ -46,6 +46,9 @@ HERE = Path(__file__).resolve().parent
 sys.path[:] = [q for q in sys.path if Path(q or ".").resolve() != HERE]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+sys.path.append(str(HERE))  # last, for _provenance only
+
+from _provenance import code_version  # noqa: E402
 
 N_PILOT = 200
 SIZES = (10_000, 100_000, 1_000_000)
@@ -168,7 +171,7 @@ def machine() -> dict:
     from importlib.metadata import version
 
     return {
-        "code": _code_version(),
+        "code": code_version(),
         "nproc": os.cpu_count(),
         "cpu": model,
         "python": platform.python_version(),
@@ -176,18 +179,6 @@ def machine() -> dict:
         "ppi_py": version("ppi-python"),
         "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
-
-
-def _code_version() -> str:
-    try:
-        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "estimators/ppi.py", "estimators/models.py",
-                                "estimators/_validate.py", "rectify/result.py"],
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + (" + uncommitted changes to the PPI code" if dirty else "")
 
 
 def profile_rectify(estimand: str, N: int, p: int, top: int = 15) -> str:

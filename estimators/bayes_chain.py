@@ -164,6 +164,16 @@ def _alpha(alpha: Any, shape: tuple, name: str) -> np.ndarray:
     return arr
 
 
+def _option_counts(n_options: Any, n_llm_options: Any, min_llm: int = 2) -> tuple[int, int]:
+    """Checked ``(K, A)``: ``n_options >= 2`` human options, ``n_llm_options`` LLM answers (default K)."""
+    if not isinstance(n_options, (int, np.integer)) or n_options < 2:
+        raise InputError(f"argument 'n_options' must be an integer >= 2, got {n_options!r}")
+    n_a = n_options if n_llm_options is None else n_llm_options
+    if not isinstance(n_a, (int, np.integer)) or n_a < min_llm:
+        raise InputError(f"argument 'n_llm_options' must be an integer >= {min_llm}, got {n_llm_options!r}")
+    return int(n_options), int(n_a)
+
+
 def _scores(scores: Any, n_options: int) -> np.ndarray:
     if scores is None:
         return np.arange(1, n_options + 1, dtype=float)
@@ -385,11 +395,7 @@ def chain_rule(
     >>> bool(abs(r.estimate[:3].sum() - 1) < 1e-9)
     True
     """
-    if not isinstance(n_options, (int, np.integer)) or n_options < 2:
-        raise InputError(f"argument 'n_options' must be an integer >= 2, got {n_options!r}")
-    n_a = n_options if n_llm_options is None else n_llm_options
-    if not isinstance(n_a, (int, np.integer)) or n_a < 1:
-        raise InputError(f"argument 'n_llm_options' must be a positive integer, got {n_llm_options!r}")
+    _, n_a = _option_counts(n_options, n_llm_options, min_llm=1)
     if estimand not in ("both", "shares", "mean"):
         raise InputError(f"argument 'estimand' must be 'both', 'shares' or 'mean', got {estimand!r}")
     if on_empty not in ("warn", "raise"):

@@ -53,6 +53,7 @@ from rectify.result import Result, check_level
 from .bayes_chain import (
     BayesDiagnosticWarning,
     PriorOnlyWarning,
+    _option_counts,
     _rng,
     _scores,
     as_codes,
@@ -432,12 +433,7 @@ class HierarchicalCalibrator:
 
     # -------------------------------------------------------------------------------- helpers
     def _check_settings(self):
-        K = self.n_options
-        if not isinstance(K, (int, np.integer)) or K < 2:
-            raise InputError(f"argument 'n_options' must be an integer >= 2, got {K!r}")
-        A = K if self.n_llm_options is None else self.n_llm_options
-        if not isinstance(A, (int, np.integer)) or A < 2:
-            raise InputError(f"argument 'n_llm_options' must be an integer >= 2, got {A!r}")
+        K, A = _option_counts(self.n_options, self.n_llm_options)
         if self.llm_effect not in ("score", "category"):
             raise InputError(f"argument 'llm_effect' must be 'score' or 'category', got {self.llm_effect!r}")
         for nm in ("chains", "draws", "tune"):

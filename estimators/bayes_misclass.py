@@ -49,6 +49,7 @@ from .bayes_chain import (
     PriorOnlyWarning,
     _alpha,
     _dirichlet_rows,
+    _option_counts,
     _rng,
     _scores,
     as_codes,
@@ -242,12 +243,7 @@ class MisclassificationModel:
         """
         from .bayes_hier import mcmc_diagnostics, resolve_sampler, reuse_compiled, run_sampler
 
-        K = self.n_options
-        if not isinstance(K, (int, np.integer)) or K < 2:
-            raise InputError(f"argument 'n_options' must be an integer >= 2, got {K!r}")
-        A = K if self.n_llm_options is None else self.n_llm_options
-        if not isinstance(A, (int, np.integer)) or A < 2:
-            raise InputError(f"argument 'n_llm_options' must be an integer >= 2, got {A!r}")
+        K, A = _option_counts(self.n_options, self.n_llm_options)
         if self.sampler not in ("auto", "importance", "nuts"):
             raise InputError(f"argument 'sampler' must be 'auto', 'importance' or 'nuts', got {self.sampler!r}")
         if self.sampler == "importance" and A != K:

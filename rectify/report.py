@@ -74,6 +74,16 @@ def _methods(cmp) -> list[str]:
     return [m for m in cmp.methods if m in set(cmp.table["method"])]
 
 
+def _label_cells(ax, table: pd.DataFrame, missing: str) -> None:
+    """Write each value of a heatmap's table in its cell (``missing`` for NaN) and label the axes."""
+    for i in range(table.shape[0]):
+        for j in range(table.shape[1]):
+            v = table.iat[i, j]
+            ax.text(j, i, missing if pd.isna(v) else f"{v:.2f}", ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(table.shape[1]), table.columns, rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(table.shape[0]), table.index, fontsize=8)
+
+
 def fig_overview(cmp) -> Any:
     """Heatmap: methods x headline metrics at the largest pilot size (colour = rank within column)."""
     from .comparison import headline
@@ -101,12 +111,7 @@ def fig_overview(cmp) -> Any:
         v = num[col].to_numpy(float)
         score[:, j] = np.clip(scales.get(col, lambda x: x)(v), 0, 1)
     ax.imshow(np.ma.masked_invalid(score), cmap="RdYlGn", vmin=0, vmax=1, aspect="auto")
-    for i in range(num.shape[0]):
-        for j in range(num.shape[1]):
-            v = num.iat[i, j]
-            ax.text(j, i, "–" if pd.isna(v) else f"{v:.2f}", ha="center", va="center", fontsize=8)
-    ax.set_xticks(range(num.shape[1]), num.columns, rotation=30, ha="right", fontsize=8)
-    ax.set_yticks(range(num.shape[0]), num.index, fontsize=8)
+    _label_cells(ax, num, "–")
     ax.set_title(f"Fidelity at n_pilot = {int(cmp.table['n_pilot'].max())} (colour: fixed scale per metric, "
                  "green = good, red = bad)",
                  fontsize=9)
@@ -166,12 +171,7 @@ def fig_subgroups(cmp) -> Any | None:
         piv = sel.groupby(["method", "col"], sort=False)["value"].mean().unstack("col")
         piv = piv.reindex([m for m in _methods(cmp) if m in piv.index])
         im = ax.imshow(np.ma.masked_invalid(piv.to_numpy(float)), cmap=cmap, aspect="auto")
-        for i in range(piv.shape[0]):
-            for j in range(piv.shape[1]):
-                v = piv.iat[i, j]
-                ax.text(j, i, "n.e." if pd.isna(v) else f"{v:.2f}", ha="center", va="center", fontsize=8)
-        ax.set_xticks(range(piv.shape[1]), piv.columns, rotation=30, ha="right", fontsize=8)
-        ax.set_yticks(range(piv.shape[0]), piv.index, fontsize=8)
+        _label_cells(ax, piv, "n.e.")
         ax.set_title(title, fontsize=9)
         fig.colorbar(im, ax=ax, shrink=0.8)
     fig.tight_layout()

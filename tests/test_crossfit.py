@@ -104,6 +104,28 @@ def test_lambda_zero_is_classical_and_shares_sum_to_one():
     assert tuned.method == "crossppi++"
 
 
+def test_tuned_shares_use_one_trace_optimal_lambda():
+    """lam="tune" for shares: one lambda, sum_k Cov(Y_k, F_k) / sum_k (Var F_k + n/N Var Fpop_k), which
+    minimises the trace of the covariance, so that the shares still sum to one."""
+    rng = np.random.default_rng(8)
+    x, y = _draw(150, rng)
+    xp, _ = _draw(600, rng)
+    cf = cross_fit(LogisticRegression(), x, y, X_population=xp, n_folds=5, random_state=1)
+    Y = np.eye(4)[y - 1]
+    F, P = cf.oof, cf.population_folds.mean(axis=0)
+    n, N = Y.shape[0], P.shape[0]
+    cyf = ((Y - Y.mean(0)) * (F - F.mean(0))).sum(0) / (n - 1)
+    lam = cyf.sum() / (F.var(axis=0, ddof=1) + n / N * P.var(axis=0, ddof=1)).sum()
+    sh = crossppi_shares(y, cf.oof, cf.population_folds, options=[1, 2, 3, 4], lam="tune")
+    assert sh.tuning["lambda"] == pytest.approx(lam, rel=1e-12)
+    fixed = crossppi_shares(y, cf.oof, cf.population_folds, options=[1, 2, 3, 4], lam=lam)
+    np.testing.assert_allclose(sh.estimate, fixed.estimate, rtol=1e-12)
+    assert sh.estimate.sum() == pytest.approx(1.0, abs=1e-12)
+    grid = [crossppi_shares(y, cf.oof, cf.population_folds, options=[1, 2, 3, 4], lam=lam + d)
+            for d in (-0.05, 0.05)]
+    assert all(np.trace(g.cov) >= np.trace(sh.cov) - 1e-15 for g in grid)
+
+
 def test_make_folds_balances_classes():
     y = np.array([1] * 7 + [2] * 23 + [3] * 3)
     f = make_folds(33, 3, y=y, random_state=0)

@@ -4,6 +4,7 @@ planted facts of the synthetic misinformation survey."""
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -318,3 +319,19 @@ def test_report_bad_input(survey):
         fd.fidelity_report(df, sim, items[:2], formula="discernment ~ age")
     with pytest.raises(MissingCovariateError, match="age"):
         fd.fidelity_report(df.assign(age=df["age"].where(df.index > 0)), sim, items[:2], formula="f01 ~ age")
+
+
+def test_group_summary_spread_with_infinite_ratios():
+    """An SD ratio is infinite in a group whose humans all answer alike: the spread is then infinite
+    (one such group) or 0 (all groups alike), never NaN with a RuntimeWarning (inf - inf)."""
+    def rep(values):
+        return pd.DataFrame({"axis": "marginal", "metric": "sd_ratio", "item": "q", "grouping": "g",
+                             "group": list("abc")[: len(values)], "value": values, "n": 40, "note": ""})
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        one = fd.group_summary(rep([0.8, np.inf, 1.1])).iloc[0]
+        both = fd.group_summary(rep([np.inf, np.inf])).iloc[0]
+    assert one["spread"] == np.inf and one["worst_group"] == "b"
+    assert both["spread"] == 0.0
+    assert fd.group_summary(rep([0.8, 1.1])).iloc[0]["spread"] == pytest.approx(0.3, rel=1e-12)

@@ -21,6 +21,8 @@ from rectify.estimators.crossfit import cross_fit  # noqa: E402
 from rectify.llm.finetune import LoRAClassifier, auto_target_modules  # noqa: E402
 from rectify.llm.items import Item  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 REGIONS = ["north", "south", "east", "west"]
 IDEOLOGY = ["left", "centre", "right"]
 GENDER = ["woman", "man"]
@@ -74,15 +76,6 @@ def _clf(**kw):
                 r=8, alpha=16, head_hidden=32)
     base.update(kw)
     return LoRAClassifier(**base)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The CI machine has 2 shared cores; tiny models run fastest on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

