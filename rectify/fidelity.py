@@ -4,8 +4,9 @@
   Wasserstein-1 on the ordinal scale (raw and divided by the scale range ``K - 1``), total
   variation, Jensen-Shannon divergence, mean difference and SD ratio;
 * **structural** (one regression formula fitted on human and on simulated answers): Lin's
-  concordance correlation of the coefficient vectors, sign agreement, attenuation slope and the
-  coverage of the human coefficients by a method's intervals;
+  concordance correlation of the coefficient vectors, sign agreement, attenuation slope, magnitude
+  ratio (mean ``|beta_sim|`` over mean ``|beta_human|``) and the coverage of the human coefficients by
+  a method's intervals;
 * **individual** (per respondent): Pearson r and mean absolute error of a per-respondent summary
   (e.g. discernment), quadratic-weighted kappa and accuracy per item, log-loss and Brier score
   when option probabilities are given.
@@ -51,6 +52,7 @@ __all__ = [
     "lins_ccc",
     "sign_agreement",
     "attenuation_slope",
+    "magnitude_ratio",
     "interval_coverage",
     "fit_coefficients",
     "structural_fidelity",
@@ -84,6 +86,7 @@ METRICS: dict[str, tuple[str, Callable[[float], float]]] = {
     "lins_ccc": ("structural", lambda v: -v),
     "sign_agreement": ("structural", lambda v: -v),
     "attenuation_slope": ("structural", lambda v: abs(1.0 - v)),
+    "magnitude_ratio": ("structural", lambda v: abs(math.log(v)) if v > 0 else math.inf),
     "coverage": ("structural", lambda v: -v),
     "pearson_r": ("individual", lambda v: -v),
     "mae": ("individual", lambda v: v),
@@ -466,6 +469,51 @@ def attenuation_slope(human_coef: Any, simulated_coef: Any, intercept: bool = Fa
     return float(h @ s) / hh
 
 
+def magnitude_ratio(human_coef: Any, simulated_coef: Any) -> float:
+    """Mean absolute simulated coefficient over mean absolute human coefficient (the paper's magnitude ratio).
+
+    ``M = mean_j |s_j| / mean_j |h_j| = sum_j |s_j| / sum_j |h_j|`` -- a ratio of means, not a mean of
+    per-coefficient ratios (which a near-zero human coefficient would blow up). Below 1 the simulated
+    effects are smaller overall, above 1 larger.
+
+    How it differs from :func:`attenuation_slope` (``sum h s / sum h^2``): the slope compares the
+    coefficients *with their signs*, so a simulator whose effects point the wrong way gets a small or
+    negative slope, whereas the magnitude ratio ignores signs and measures only the overall size of the
+    effects (a vector with every sign flipped has slope -1 and ratio 1). The slope weights each
+    coefficient by ``h_j^2``; the ratio by ``|h_j|``. Both depend on the units of the covariates, so
+    compare them across methods on the same formula, not across formulas.
+
+    Parameters
+    ----------
+    human_coef, simulated_coef : array-like, same length, no NaN
+        Usually the non-intercept coefficients.
+
+    Returns
+    -------
+    float
+        ``M >= 0``; 1 when the effects are as large as the human ones on average.
+
+    Raises
+    ------
+    EstimationError
+        If every human coefficient is 0.
+
+    Examples
+    --------
+    >>> float(magnitude_ratio([1.0, -2.0, 0.5], [0.5, 1.0, 0.25]))
+    0.5
+    >>> float(magnitude_ratio([1.0, -3.0], [-1.0, 3.0])), float(attenuation_slope([1.0, -3.0], [-1.0, 3.0]))
+    (1.0, -1.0)
+    """
+    h, s = _pair(human_coef, simulated_coef, "human_coef", "simulated_coef")
+    if h.size == 0 or np.isnan(h).any() or np.isnan(s).any():
+        raise InputError("magnitude_ratio needs non-empty coefficient vectors without NaN")
+    den = float(np.abs(h).mean())
+    if den == 0:
+        raise EstimationError("magnitude_ratio is not estimable: all human coefficients are 0")
+    return float(np.abs(s).mean()) / den
+
+
 def interval_coverage(values: Any, lower: Any, upper: Any) -> float:
     """Share of ``values`` inside their closed intervals: ``mean(lower_j <= v_j <= upper_j)``.
 
@@ -592,7 +640,8 @@ def structural_fidelity(
     same ``X``. Rows where either response is missing are left out of both fits. Metrics on the
     coefficient vectors (the intercept excluded unless ``include_intercept``): ``lins_ccc``,
     ``sign_agreement``, ``attenuation_slope`` (``beta_s`` on ``beta_h``, through the origin
-    unless ``intercept_in_slope``) and, where ``intervals`` are given, ``coverage`` = share of
+    unless ``intercept_in_slope``), ``magnitude_ratio`` (``mean|beta_s| / mean|beta_h|``, see
+    :func:`magnitude_ratio`) and, where ``intervals`` are given, ``coverage`` = share of
     ``beta_h`` inside the given intervals (matched by term name).
 
     Parameters
@@ -617,8 +666,8 @@ def structural_fidelity(
     >>> d = pd.DataFrame({"x": rng.normal(size=200), "z": rng.normal(size=200)})
     >>> d["y"] = 1 + 2 * d["x"] - d["z"] + rng.normal(size=200)
     >>> m, tab = structural_fidelity("y ~ x + z", d, 1 + 1.0 * d["x"] - 0.5 * d["z"])
-    >>> round(m["attenuation_slope"], 2), m["sign_agreement"]
-    (0.49, 1.0)
+    >>> round(m["attenuation_slope"], 2), round(m["magnitude_ratio"], 2), m["sign_agreement"]
+    (0.49, 0.5, 1.0)
     """
     lhs, rhs = _split_formula(formula)
     if lhs not in human_data.columns:
@@ -660,6 +709,7 @@ def _structural_core(
         ("lins_ccc", lins_ccc, {}),
         ("sign_agreement", sign_agreement, {}),
         ("attenuation_slope", attenuation_slope, {"intercept": intercept_in_slope}),
+        ("magnitude_ratio", magnitude_ratio, {}),
     ):
         try:
             out[name] = fn(hv, sv, **kw) if hv.size else math.nan
@@ -1237,7 +1287,8 @@ def _structural_rows(structural: tuple, mask: np.ndarray, gname: str, glabel: st
     lhs, yh, ys, X = structural
     yh, ys, Xg = yh[mask], ys[mask], X.loc[mask]
     n = int((~np.isnan(yh) & ~np.isnan(ys)).sum())
-    metrics = ["lins_ccc", "sign_agreement", "attenuation_slope"] + (["coverage"] if intervals is not None else [])
+    metrics = (["lins_ccc", "sign_agreement", "attenuation_slope", "magnitude_ratio"]
+               + (["coverage"] if intervals is not None else []))
     if n < min_n:
         res = {m: {"value": math.nan, "n": n, "note": f"not estimable: n={n} < min_n={min_n}"} for m in metrics}
     else:

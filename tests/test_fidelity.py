@@ -128,6 +128,38 @@ def test_attenuation_slope_against_statsmodels():
         fd.attenuation_slope([0, 0], [1, 2])
 
 
+def test_magnitude_ratio_by_hand_and_against_the_slope():
+    h = np.array([0.4, -0.2, 1.1, 0.05, -0.6])
+    s = np.array([0.1, 0.15, -0.5, 0.1, -0.2])
+    # by hand: (0.1 + 0.15 + 0.5 + 0.1 + 0.2) / 5 = 0.21 over (0.4 + 0.2 + 1.1 + 0.05 + 0.6) / 5 = 0.47
+    assert fd.magnitude_ratio(h, s) == pytest.approx(0.21 / 0.47, rel=1e-12)
+    # a ratio of means, not a mean of ratios (which would be (0.25 + 0.75 + 0.4545 + 2 + 0.3333) / 5)
+    assert fd.magnitude_ratio(h, s) != pytest.approx(np.mean(np.abs(s) / np.abs(h)), rel=1e-3)
+    # every sign flipped: the slope says -1, the magnitude ratio says the sizes are right
+    assert fd.magnitude_ratio(h, -h) == pytest.approx(1.0) and fd.attenuation_slope(h, -h) == pytest.approx(-1.0)
+    # every effect scaled by a: both equal |a| and a
+    assert fd.magnitude_ratio(h, 0.3 * h) == pytest.approx(0.3) == fd.attenuation_slope(h, 0.3 * h)
+    with pytest.raises(EstimationError, match="all human coefficients are 0"):
+        fd.magnitude_ratio([0, 0], [1, 2])
+    with pytest.raises(InputError, match="without NaN"):
+        fd.magnitude_ratio([1, np.nan], [1, 2])
+    with pytest.raises(InputError, match="same length"):
+        fd.magnitude_ratio([1, 2], [1])
+
+
+def test_compare_reports_the_magnitude_ratio_beside_the_slope():
+    from rectify.comparison import _coefficient_metrics
+
+    human = pd.Series({"Intercept": 5.0, "x": 2.0, "z": -1.0, "w": 0.5})
+    coefs = pd.DataFrame({"estimate": [9.0, 1.0, 0.5, -0.5], "conf_low": [8.0, 0.5, -2.0, -1.0],
+                          "conf_high": [10.0, 1.5, 1.0, 1.0]}, index=["Intercept", "x", "z", "w"])
+    got = {m: v for m, v, _ in _coefficient_metrics(coefs, human)}
+    # intercepts left out: mean|s| = (1 + 0.5 + 0.5) / 3, mean|h| = (2 + 1 + 0.5) / 3
+    assert got["magnitude_ratio"] == pytest.approx(2.0 / 3.5, rel=1e-12)
+    assert got["attenuation_slope"] == pytest.approx((2 - 0.5 - 0.25) / (4 + 1 + 0.25), rel=1e-12)
+    assert got["coverage"] == pytest.approx(2 / 3)  # x = 2 lies outside [0.5, 1.5]
+
+
 @pytest.fixture(scope="module")
 def survey():
     df = load_misinfo()
@@ -160,6 +192,7 @@ def test_structural_fidelity_exact_attenuation_and_coverage():
     sim = 3.0 + 0.5 * (X[:, 1:] @ human.to_numpy()[1:])  # every effect exactly halved
     m, tab = fd.structural_fidelity("y ~ x + g", d, sim)
     assert m["attenuation_slope"] == pytest.approx(0.5, abs=1e-10)
+    assert m["magnitude_ratio"] == pytest.approx(0.5, abs=1e-10)
     assert m["sign_agreement"] == 1.0
     hv, sv = human.to_numpy()[1:], 0.5 * human.to_numpy()[1:]
     assert m["lins_ccc"] == pytest.approx(fd.lins_ccc(hv, sv), abs=1e-10)
@@ -274,6 +307,8 @@ def test_report_recovers_planted_facts(report, survey):
     s = np.array([pop["ols_llm"][k] for k in keys])
     assert _val(report, "attenuation_slope", "discernment") == pytest.approx(h @ s / (h @ h), rel=1e-9)
     assert _val(report, "lins_ccc", "discernment") == pytest.approx(fd.lins_ccc(h, s), rel=1e-9)
+    assert _val(report, "magnitude_ratio", "discernment") == pytest.approx(np.abs(s).sum() / np.abs(h).sum(),
+                                                                           rel=1e-9)
     # skewed marginals: false claims under-stated by the simulator
     assert _val(report, "mean_difference", "f03") == pytest.approx(
         df.loc[df.f03.notna(), "f03_llm"].mean() - df["f03"].mean(), rel=1e-9
