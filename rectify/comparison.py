@@ -263,8 +263,12 @@ def _estimate_metrics(h: np.ndarray, est: pd.DataFrame, spec: Spec, min_n: int) 
 
 
 def _coefficient_metrics(coefs: pd.DataFrame, human: pd.Series) -> list[tuple[str, float, str]]:
+    """(metric, value, note) of a method's non-intercept coefficients against the human ones:
+    ``lins_ccc``, ``sign_agreement``, ``attenuation_slope`` (``sum h s / sum h^2``, signed),
+    ``magnitude_ratio`` (``mean |s| / mean |h|``, the paper's ratio of mean absolute effects, blind to
+    signs) and, where every interval is finite, ``coverage``."""
     from .errors import EstimationError
-    from .fidelity import attenuation_slope, interval_coverage, lins_ccc, sign_agreement
+    from .fidelity import attenuation_slope, interval_coverage, lins_ccc, magnitude_ratio, sign_agreement
 
     terms = [t for t in human.index if t != "Intercept" and t in coefs.index]
     missing = [t for t in human.index if t != "Intercept" and t not in coefs.index]
@@ -273,7 +277,7 @@ def _coefficient_metrics(coefs: pd.DataFrame, human: pd.Series) -> list[tuple[st
     s = coefs.loc[terms, "estimate"].to_numpy(float)
     out = []
     for name, fn in (("lins_ccc", lins_ccc), ("sign_agreement", sign_agreement),
-                     ("attenuation_slope", attenuation_slope)):
+                     ("attenuation_slope", attenuation_slope), ("magnitude_ratio", magnitude_ratio)):
         try:
             out.append((name, float(fn(h, s)), note))
         except (EstimationError, InputError) as err:
