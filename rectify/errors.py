@@ -27,6 +27,8 @@ __all__ = [
     "ConfigError",
     "CacheError",
     "BackendError",
+    "RectifyWarning",
+    "InSamplePredictionWarning",
 ]
 
 
@@ -64,3 +66,11 @@ class CacheError(RectifyError, RuntimeError):
 
 class BackendError(RectifyError, RuntimeError):
     """An LLM backend failed in a way that retries could not fix."""
+
+
+class RectifyWarning(UserWarning):
+    """Base class of the warnings rectify issues on purpose."""
+
+
+class InSamplePredictionWarning(RectifyWarning):
+    """PPI fed with in-sample predictions of a model trained on the same pilot (intervals too narrow)."""
