@@ -336,15 +336,59 @@ def draw_cell_pilot(frame: pd.DataFrame, n: int, repeat: int, random_state: int)
     return draw_pilot(frame, int(n), random_state=_cell_seed(random_state, n, repeat))
 
 
+def _call_method(method: registry.Method, frame_x: pd.DataFrame, pilot: pd.DataFrame, spec: Spec,
+                 rng: np.random.Generator) -> tuple[registry.MethodOutput, list[str]]:
+    """Run ``method``; return its output and the messages of the rectify warnings it emitted (every
+    warning is passed on to the caller as well: recorded in the cell's note, never swallowed)."""
+    from .errors import RectifyWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RectifyWarning)
+        out = method.fn(frame_x, pilot, spec, rng)
+    notes = []
+    for w in caught:
+        if issubclass(w.category, RectifyWarning) and str(w.message) not in notes:
+            notes.append(str(w.message))
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if not isinstance(out, registry.MethodOutput):
+        raise InputError(f"method {method.name!r} returned {type(out).__name__}, not a MethodOutput")
+    return out, notes
+
+
+def _unanswered_note(unanswered: Mapping[str, Mapping[str, Any]]) -> str:
+    """One sentence on the prompts left unanswered (item: how many rows, why)."""
+    parts = []
+    for it, rec in unanswered.items():
+        why = [f"{rec[k]} {w}" for k, w in (("failed", "failed after retries"), ("off_scale", "off the scale"))
+               if rec.get(k)]
+        parts.append(f"{it}: {len(rec['rows'])} of {rec.get('of', '?')} rows" + (f" ({', '.join(why)})" if why else ""))
+    return ("partial answers -- " + "; ".join(parts) + "; metrics on the answered rows only "
+            "(a resumed run retries this cell)")
+
+
+def _with_note(table: pd.DataFrame, note: str) -> pd.DataFrame:
+    if not note or table.empty:
+        return table
+    old = table["note"].fillna("").astype(str)
+    return table.assign(note=np.where(old == "", note, old + "; " + note))
+
+
 def _run_cell(method: registry.Method, frame: pd.DataFrame, spec: Spec, truth: _Truth, n: int, r: int,
-              random_state: int, min_group_n: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+              random_state: int, min_group_n: int, evaluate: str = "frame"
+              ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict]:
     from .fidelity import fidelity_report
 
     pilot = draw_cell_pilot(frame, n, r, random_state)
+    if evaluate == "rest":  # the population is the people outside the pilot; the truth is theirs
+        frame = frame.drop(index=pilot.index)
+        truth = _truth(frame, spec)
     frame_x = frame.drop(columns=list(spec.items)).copy()  # no method sees a human answer outside the pilot
-    out = method.fn(frame_x, pilot, spec, _cell_seed(random_state, n, r, method.name))
-    if not isinstance(out, registry.MethodOutput):
-        raise InputError(f"method {method.name!r} returned {type(out).__name__}, not a MethodOutput")
+    out, notes = _call_method(method, frame_x, pilot, spec, _cell_seed(random_state, n, r, method.name))
+    unanswered = dict(out.info.get("unanswered") or {})
+    extra = {"warnings": notes}
+    if unanswered:
+        notes = notes + [_unanswered_note(unanswered)]
+        extra["partial"] = {it: len(rec["rows"]) for it, rec in unanswered.items()}
     rows = []
     est = out.estimates.copy()
     est["truth"] = math.nan
@@ -368,7 +412,9 @@ def _run_cell(method: registry.Method, frame: pd.DataFrame, spec: Spec, truth: _
         coef_tab = c.reset_index().rename(columns={"index": "term"})
         coef_tab["human"] = coef_tab["term"].map(truth.coefficients).astype(float)
     if out.predictions is not None:
-        held = frame.drop(index=pilot.index)
+        held = frame.drop(index=pilot.index, errors="ignore")
+        gone = {lab for rec in unanswered.values() for lab in rec["rows"]}
+        held = held[~held.index.isin(list(gone))]  # rows with an unanswered item: left out, noted
         pos = pd.Series(np.arange(len(frame)), index=frame.index).loc[held.index].to_numpy()
         preds = out.predictions.loc[held.index, list(spec.items)]
         probs = {it: np.asarray(p)[pos] for it, p in (out.probabilities or {}).items()}
@@ -377,8 +423,8 @@ def _run_cell(method: registry.Method, frame: pd.DataFrame, spec: Spec, truth: _
                               probabilities=probs or None, scores=list(spec.scores), min_group_n=min_group_n)
         rep = rep.assign(source="respondents")
         parts.append(rep[tab.columns])
-    table = pd.concat(parts, ignore_index=True)
-    return table, est, coef_tab
+    table = _with_note(pd.concat(parts, ignore_index=True), "; ".join(notes))
+    return table, est, coef_tab, extra
 
 
 def _add_item_means(tab: pd.DataFrame, items: list[str]) -> pd.DataFrame:
@@ -408,10 +454,12 @@ def _slug(name: str, n: int, r: int) -> str:
     return f"{safe}-{tag}__n{n}__r{r}"
 
 
-def _fingerprint(frame: pd.DataFrame, spec: Spec, random_state: int, min_group_n: int) -> str:
+def _fingerprint(frame: pd.DataFrame, spec: Spec, random_state: int, min_group_n: int, evaluate: str = "frame") -> str:
     h = hashlib.sha256()
     h.update(str(int(pd.util.hash_pandas_object(frame, index=True).sum())).encode())
     h.update(repr((spec, int(random_state), int(min_group_n))).encode())
+    if evaluate != "frame":  # older checkpoints (whole-frame evaluation) keep their fingerprint
+        h.update(evaluate.encode())
     return h.hexdigest()[:16]
 
 
@@ -421,12 +469,19 @@ class _Checkpoint:
     Every file is written atomically (temporary file, fsync, ``os.replace``), and the done file
     records the SHA-256 of each CSV and the comparison's fingerprint, so a file cut short by a
     crash (or damaged later) is detected on load and its cell computed again, never read as data.
-    ``resumed``, ``computed`` and ``damaged`` count the cells of this run.
+    ``resumed``, ``computed``, ``damaged`` and ``retried`` count the cells of this run.
+
+    A stored failure is never final, except a deterministic input error
+    (:class:`~rectify.errors.InputError`: the same data and settings give the same error, so
+    recomputing cannot help; such a cell's status says ``"final": true``). Every other failed cell
+    (a backend that gave up, a fit that did not converge, a crash) and every cell whose answers
+    were partly missing is computed again on a rerun -- answered prompts then come from the
+    response cache, so only the missing work is redone.
     """
 
     def __init__(self, folder: str | None, fingerprint: str):
         self.folder, self.fingerprint = folder, fingerprint
-        self.resumed, self.computed, self.damaged = 0, 0, []
+        self.resumed, self.computed, self.damaged, self.retried = 0, 0, [], []
         if folder is None:
             return
         os.makedirs(folder, exist_ok=True)
@@ -452,6 +507,10 @@ class _Checkpoint:
             self.damaged.append(slug)
             warnings.warn(f"checkpoint of cell {slug} in {self.folder!r} is damaged ({err}); computing it again",
                           RuntimeWarning, stacklevel=3)
+            return None
+        status = out[0]
+        if (status.get("error") and not status.get("final")) or status.get("partial"):
+            self.retried.append(slug)  # transient failure or partial answers: try again
             return None
         self.resumed += 1
         return out
@@ -490,7 +549,7 @@ class _Checkpoint:
 
     def summary(self) -> dict:
         return {"folder": self.folder, "resumed": self.resumed, "computed": self.computed,
-                "damaged": list(self.damaged)}
+                "damaged": list(self.damaged), "retried": list(self.retried)}
 
 
 _CK_FORMAT = 2
@@ -525,6 +584,9 @@ def _write_atomic(path: str, data: bytes) -> None:
 # progress
 # ---------------------------------------------------------------------------------------------
 class _Progress:
+    """Cells done / total on stderr with the running cell's label, elapsed time and ETA (tqdm's
+    ``<remaining``; without tqdm, the mean time per computed cell times the cells left)."""
+
     def __init__(self, total: int, enabled: bool):
         self.total, self.done, self.enabled, self.t0 = total, 0, enabled, time.time()
         self.bar = None
@@ -532,21 +594,35 @@ class _Progress:
             try:
                 from tqdm.auto import tqdm
 
-                self.bar = tqdm(total=total, desc="compare", unit="cell", file=sys.stderr)
+                self.bar = tqdm(total=total, desc="compare", unit="cell", file=sys.stderr,
+                                bar_format="{desc}: {n_fmt}/{total_fmt} cells |{bar:20}| {elapsed}<{remaining} "
+                                           "{postfix}")
             except ImportError:
                 self.bar = None
+
+    def _line(self, label: str) -> str:
+        el = time.time() - self.t0
+        eta = f"{el / self.done * (self.total - self.done):.0f} s" if self.done else "?"
+        return f"\rcompare: {self.done}/{self.total} cells, {el:.0f} s elapsed, ETA {eta} | {label:<40}"
+
+    def start(self, label: str) -> None:
+        """Show the cell now running (a LoRA fit may take minutes: the user sees which)."""
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"running {label}", refresh=True)
+        else:
+            print(self._line(f"running {label}"), end="", file=sys.stderr, flush=True)
 
     def step(self, label: str) -> None:
         self.done += 1
         if not self.enabled:
             return
         if self.bar is not None:
-            self.bar.set_postfix_str(label, refresh=False)
+            self.bar.set_postfix_str(f"done {label}", refresh=False)
             self.bar.update(1)
         else:
-            el = time.time() - self.t0
-            print(f"\rcompare: {self.done}/{self.total} cells ({el:.0f} s) {label:<40}", end="", file=sys.stderr,
-                  flush=True)
+            print(self._line(f"done {label}"), end="", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -640,11 +716,12 @@ HEADLINE = [
 
 
 def headline(table: pd.DataFrame, n_pilot: int | None = None, methods: Sequence[str] | None = None,
-             numeric: bool = False) -> pd.DataFrame:
+             numeric: bool = False, grouping: str = ALL, group: str = ALL) -> pd.DataFrame:
     """One row per method: headline metrics (whole sample) as "mean ± sd" over repeats.
 
     Structural metrics come from the method's own coefficients when it gives them, else from
-    its per-person predictions. ``numeric=True`` returns the means as floats.
+    its per-person predictions. ``numeric=True`` returns the means as floats. ``grouping`` and
+    ``group`` pick one subgroup (default: the whole sample).
 
     Examples
     --------
@@ -657,7 +734,7 @@ def headline(table: pd.DataFrame, n_pilot: int | None = None, methods: Sequence[
     if table.empty:
         return pd.DataFrame()
     n_pilot = int(table["n_pilot"].max()) if n_pilot is None else int(n_pilot)
-    t = table[(table["n_pilot"] == n_pilot) & (table["grouping"] == ALL)]
+    t = table[(table["n_pilot"] == n_pilot) & (table["grouping"] == grouping) & (table["group"] == group)]
     methods = list(methods) if methods is not None else list(pd.unique(t["method"]))
     rows = []
     for m in methods:
@@ -734,7 +811,7 @@ def compare(frame: pd.DataFrame, items: Sequence[str], methods: Sequence[str] | 
             formula: str | None = None, *, scales: Mapping[str, Any] | None = None, predicted: Any = "{item}_llm",
             probabilities: Any = None, scores: Sequence[float] | None = None, covariates: Sequence[str] | None = None,
             random_state: Any = 0, checkpoint: str | None = None, progress: bool = True, min_group_n: int = 20,
-            level: float = 0.95) -> Comparison:
+            level: float = 0.95, evaluate: str = "frame") -> Comparison:
     """Run every method over pilot sizes and seeded random pilots; measure fidelity against humans.
 
     Parameters
@@ -775,10 +852,25 @@ def compare(frame: pd.DataFrame, items: Sequence[str], methods: Sequence[str] | 
         Smallest group size for a metric (smaller groups: not estimable).
     level : float
         Interval level.
+    evaluate : {"frame", "rest"}
+        ``"frame"`` (default): every method estimates the whole frame and its estimates are set
+        beside the humans of the whole frame (pilot included: the finite frame). ``"rest"``: the
+        paper's protocol -- the population of each cell is the frame minus its pilot, the methods
+        see only those rows as the population, and the truth is the humans outside the pilot.
 
     Returns
     -------
     Comparison
+
+    Notes
+    -----
+    Failures: a method that raises fails only its cell (recorded in ``failures``, with a
+    warning). With a checkpoint, a rerun computes again every failed cell except those that
+    failed on a deterministic input error (:class:`~rectify.errors.InputError`), and every cell
+    whose answers were partly missing. A cell whose prompts partly failed keeps its metrics,
+    computed on the answered rows, with a ``note`` on every row saying which items and how many
+    rows (``meta["partial"]`` lists those cells). Rectify warnings a method emits (e.g.
+    :class:`~rectify.errors.InSamplePredictionWarning`) are passed on and written in the note.
 
     Examples
     --------
@@ -812,31 +904,40 @@ def compare(frame: pd.DataFrame, items: Sequence[str], methods: Sequence[str] | 
         raise ConfigError(f"argument 'repeats' must be a positive integer, got {repeats!r}")
     if isinstance(min_group_n, bool) or not isinstance(min_group_n, (int, np.integer)) or min_group_n < 1:
         raise ConfigError(f"argument 'min_group_n' must be a positive integer, got {min_group_n!r}")
+    if evaluate not in ("frame", "rest"):
+        raise ConfigError(f"argument 'evaluate' must be 'frame' or 'rest', got {evaluate!r}")
     frame = frame.copy()
     truth = _truth(frame, spec)
-    ck = _Checkpoint(checkpoint, _fingerprint(frame, spec, seed, min_group_n))
+    ck = _Checkpoint(checkpoint, _fingerprint(frame, spec, seed, min_group_n, evaluate))
     cells = [(m, n, r) for n in sizes for r in range(int(repeats)) for m in chosen]
     prog = _Progress(len(cells), progress)
-    tabs, ests, coefs, fails = [], [], [], []
+    tabs, ests, coefs, fails, partial = [], [], [], [], []
     try:
         for m, n, r in cells:
             slug = _slug(m.name, n, r)
             loaded = ck.load(slug)
             if loaded is None:
+                prog.start(f"{m.name} n={n} r={r}")
                 t1 = time.time()
                 try:
-                    tab, est, coef = _run_cell(m, frame, spec, truth, n, r, seed, min_group_n)
-                    status = {"method": m.name, "n_pilot": n, "repeat": r, "seconds": round(time.time() - t1, 3)}
+                    tab, est, coef, extra = _run_cell(m, frame, spec, truth, n, r, seed, min_group_n, evaluate)
+                    status = {"method": m.name, "n_pilot": n, "repeat": r, "seconds": round(time.time() - t1, 3),
+                              **{k: v for k, v in extra.items() if v}}
                 except (KeyboardInterrupt, ConfigError):
                     raise
                 except Exception as err:  # one failing method must not sink the comparison
-                    status = {"method": m.name, "n_pilot": n, "repeat": r, "error": f"{type(err).__name__}: {err}"}
+                    final = isinstance(err, InputError)  # deterministic: the same inputs fail the same way
+                    status = {"method": m.name, "n_pilot": n, "repeat": r, "error": f"{type(err).__name__}: {err}",
+                              "final": final}
                     tab = est = coef = None
-                    warnings.warn(f"method {m.name!r} failed at n_pilot={n}, repeat={r}: {status['error']}",
-                                  RuntimeWarning, stacklevel=2)
+                    warnings.warn(f"method {m.name!r} failed at n_pilot={n}, repeat={r}: {status['error']}"
+                                  + (" (an input error: fix the input)" if final else
+                                     " (with a checkpoint, rerunning retries this cell)"), RuntimeWarning, stacklevel=2)
                 ck.save(slug, status, tab, est, coef)
             else:
                 status, tab, est, coef = loaded
+            if status.get("partial"):
+                partial.append({"method": m.name, "n_pilot": n, "repeat": r, "unanswered": status["partial"]})
             if status.get("error"):
                 fails.append({"method": m.name, "n_pilot": n, "repeat": r, "error": status["error"]})
             else:
@@ -865,5 +966,6 @@ def compare(frame: pd.DataFrame, items: Sequence[str], methods: Sequence[str] | 
         skipped=registry.unavailable(), spec=spec,
         methods={m.name: (m.family, m.description) for m in chosen},
         pilot_sizes=tuple(sizes), repeats=int(repeats), random_state=seed, seconds=time.time() - t0,
-        meta={"n_frame": int(len(frame)), "planning": planning, "checkpoint": ck.summary()},
+        meta={"n_frame": int(len(frame)), "planning": planning, "checkpoint": ck.summary(), "evaluate": evaluate,
+              "partial": partial},
     )

@@ -28,10 +28,12 @@ the LLM prediction, :func:`rectify.weighting.calibrate`), ``bayes-chain`` (Bayes
 covariates, :class:`rectify.llm.baseline.CovariateClassifier`), ``covariates+ppi++`` (that
 classifier cross-fitted on the pilot and rectified, :func:`rectify.estimators.crossfit.crossppi_shares`;
 not in the default set), ``bayes-hier`` (:class:`rectify.bayes.BayesianCalibrator`, pymc; slow, not in
-the default set) and ``lora`` (:class:`rectify.llm.finetune.LoRAClassifier`; slow, not in the default
-set). :func:`prompting_methods` builds zero-shot and few-shot prompting methods (and their
-PPI++ versions) around a backend (:class:`rectify.llm.simulator.PromptSimulator`). Register your own
-with :func:`register`.
+the default set). The fine-tuning family comes from :mod:`rectify.finetuning`: ``lora`` (LoRA classifier fine-tuned
+on the pilot), ``lora+xfit-ppi++`` (cross-fitted on the pilot's folds, then PPI++) and the degeneracy
+case ``lora+ppi++ (in-sample)``. :func:`prompting_methods` builds zero-shot and few-shot prompting
+methods (and their PPI++ versions) around a backend (:class:`rectify.llm.simulator.PromptSimulator`);
+a configuration does it from its ``[simulators]`` (:mod:`rectify.config`). Register your own with
+:func:`register`.
 
 Examples
 --------
@@ -67,6 +69,9 @@ __all__ = [
     "nearest_option",
     "simulator_probabilities",
     "prompting_methods",
+    "prediction_rows",
+    "with_predictions",
+    "crossppi_rows",
 ]
 
 FAMILIES = ("pilot only", "prompting", "rectification", "calibration", "bayesian", "fine-tuning", "covariates")
@@ -333,6 +338,7 @@ def estimates_from_probabilities(probs: Mapping[str, np.ndarray], frame: pd.Data
     """Population estimates of a predictive method: the average predicted distribution per group.
 
     ``share_k = mean_i p_ik`` and ``mean = sum_k s_k share_k`` over the frame rows of each group.
+    Rows with NaN probabilities (unanswered prompts) are left out, and the note says how many.
 
     Examples
     --------
@@ -348,13 +354,18 @@ def estimates_from_probabilities(probs: Mapping[str, np.ndarray], frame: pd.Data
     for gname, glabel, fr, _ in _group_parts(frame, frame.iloc[:0], spec):
         idx = pos.loc[fr.index].to_numpy()
         for item in spec.items:
+            p = np.asarray(probs[item], float)[idx]
+            ok = ~np.isnan(p).any(axis=1)
             if len(idx) == 0:
                 part = _nan_rows(item, spec, "not estimable: no population rows in this group")
+            elif not ok.any():
+                part = _nan_rows(item, spec, "not estimable: no row of this group was answered")
             else:
-                sh = probs[item][idx].mean(axis=0)
+                sh = p[ok].mean(axis=0)
                 vals = list(sh) + [float(sh @ sc)]
+                nt = note if ok.all() else f"{note}; {int((~ok).sum())} of {ok.size} rows unanswered, left out"
                 part = [{"item": item, "term": t, "estimate": float(v), "conf_low": math.nan,
-                         "conf_high": math.nan, "note": note} for t, v in zip(spec.term_names(), vals)]
+                         "conf_high": math.nan, "note": nt} for t, v in zip(spec.term_names(), vals)]
             rows += [{"grouping": gname, "group": glabel, **r} for r in part]
     return pd.DataFrame(rows, columns=ESTIMATE_COLUMNS)
 
@@ -418,6 +429,80 @@ def _with_response(pilot: pd.DataFrame, frame: pd.DataFrame, spec: Spec) -> tupl
     p = p[p["_y_"].notna() & p["_yhat_"].notna()]
     f = frame.assign(_yhat_=_scale_columns(frame, spec, "sim"))
     return p, f
+
+
+def prediction_rows(frame: pd.DataFrame, pilot: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """The rows a simulator must predict for a correction: the frame's, then pilot rows not in it.
+
+    Examples
+    --------
+    >>> f = pd.DataFrame({"x": [1, 2]}, index=[0, 1]); p = pd.DataFrame({"x": [2, 3]}, index=[1, 5])
+    >>> prediction_rows(f, p, ["x"]).index.tolist()
+    [0, 1, 5]
+    """
+    cols = list(columns)
+    extra = pilot.loc[~pilot.index.isin(frame.index), cols]
+    return pd.concat([frame[cols], extra]) if len(extra) else frame[cols]
+
+
+def with_predictions(frame: pd.DataFrame, pilot: pd.DataFrame, spec: Spec, probs: Mapping[str, np.ndarray],
+                     index: pd.Index) -> tuple[pd.DataFrame, pd.DataFrame, Spec]:
+    """Frame, pilot and spec whose simulator columns are ``probs`` (rows aligned with ``index``).
+
+    Any correction registered for the dataset's simulator columns (``ppi++``, ``greg``, ...) then
+    runs on these predictions instead. Rows with an unanswered item (NaN) are left out of both.
+
+    Examples
+    --------
+    >>> spec = Spec(items=("y",), scores=(1.0, 2.0))
+    >>> f = pd.DataFrame({"x": [0, 1]}); p = pd.DataFrame({"y": [2.0]}, index=[1])
+    >>> fr, pi, s2 = with_predictions(f, p, spec, {"y": np.array([[0.5, 0.5], [0.0, 1.0]])}, f.index)
+    >>> s2.predicted, pi["_y_pred_"].tolist()
+    ({'y': '_y_pred_'}, [2.0])
+    """
+    from dataclasses import replace
+
+    sc = np.asarray(spec.scores, float)
+    cols = {it: f"_{it}_pred_" for it in spec.items}
+    pcols = {it: tuple(f"_{it}_p{j}_" for j in range(len(sc))) for it in spec.items}
+    add = {cols[it]: np.asarray(probs[it], float) @ sc for it in spec.items}
+    add.update({c: np.asarray(probs[it], float)[:, j] for it in spec.items for j, c in enumerate(pcols[it])})
+    add = pd.DataFrame(add, index=index)
+    add = add[add.notna().all(axis=1)]
+    fr = frame.join(add, how="inner")
+    pi = pilot.join(add, how="inner")
+    return fr, pi, replace(spec, predicted=cols, probabilities=pcols)
+
+
+def crossppi_rows(item: str, y: np.ndarray, f_pilot: np.ndarray, f_population: np.ndarray, spec: Spec,
+                  note: str, lam: Any = 1.0) -> list[dict]:
+    """Estimate rows (shares, then the mean score with a normal interval) of cross-prediction PPI.
+
+    ``f_pilot``: (n, K) out-of-fold probabilities of the pilot rows; ``f_population``:
+    (n_folds, N, K) each fold model's probabilities for the population; ``lam="tune"``: PPI++.
+
+    Examples
+    --------
+    >>> spec = Spec(items=("y",), scores=(1.0, 2.0))
+    >>> rows = crossppi_rows("y", np.array([1.0, 2.0, 2.0, 1.0]), np.full((4, 2), 0.5),
+    ...                      np.full((2, 3, 2), 0.5), spec, "cross-fit")
+    >>> [round(r["estimate"], 3) for r in rows]
+    [0.5, 0.5, 1.5]
+    """
+    from .estimators.crossfit import crossppi_shares
+
+    sc = np.asarray(spec.scores, float)
+    r = crossppi_shares(y, f_pilot, f_population, options=list(spec.scores), lam=lam, level=spec.level)
+    lo, hi = r.conf_int(spec.level)
+    shares_ = np.asarray(r.estimate, float)[: len(sc)]
+    rows = [{"item": item, "term": t, "estimate": float(e), "conf_low": float(a), "conf_high": float(b), "note": note}
+            for t, e, a, b in zip(spec.term_names()[:-1], shares_, lo, hi)]
+    est_m = float(shares_ @ sc)
+    cov = np.asarray(r.cov, float)[: len(sc), : len(sc)]
+    half = _z(spec.level) * math.sqrt(max(0.0, float(sc @ cov @ sc)))
+    rows.append({"item": item, "term": "mean", "estimate": est_m, "conf_low": est_m - half,
+                 "conf_high": est_m + half, "note": f"{note}; mean score from the shares (normal interval)"})
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------
@@ -599,34 +684,22 @@ _guarded("covariates", "covariates", _covariates_adapter,
 
 
 def _crossfit_adapter() -> Callable:
-    from .estimators.crossfit import crossppi_shares, make_folds
+    from .estimators.crossfit import make_folds
 
     def fn(frame, pilot, spec, random_state):
-        sc = list(spec.scores)
         seed = int(random_state.integers(0, 2**31 - 1))
 
         def one(item, fr, pi):
             n_folds = 5 if len(pi) >= 50 else 2
             folds = make_folds(len(pi), n_folds, random_state=seed)
-            f_pi = np.zeros((len(pi), len(sc)))
+            f_pi = np.zeros((len(pi), len(spec.scores)))
             f_pop = []
             for k in range(n_folds):
                 train, test = pi.iloc[folds != k], pi.iloc[folds == k]
                 f_pop.append(_covariate_probs(fr, train, spec, item, seed))
                 f_pi[folds == k] = _covariate_probs(test, train, spec, item, seed)
-            r = crossppi_shares(pi[item].to_numpy(float), f_pi, np.stack(f_pop), options=sc, level=spec.level)
-            lo, hi = r.conf_int(spec.level)
-            shares_ = np.asarray(r.estimate, float)[: len(sc)]
-            rows = [{"item": item, "term": t, "estimate": float(e), "conf_low": float(a), "conf_high": float(b),
-                     "note": "cross-fitted covariate classifier + PPI"}
-                    for t, e, a, b in zip(spec.term_names()[:-1], shares_, lo, hi)]
-            s_ = np.asarray(sc, float)
-            est_m = float(shares_ @ s_)
-            cov = np.asarray(r.cov, float)[: len(sc), : len(sc)]
-            half = _z(spec.level) * math.sqrt(max(0.0, float(s_ @ cov @ s_)))
-            rows.append({"item": item, "term": "mean", "estimate": est_m, "conf_low": est_m - half,
-                         "conf_high": est_m + half, "note": "mean score from the shares (normal interval)"})
-            return rows
+            return crossppi_rows(item, pi[item].to_numpy(float), f_pi, np.stack(f_pop), spec,
+                                 "cross-fitted covariate classifier + PPI")
 
         return MethodOutput(estimates_by_group(one, frame, pilot, spec))
 
@@ -639,104 +712,111 @@ _guarded("covariates+ppi", "rectification", _crossfit_adapter,
 
 
 # ---------------------------------------------------------------------------------------------
-# adapter: LoRA fine-tuning (rectify.llm.finetune) -- slow on CPU, not in the default set
-# ---------------------------------------------------------------------------------------------
-def _lora_adapter() -> Callable:
-    from .llm.finetune import LoRAClassifier  # torch is imported lazily inside
-
-    def fn(frame, pilot, spec, random_state):
-        sc = np.asarray(spec.scores, float)
-        seed = int(random_state.integers(0, 2**31 - 1))
-        X = pilot[list(spec.covariates)]
-        Y = pilot[list(spec.items)].to_numpy(float)
-        if len(spec.items) == 1:
-            clf = LoRAClassifier(options=list(spec.scores), random_state=seed).fit(X, Y[:, 0])
-        else:
-            clf = LoRAClassifier(options=[list(spec.scores)] * len(spec.items), random_state=seed).fit(X, Y)
-        pr = clf.predict_proba(frame[list(spec.covariates)])
-        pr = pr if isinstance(pr, list) else [pr]
-        probs = {it: np.asarray(p, float) for it, p in zip(spec.items, pr)}
-        preds = pd.DataFrame({it: probs[it] @ sc for it in spec.items}, index=frame.index)
-        est = estimates_from_probabilities(probs, frame, spec, note="LoRA classifier's average distribution")
-        return MethodOutput(est, predictions=preds, probabilities=probs)
-
-    return fn
-
-
-_guarded("lora", "fine-tuning", _lora_adapter,
-         "LoRA-adapted SmolLM2 with a classification head, fine-tuned on the pilot (slow on CPU)",
-         needs=("covariates",), default=False)
-
-
-# ---------------------------------------------------------------------------------------------
 # prompting a live LLM (rectify.llm.simulator.PromptSimulator): a factory, since it needs a backend
 # ---------------------------------------------------------------------------------------------
-def _prompt_probabilities(frame, pilot, spec, item_obj, backend, strategy, k, seed):
+def _prompt_probabilities(rows, pilot, spec, item_obj, backend, strategy, k, selection, seed):
+    """(M, K) probabilities for ``rows`` (NaN rows: unanswered) and a record of the unanswered rows.
+
+    Every prompt unanswered raises :class:`~rectify.errors.BackendError` (the cell fails and a
+    resumed comparison retries it); some unanswered is a partial answer, recorded, never hidden."""
+    from .errors import BackendError
     from .llm.simulator import PromptSimulator
 
+    if item_obj.n_options != len(spec.scores):
+        raise ConfigError(f"item {item_obj.name!r}: {item_obj.n_options} option labels for {len(spec.scores)} "
+                          f"option scores {list(spec.scores)}; give one label per score")
     cov = list(spec.covariates)
-    sim = PromptSimulator(backend, item_obj, strategy=strategy, k=k, random_state=seed)
+    sim = PromptSimulator(backend, item_obj, strategy=strategy, k=k, selection=selection, random_state=seed)
     if strategy == "few-shot":
         pi = pilot[pilot[item_obj.name].notna()]
         sim.fit(pi[cov], pi[item_obj.name])
     else:
         sim.fit()
-    p = np.asarray(sim.predict_proba(frame[cov]), float)
+    p = np.asarray(sim.predict_proba(rows[cov]), float)
     bad = np.isnan(p).any(axis=1)
-    if bad.any():
-        raise EstimationError(f"item {item_obj.name!r}: {int(bad.sum())} prompts failed or were answered off the "
-                              "scale; fix the backend (or its cache) and rerun")
-    return p
+    scores = getattr(sim, "last_scores_", None)
+    status = np.asarray(scores.status if scores is not None else ["failed"] * len(p), dtype=object)
+    if bad.all():
+        errs = [e for e in (scores.errors if scores is not None else []) if e]
+        raise BackendError(f"item {item_obj.name!r}: all {len(p)} prompts failed or were answered off the scale"
+                           + (f" (first error: {errs[0]})" if errs else "") + "; check the backend and rerun "
+                           "(a resumed comparison retries this cell; answered prompts come from the cache)")
+    record = {"rows": rows.index[bad].tolist(), "failed": int(np.sum(bad & (status == "failed"))),
+              "off_scale": int(np.sum(bad & (status != "failed"))), "of": int(len(p))}
+    return p, record
 
 
 def prompting_methods(backend: Any, items: Sequence[Any], prefix: str = "prompt", k: int = 5,
-                      register_them: bool = True) -> list[Method]:
+                      register_them: bool = True, strategies: Sequence[str] = ("zero-shot", "few-shot"),
+                      selection: str = "random", description: str = "") -> list[Method]:
     """Methods that prompt an LLM through ``backend``: zero-shot, few-shot, and each + PPI++.
 
     ``items`` are :class:`rectify.llm.items.Item` objects (name = the item column; options in the
     order of the spec's scores). The personas come from the spec's covariates. Few-shot examples
-    come from the pilot and never include the person predicted, so the PPI++ versions may use the
-    pilot's own predictions. Not in the default set (a real LLM is slow); every request goes through
-    the backend's cache.
+    (``k`` per prompt, chosen by ``selection``: ``"random"`` or ``"nearest"``) come from the pilot
+    and never include the person predicted, so the PPI++ versions may use the pilot's own
+    predictions. Not in the default set (a real LLM is slow); every request goes through the
+    backend's cache.
+
+    A prompt that still fails after the backend's retries (or is answered off the scale) does not
+    fail the method: its row is left out of the estimates and listed in
+    ``MethodOutput.info["unanswered"]`` (item -> rows, counts), which :func:`rectify.compare`
+    turns into a note on every metric of the cell. Only an item with no answered prompt at all
+    raises :class:`~rectify.errors.BackendError`.
 
     Returns
     -------
-    list of Method (``<prefix>-zero-shot``, ``<prefix>-few-shot`` and their ``+ppi++`` versions),
+    list of Method (``<prefix>-<strategy>`` and ``<prefix>-<strategy>+ppi++`` per strategy),
     registered unless ``register_them=False``.
+
+    Examples
+    --------
+    >>> from rectify.llm.items import Item
+    >>> ms = prompting_methods(object(), [Item("q", "Trust?", ["No", "Yes"])], prefix="demo-llm",
+    ...                        register_them=False)
+    >>> [(m.name, m.family) for m in ms]  # doctest: +NORMALIZE_WHITESPACE
+    [('demo-llm-zero-shot', 'prompting'), ('demo-llm-zero-shot+ppi++', 'rectification'),
+     ('demo-llm-few-shot', 'prompting'), ('demo-llm-few-shot+ppi++', 'rectification')]
     """
     by_name = {it.name: it for it in items}
+    bad = [s for s in strategies if s not in ("zero-shot", "few-shot")]
+    if bad or not strategies:
+        raise ConfigError(f"prompting strategies {list(strategies)}: choose among 'zero-shot' and 'few-shot'")
+    if selection not in ("random", "nearest"):
+        raise ConfigError(f"few-shot selection {selection!r}: choose 'random' or 'nearest'")
 
     def make(strategy: str, rectified: bool) -> Method:
         def fn(frame, pilot, spec, random_state):
             missing = [i for i in spec.items if i not in by_name]
             if missing:
-                raise InputError(f"no Item given for {missing}; pass them to prompting_methods(items=...)")
+                raise ConfigError(f"no wording (Item) given for items {missing}; define them for the prompted "
+                                  "simulator (configuration: [items.NAME] tables or items_file)")
             seed = int(random_state.integers(0, 2**31 - 1))
             sc = np.asarray(spec.scores, float)
-            probs_all = {it: _prompt_probabilities(frame, pilot, spec, by_name[it], backend, strategy, k, seed)
-                         for it in spec.items}
-            if not rectified:
-                preds = pd.DataFrame({it: probs_all[it] @ sc for it in spec.items}, index=frame.index)
-                est = estimates_from_probabilities(probs_all, frame, spec, note=f"{strategy} prompting; no interval")
-                return MethodOutput(est, predictions=preds, probabilities=probs_all)
-            cols, pcols = {}, {}
+            rows = prediction_rows(frame, pilot, spec.covariates) if rectified else frame
+            probs, unanswered = {}, {}
             for it in spec.items:
-                cols[it] = f"_{it}_pred_"
-                pcols[it] = tuple(f"_{it}_p{j}_" for j in range(len(sc)))
-            add = {cols[it]: probs_all[it] @ sc for it in spec.items}
-            add.update({c: probs_all[it][:, j] for it in spec.items for j, c in enumerate(pcols[it])})
-            fr = pd.concat([frame, pd.DataFrame(add, index=frame.index)], axis=1)
-            pi = pilot.join(fr[list(add)], how="left")
-            spec2 = Spec(spec.items, spec.scores, cols, pcols, spec.formula, spec.scales, spec.covariates,
-                         spec.groups, spec.level)
-            return _ppi(fr, pi, spec2, random_state)
+                probs[it], rec = _prompt_probabilities(rows, pilot, spec, by_name[it], backend, strategy, k,
+                                                       selection, seed)
+                if rec["rows"]:
+                    unanswered[it] = rec
+            info = {"unanswered": unanswered} if unanswered else {}
+            if not rectified:
+                preds = pd.DataFrame({it: probs[it] @ sc for it in spec.items}, index=frame.index)
+                est = estimates_from_probabilities(probs, frame, spec, note=f"{strategy} prompting; no interval")
+                return MethodOutput(est, predictions=preds, probabilities=probs, info=info)
+            fr, pi, spec2 = with_predictions(frame, pilot, spec, probs, rows.index)
+            out = _ppi(fr, pi, spec2, random_state)
+            out.info.update(info)
+            return out
 
         name = f"{prefix}-{strategy}" + ("+ppi++" if rectified else "")
         fam = "rectification" if rectified else "prompting"
-        return Method(name, fam, fn, f"{strategy} prompting" + (" + PPI++" if rectified else ""),
-                      needs=("covariates",), default=False)
+        what = f"{strategy} prompting" + (f" (k={k}, {selection} examples)" if strategy == "few-shot" else "")
+        return Method(name, fam, fn, (description + ": " if description else "") + what
+                      + (" + PPI++" if rectified else ""), needs=("covariates",), default=False)
 
-    out = [make(s, r) for s in ("zero-shot", "few-shot") for r in (False, True)]
+    out = [make(s, r) for s in strategies for r in (False, True)]
     if register_them:
         for m in out:
             register(m, replace=True)
@@ -786,3 +866,17 @@ def _bayes_hier_adapter() -> Callable:
 _guarded("bayes-hier", "bayesian", _bayes_hier_adapter,
          "hierarchical Bayesian calibration (cumulative logit on the LLM answer, group-varying effects; pymc)",
          needs=("predicted",), default=False)
+
+
+# the fine-tuning family (lora, lora+xfit-ppi++, lora+ppi++ (in-sample)) lives in rectify.finetuning
+def _finetuning_loader() -> Callable:
+    from . import finetuning  # noqa: F401  (registers its methods on import)
+
+    return finetuning.finetune_methods
+
+
+try:
+    _finetuning_loader()
+except Exception as _err:  # a broken family must never break the registry
+    for _n in ("lora", "lora+xfit-ppi++", "lora+ppi++ (in-sample)"):
+        _UNAVAILABLE[_n] = f"{type(_err).__name__}: {_err}"
