@@ -2,9 +2,14 @@
 
 ``write_report(cmp, folder)`` writes ``folder/report.html`` (every figure inlined as a base64 PNG,
 no external file, script or font) and ``folder/fidelity.csv`` (the tidy table), plus
-``estimates.csv`` and ``coefficients.csv``. Sections: the fidelity overview per method and axis,
-pilot-size curves, a subgroup heatmap, human vs simulated coefficients with intervals,
-answer-distribution bars, methods skipped or failed. All text that comes from the user's data or
+``estimates.csv``, ``coefficients.csv`` and ``planning.csv``. Sections: **What to conclude** first
+(:mod:`rectify.conclusions`: per axis the best family and method with the spread over repeated
+pilots, the trade-off between families, the worst subgroup per family and whether each simulator
+can be trusted, from thresholds stated in the report), then the fidelity overview per method and
+axis, pilot-size curves as small multiples (one panel per family, coverage capped at 1), a
+subgroup heatmap, human vs simulated coefficients with intervals, answer-distribution bars, the
+planning table summarised in a few lines (the full table in ``planning.csv``), methods skipped or
+failed. Metric names are shown through a label dictionary (:data:`rectify.conclusions.LABELS`). All text that comes from the user's data or
 configuration is escaped with :func:`html.escape`, and text drawn in the figures is never parsed as
 matplotlib mathtext (a ``$`` in a group name is shown as written).
 
@@ -23,21 +28,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .conclusions import LABELS, conclusions, conclusions_text
 from .errors import InputError
 
-__all__ = ["write_report", "figures"]
+__all__ = ["write_report", "figures", "conclusions", "conclusions_text", "conclusions_html", "planning_summary"]
 
 ALL = "all"
 ITEM_MEAN = "(mean over items)"
-CURVES = [  # (title, source preference, axis, metric, item or None = the scale/formula response)
-    ("Marginal: Wasserstein-1 (normalised), mean over items", ("estimate",), "marginal", "wasserstein1_norm", ITEM_MEAN),
-    ("Marginal: |mean difference|, mean over items", ("estimate",), "marginal", "mean_abs_difference", ITEM_MEAN),
-    ("Coverage of the human mean by the 95% interval", ("estimate",), "marginal", "mean_coverage", ITEM_MEAN),
-    ("Structural: attenuation slope (1 = no attenuation)", ("estimate", "respondents"), "structural",
-     "attenuation_slope", None),
-    ("Structural: Lin's concordance of coefficients", ("estimate", "respondents"), "structural", "lins_ccc", None),
-    ("Individual: Pearson r of the scale score", ("respondents",), "individual", "pearson_r", None),
+CURVES = [  # (row label, source preference, axis, metric, item or None = the scale/formula response)
+    ("W1 normalised\n(mean over items)", ("estimate",), "marginal", "wasserstein1_norm", ITEM_MEAN),
+    ("|mean difference|\n(mean over items)", ("estimate",), "marginal", "mean_abs_difference", ITEM_MEAN),
+    ("coverage of the\nhuman mean", ("estimate",), "marginal", "mean_coverage", ITEM_MEAN),
+    ("attenuation slope\n(1 = none)", ("estimate", "respondents"), "structural", "attenuation_slope", None),
+    ("magnitude ratio\n(1 = same size)", ("estimate", "respondents"), "structural", "magnitude_ratio", None),
+    ("CCC of\ncoefficients", ("estimate", "respondents"), "structural", "lins_ccc", None),
+    ("Pearson r of\nthe scale score", ("respondents",), "individual", "pearson_r", None),
 ]
+#: metrics that are rates: their axis is capped at 1
+RATES = {"mean_coverage", "coverage", "share_coverage"}
 
 
 def _plt():
@@ -101,6 +109,7 @@ def fig_overview(cmp) -> Any:
         "mean coverage": lambda v: 1 - np.abs(v - level) / 0.2,
         "CCC": lambda v: v,
         "attenuation": lambda v: 1 - np.abs(v - 1) / 0.6,
+        "magnitude ratio": lambda v: 1 - np.abs(np.log(np.clip(v, 1e-9, None))) / np.log(2),
         "coef coverage": lambda v: 1 - np.abs(v - level) / 0.3,
         "r (scale)": lambda v: v,
         "kappa": lambda v: v,
@@ -118,35 +127,71 @@ def fig_overview(cmp) -> Any:
     return fig
 
 
+def _families(cmp) -> list[str]:
+    """Families in the order of the methods run."""
+    fam = cmp.table.drop_duplicates("method").set_index("method")["family"]
+    return list(dict.fromkeys(fam[m] for m in _methods(cmp)))
+
+
 def fig_curves(cmp) -> Any:
-    """Pilot-size curves: mean over repeats with +-1 SD bars, one line per method."""
+    """Pilot-size curves as small multiples: one column of panels per family, one row per metric.
+
+    Each panel shows the family's methods (mean over repeats, bars = ±1 SD, colours shared across
+    panels); rows share their y axis; rates (coverage) are capped at 1, with the nominal level
+    dashed; slopes and ratios have 1 dashed. Rows that no method gives are left out.
+    """
     plt = _plt()
     t = cmp.table[cmp.table["grouping"] == ALL]
-    fig, axes = plt.subplots(2, 3, figsize=(13, 7))
-    colour = {m: f"C{i % 10}" for i, m in enumerate(_methods(cmp))}
-    for ax, (title, sources, axis, metric, item) in zip(axes.ravel(), CURVES):
-        shown = False
-        for m in _methods(cmp):
-            sel = _select(t[t["method"] == m], sources, axis, metric, item)
-            if sel.empty:
-                continue
-            g = sel.groupby("n_pilot")["value"].agg(["mean", "std"]).reset_index()
-            ax.errorbar(g["n_pilot"], g["mean"], yerr=g["std"].fillna(0), marker="o", capsize=3, label=m,
-                        color=colour[m])
-            shown = True
-        if metric in ("attenuation_slope",):
-            ax.axhline(1.0, color="grey", lw=0.8, ls="--")
-        if metric == "mean_coverage":
-            ax.axhline(cmp.spec.level, color="grey", lw=0.8, ls="--")
-        ax.set_title(title, fontsize=9)
-        ax.set_xlabel("humans in the pilot", fontsize=8)
-        if not shown:
-            ax.text(0.5, 0.5, "no method gives this metric", ha="center", va="center", transform=ax.transAxes)
-    from matplotlib.lines import Line2D
-
-    handles = [Line2D([], [], color=c, marker="o", label=m) for m, c in colour.items()]
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 8), fontsize=8)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    methods = _methods(cmp)
+    fam_of = t.drop_duplicates("method").set_index("method")["family"]
+    families = _families(cmp)
+    colour = {m: f"C{i % 10}" for i, m in enumerate(methods)}
+    rows = []
+    for spec in CURVES:
+        per = {m: _select(t[t["method"] == m], *spec[1:]) for m in methods}
+        per = {m: sel for m, sel in per.items() if not sel.empty}
+        if per:
+            rows.append((spec, per))
+    if not rows:
+        return None
+    fig, axes = plt.subplots(len(rows), len(families), figsize=(2.5 * len(families) + 1.2, 1.9 * len(rows) + 1.0),
+                             sharey="row", sharex=True, squeeze=False)
+    for i, ((label, _, _, metric, _), per) in enumerate(rows):
+        for j, fam in enumerate(families):
+            ax = axes[i][j]
+            shown = False
+            for m, sel in per.items():
+                if fam_of.get(m) != fam:
+                    continue
+                g = sel.groupby("n_pilot")["value"].agg(["mean", "std"]).reset_index()
+                mean, sd = g["mean"].to_numpy(float), np.nan_to_num(g["std"].to_numpy(float))
+                up = np.minimum(sd, 1.0 - mean) if metric in RATES else sd
+                ax.errorbar(g["n_pilot"], mean, yerr=np.vstack([sd, np.clip(up, 0, None)]), marker="o", ms=4,
+                            capsize=2, color=colour[m], label=m, clip_on=False)
+                shown = True
+            if metric in ("attenuation_slope", "magnitude_ratio"):
+                ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+            if metric in RATES:
+                ax.axhline(cmp.spec.level, color="grey", lw=0.8, ls="--")
+            if not shown:
+                ax.text(0.5, 0.5, "not given", ha="center", va="center", transform=ax.transAxes, color="grey",
+                        fontsize=8)
+            if i == 0:
+                ax.set_title(fam, fontsize=10)
+            if j == 0:
+                ax.set_ylabel(label, fontsize=8)
+            if i == len(rows) - 1:
+                ax.set_xlabel("humans in the pilot", fontsize=8)
+            ax.tick_params(labelsize=7)
+        if metric in RATES:  # capped at 1: a rate above 1 does not exist, and bars must not suggest one
+            lo = min([cmp.spec.level] + [float(np.nanmin(sel["value"])) for sel in per.values()
+                                         if sel["value"].notna().any()])
+            axes[i][0].set_ylim(max(lo - 0.05, 0.0), 1.0)
+    for j, fam in enumerate(families):  # one legend per family, under its column's first panel
+        handles = [plt.Line2D([], [], color=colour[m], marker="o", label=m) for m in methods if fam_of.get(m) == fam]
+        if handles:
+            axes[0][j].legend(handles=handles, fontsize=7, loc="best")
+    fig.tight_layout()
     return fig
 
 
@@ -286,16 +331,146 @@ def _fmt(v: Any) -> str:
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;
-color:#222}h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ddd}
+color:#222}h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ddd}h3{font-size:1em}
 table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0}td,th{border:1px solid #ccc;padding:3px 7px;
 text-align:right}th{background:#f3f3f3}td:first-child{text-align:left}img{max-width:100%;display:block;margin:0.5em 0}
-.note{color:#555;font-size:0.9em}
+.note{color:#555;font-size:0.9em}#conclude{background:#f7f9fc;border:1px solid #d5deea;padding:0.2em 1em 0.8em}
+#conclude li{margin:0.25em 0}
 """
+
+#: the "What to conclude" subsections: finding kind -> heading
+CONCLUDE_HEADS = {"best": "Best family and method per axis", "tradeoff": "Trade-offs between families",
+                  "worst_subgroup": "Worst subgroup per family", "trust": "Can each simulator be trusted, and for what?"}
+
+
+def conclusions_html(found: list[dict]) -> str:
+    """The "What to conclude" section from :func:`rectify.conclusions.conclusions` (text escaped).
+
+    Examples
+    --------
+    >>> from rectify.conclusions import example_table
+    >>> html_ = conclusions_html(conclusions(example_table()))
+    >>> html_.startswith("<section id='conclude'><h2>What to conclude</h2>"), "<li>" in html_
+    (True, True)
+    """
+    e = html.escape
+    out = ["<section id='conclude'><h2>What to conclude</h2>"]
+    out += [f"<p class='note'>{e(f['text'])}</p>" for f in found if f["kind"] == "setting"]
+    for kind, head in CONCLUDE_HEADS.items():
+        items = [f for f in found if f["kind"] == kind]
+        if items:
+            out.append(f"<h3>{e(head)}</h3><ul>" + "".join(f"<li>{e(f['text'])}</li>" for f in items) + "</ul>")
+    out.append("</section>")
+    return "".join(out)
+
+
+def planning_summary(plan: pd.DataFrame, level: float = 0.95) -> list[str]:
+    """A few plain lines summarising the planning table (``Comparison.meta["planning"]``).
+
+    The correlation rho between human answers and the simulator's predictions, the humans needed
+    for an interval of the item mean of the table's half-width (classical vs PPI++, median and
+    range over items) and the item where PPI++ saves the most.
+
+    Examples
+    --------
+    >>> plan = pd.DataFrame({"item": ["a", "b"], "n_pilot": [100, 100], "rho": [0.5, 0.1],
+    ...     "rho_low": [0.4, 0.0], "rho_high": [0.6, 0.2], "n_eff": [130.0, 101.0],
+    ...     "needed_classical": [400, 300], "needed_ppi++": [300, 297], "needed_ppi++_pessimistic": [320, 300],
+    ...     "note": ["", ""]})
+    >>> plan.attrs["half_width"] = 0.1
+    >>> for line in planning_summary(plan): print(line)
+    rho between human answers and the simulator's predictions: median 0.30, range 0.10-0.50 over 2 items.
+    Humans needed for a 95% interval of an item mean of half-width 0.1: classical median 350 (300-400), PPI++ median 298 (297-300), PPI++ at the pessimistic end of rho median 310 (300-320).
+    PPI++ saves the most on item a: 100 fewer humans (25%).
+    """
+    if plan is None or not len(plan):
+        return []
+    hw = plan.attrs.get("half_width", 0.1)
+    ok = plan[plan["rho"].notna()] if "rho" in plan.columns else plan.iloc[:0]
+    lines = []
+    if len(ok):
+        lines.append(f"rho between human answers and the simulator's predictions: median {ok['rho'].median():.2f}, "
+                     f"range {ok['rho'].min():.2f}-{ok['rho'].max():.2f} over {len(ok)} item"
+                     f"{'s' if len(ok) != 1 else ''}.")
+        cols = [("needed_classical", "classical"), ("needed_ppi++", "PPI++"),
+                ("needed_ppi++_pessimistic", "PPI++ at the pessimistic end of rho")]
+        parts = [f"{name} median {ok[c].median():.0f} ({ok[c].min():.0f}-{ok[c].max():.0f})"
+                 for c, name in cols if c in ok.columns and ok[c].notna().any()]
+        if parts:
+            lines.append(f"Humans needed for a {100 * level:g}% interval of an item mean of half-width {hw:g}: "
+                         + ", ".join(parts) + ".")
+        if {"needed_classical", "needed_ppi++"} <= set(ok.columns):
+            save = (ok["needed_classical"] - ok["needed_ppi++"]).astype(float)
+            k = save.idxmax()
+            if save[k] > 0:
+                lines.append(f"PPI++ saves the most on item {ok.loc[k, 'item']}: {save[k]:.0f} fewer humans "
+                             f"({100 * save[k] / ok.loc[k, 'needed_classical']:.0f}%).")
+            else:
+                lines.append("PPI++ saves no humans on any item: the simulator's predictions add nothing here.")
+    bad = plan[plan["rho"].isna()] if "rho" in plan.columns else plan
+    if len(bad):
+        lines.append("Not estimable: " + ", ".join(f"{r['item']} ({r.get('note', '')})" for _, r in bad.iterrows())
+                     + ".")
+    return lines
+
+
+def _labelled(df: pd.DataFrame) -> pd.DataFrame:
+    """Readable column names and metric names (:data:`rectify.conclusions.LABELS`)."""
+    out = df.copy()
+    if "metric" in out.columns:
+        out["metric"] = out["metric"].map(lambda m: LABELS.get(m, m))
+    return out.rename(columns=lambda c: LABELS.get(c, PLAN_LABELS.get(c, c)))
+
+
+PLAN_LABELS = {"rho": "rho", "rho_low": "rho (low)", "rho_high": "rho (high)", "n_eff": "effective n (PPI++)",
+               "needed_classical": "humans needed: classical", "needed_ppi++": "humans needed: PPI++",
+               "needed_ppi++_pessimistic": "humans needed: PPI++ (pessimistic)", "note": "note"}
+
+
+def _worst_section(cmp) -> list[str]:
+    from .fidelity import group_summary
+
+    sub = cmp.table[(cmp.table["n_pilot"] == cmp.table["n_pilot"].max()) & (cmp.table["grouping"] != ALL)]
+    # one source per axis: the population estimate for the marginal axis, per-person predictions otherwise
+    sub = sub[(sub["axis"] == "marginal") == (sub["source"] == "estimate")]
+    rows = []
+    for m, part in sub.groupby("method", sort=False):
+        gs = group_summary(part.groupby(["source", "axis", "metric", "item", "grouping", "group"], sort=False)
+                           ["value"].mean().reset_index().assign(n=0, note="")
+                           .drop(columns="source"))
+        gs = gs[(gs["item"] == ITEM_MEAN) | ~gs["item"].isin(list(cmp.spec.items))]
+        gs = gs[gs["metric"].isin(["wasserstein1_norm", "mean_abs_difference", "pearson_r", "weighted_kappa",
+                                   "attenuation_slope", "magnitude_ratio"])]
+        rows.append(gs.assign(method=m))
+    if not rows:
+        return []
+    worst = pd.concat(rows, ignore_index=True)[["method", "axis", "metric", "item", "grouping", "worst_group",
+                                                "worst_value", "best_group", "best_value", "spread"]]
+    return ["<h2>Worst subgroup per method and metric</h2>", _table_html(_labelled(worst), index=False)]
+
+
+def _planning_section(cmp, folder: str) -> list[str]:
+    plan = cmp.meta.get("planning")
+    if plan is None or not len(plan):
+        return []
+    plan.to_csv(os.path.join(folder, "planning.csv"), index=False)
+    e = html.escape
+    lines = planning_summary(plan, cmp.spec.level)
+    return ["<h2>Planning: humans needed</h2>",
+            "<p class='note'>From the first pilot of the largest size, per item: the correlation rho between human "
+            "answers and the simulator's predictions (80% Fisher-z interval), PPI++'s effective sample size and "
+            "the humans needed for an interval of the item mean, classical vs PPI++ (see rectify.planning).</p>",
+            "<ul>" + "".join(f"<li>{e(x)}</li>" for x in lines) + "</ul>",
+            "<p>Full table, one row per item: <a href='planning.csv'>planning.csv</a>.</p>"]
 
 
 def write_report(cmp, folder: str = "rectify-report", title: str = "rectify comparison",
                  intro: str = "") -> str:
     """Write ``report.html`` and the CSV tables into ``folder``; return the report's path.
+
+    The page opens with **What to conclude** (:func:`rectify.conclusions.conclusions` at the
+    largest pilot size); ``planning.csv`` (the full planning table) is written beside the report
+    and linked from its planning summary.
 
     Parameters
     ----------
@@ -312,6 +487,16 @@ def write_report(cmp, folder: str = "rectify-report", title: str = "rectify comp
     -------
     str
         Path of ``report.html``.
+
+    Examples
+    --------
+    Writing the figures takes a few seconds, so this example shows only the check at the door
+    (``write_report(compare(...), "folder")`` is the real use; see tests/test_report.py):
+
+    >>> write_report(pd.DataFrame(), "unused")
+    Traceback (most recent call last):
+    ...
+    rectify.errors.InputError: argument 'cmp' must be a Comparison (from rectify.comparison), got DataFrame
     """
     from .comparison import Comparison, headline
 
@@ -322,15 +507,20 @@ def write_report(cmp, folder: str = "rectify-report", title: str = "rectify comp
     cmp.summary().to_csv(os.path.join(folder, "fidelity_summary.csv"), index=False)
     cmp.estimates.to_csv(os.path.join(folder, "estimates.csv"), index=False)
     cmp.coefficients.to_csv(os.path.join(folder, "coefficients.csv"), index=False)
-    figs = figures(cmp)
     e = html.escape
     spec = cmp.spec
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{e(title)}</title>"
              f"<style>{CSS}</style></head><body>", f"<h1>{e(title)}</h1>"]
     if intro:
         parts.append(f"<p>{e(intro)}</p>")
+    if cmp.table.empty:
+        parts.append("<section id='conclude'><h2>What to conclude</h2><p>Nothing: no method finished a cell "
+                     "(see Methods not run below).</p></section>")
+    else:
+        parts.append(conclusions_html(conclusions(cmp)))
+    figs = figures(cmp) if not cmp.table.empty else {}
     parts.append(
-        "<p class='note'>"
+        "<h2>Setting</h2><p class='note'>"
         f"{len(spec.items)} items; pilot sizes {e(', '.join(map(str, cmp.pilot_sizes)))}; {cmp.repeats} seeded "
         f"random pilots per size (seed {cmp.random_state}); groups: {e(', '.join(spec.groups) or 'none')}; "
         f"formula: {e(spec.formula or 'none')}; run time {cmp.seconds:.0f} s. "
@@ -338,55 +528,33 @@ def write_report(cmp, folder: str = "rectify-report", title: str = "rectify comp
         "predictions with the held-out humans (the frame minus the pilot).</p>")
     fam = pd.DataFrame([{"method": m, "family": f, "description": d} for m, (f, d) in cmp.methods.items()])
     parts += ["<h2>Methods</h2>", _table_html(fam.set_index("method"))]
-    parts += ["<h2>Fidelity overview per method and axis</h2>",
-              "<p class='note'>Mean ± SD over the repeated pilots at the largest pilot size, whole sample. "
-              "Marginal: the method's population answer distribution vs the humans (mean over items). "
-              "Structural: coefficients of the formula vs the human ones. Individual: per-person "
-              "predictions vs held-out humans (only for methods that predict each person).</p>",
-              _table_html(headline(cmp.table, None, _methods(cmp)))]
+    if not cmp.table.empty:
+        parts += ["<h2>Fidelity overview per method and axis</h2>",
+                  "<p class='note'>Mean ± SD over the repeated pilots at the largest pilot size, whole sample. "
+                  "Marginal: the method's population answer distribution vs the humans (mean over items). "
+                  "Structural: coefficients of the formula vs the human ones. Individual: per-person "
+                  "predictions vs held-out humans (only for methods that predict each person).</p>",
+                  _table_html(headline(cmp.table, None, _methods(cmp)))]
     captions = {
         "overview": "Headline metrics (numbers: means over repeats; colour: a fixed scale per metric -- "
                     "distances near 0, ratios and slopes near 1, coverage near the nominal level, "
                     "correlations near 1 are green).",
-        "curves": "Pilot-size curves: mean over repeats, bars = ±1 SD across pilot draws.",
+        "curves": "Pilot-size curves, one column per family: mean over repeats, bars = ±1 SD across pilot "
+                  "draws; coverage is capped at 1 (dashed: the nominal level); dashed at 1 for the attenuation "
+                  "slope and the magnitude ratio.",
         "subgroups": "Subgroups at the largest pilot size (n.e. = not estimable: group too small).",
         "coefficients": "Human vs simulated / corrected coefficients with intervals.",
         "distributions": "Answer distributions: human shares vs each method's estimate (first pilot).",
     }
-    heads = {"overview": "Overview heatmap", "curves": "Pilot-size curves", "subgroups": "Subgroup heatmap",
+    heads = {"overview": "Overview heatmap", "curves": "Pilot-size curves by family", "subgroups": "Subgroup heatmap",
              "coefficients": "Coefficients: human vs methods", "distributions": "Answer distributions"}
     for key, b64 in figs.items():
         parts += [f"<h2>{e(heads[key])}</h2>", f"<p class='note'>{e(captions[key])}</p>",
                   f"<img alt='{e(heads[key])}' src='data:image/png;base64,{b64}'>"]
-    from .fidelity import group_summary
-
-    sub = cmp.table[(cmp.table["n_pilot"] == cmp.table["n_pilot"].max()) & (cmp.table["grouping"] != ALL)]
-    # one source per axis: the population estimate for the marginal axis, per-person predictions otherwise
-    sub = sub[(sub["axis"] == "marginal") == (sub["source"] == "estimate")]
-    if not sub.empty:
-        rows = []
-        for m, part in sub.groupby("method", sort=False):
-            gs = group_summary(part.groupby(["source", "axis", "metric", "item", "grouping", "group"], sort=False)
-                               ["value"].mean().reset_index().assign(n=0, note="")
-                               .drop(columns="source"))
-            gs = gs[(gs["item"] == ITEM_MEAN) | ~gs["item"].isin(list(cmp.spec.items))]
-            gs = gs[gs["metric"].isin(["wasserstein1_norm", "mean_abs_difference", "pearson_r", "weighted_kappa",
-                                       "attenuation_slope"])]
-            rows.append(gs.assign(method=m))
-        if rows:
-            worst = pd.concat(rows, ignore_index=True)[["method", "axis", "metric", "item", "grouping", "worst_group",
-                                                        "worst_value", "best_group", "best_value", "spread"]]
-            parts += ["<h2>Worst subgroup per method and metric</h2>", _table_html(worst, index=False)]
-    plan = cmp.meta.get("planning")
-    if plan is not None and len(plan):
-        hw = plan.attrs.get("half_width", 0.1)
-        parts += ["<h2>Planning: humans needed</h2>",
-                  f"<p class='note'>From the first pilot of the largest size: the correlation rho between human "
-                  f"answers and the simulator's predictions (80% Fisher-z interval), the effective sample size of "
-                  f"PPI++ (n / (1 - rho² N/(N+n))) and the humans needed for a {100 * cmp.spec.level:g}% interval "
-                  f"of the item mean of half-width {hw:g}, classical vs PPI++ (pessimistic: at the lower end of "
-                  f"the rho interval). See rectify.planning.</p>",
-                  _table_html(plan.set_index("item"))]
+    parts += _worst_section(cmp)
+    planning = _planning_section(cmp, folder)
+    planned = bool(planning)
+    parts += planning
     if cmp.skipped or len(cmp.failures):
         parts.append("<h2>Methods not run</h2>")
         if cmp.skipped:
@@ -398,7 +566,9 @@ def write_report(cmp, folder: str = "rectify-report", title: str = "rectify comp
               "<p>The tidy table: <a href='fidelity.csv'>fidelity.csv</a> (one row per method, pilot size, repeat, "
               "metric, item and group); summaries over repeats: <a href='fidelity_summary.csv'>fidelity_summary.csv"
               "</a>; estimates: <a href='estimates.csv'>estimates.csv</a>; coefficients: "
-              "<a href='coefficients.csv'>coefficients.csv</a>.</p>", "</body></html>"]
+              "<a href='coefficients.csv'>coefficients.csv</a>"
+              + ("; planning: <a href='planning.csv'>planning.csv</a>" if planned else "") + ".</p>",
+              "</body></html>"]
     path = os.path.join(folder, "report.html")
     with open(path, "w", encoding="utf-8") as fh:
         fh.write("\n".join(parts))
