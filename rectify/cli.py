@@ -1,4 +1,4 @@
-"""Command line: ``rectify demo`` and ``rectify compare CONFIG.toml``.
+"""Command line: ``rectify demo``, ``rectify compare CONFIG.toml`` and ``rectify methods``.
 
 ``rectify demo`` prints the PPI table on the bundled synthetic survey, then runs the full
 comparison (every available method x pilot sizes x repeated pilots) and writes a self-contained
@@ -30,9 +30,20 @@ ANES 1996 extract with the embedded model's stored answers (``./rectify-report/a
     plus = ["q1", "q2"]
     minus = ["q3"]
 
+Simulators (the embedded local model, any OpenAI-compatible server, stored answer columns),
+prompting strategies, fine-tuning settings and combined pipelines are described in
+:mod:`rectify.config`. ``rectify compare --design seed CONFIG.toml`` (or ``--design seed misinfo``,
+a bundled data set) applies the paper's protocol -- a 5% pilot, evaluation on the people outside
+it, the ideology subgroup (``--group COL`` for another), every family, every axis -- and prints the
+families x axes table, overall and per subgroup. ``rectify methods [CONFIG.toml]`` lists every
+registered method (family, default, what it needs, description).
+
 With a checkpoint folder, a run killed at any moment (even ``kill -9``) is resumed by running the
 same command again: it prints ``Checkpoint DIR: resumed N finished cells, computed M`` and
-recomputes only the unfinished cells (and any cell whose files were found damaged).
+recomputes only the unfinished cells, any cell whose files were found damaged, every failed cell
+(except a deterministic input error) and every cell whose answers were partly missing.
+
+A bad configuration, bad data or an unreachable server gives one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -50,23 +61,8 @@ _ERROR_WORDS = {
     "CacheError": "response cache error", "BackendError": "LLM backend error",
 }
 
-CONFIG_KEYS = {
-    "frame": str, "items": list, "scores": list, "predicted": (str, dict), "probabilities": (str, dict),
-    "formula": str, "groups": list, "covariates": list, "methods": list, "pilot_sizes": list, "repeats": int,
-    "seed": int, "level": float, "min_group_n": int, "output": str, "checkpoint": str, "title": str,
-    "scales": dict, "backend": (str, dict),
-}
-
-
-_TOML_NAMES = {"str": "string in double quotes", "list": "list in [ ]", "int": "whole number",
-               "float": "number", "dict": "table", "str or dict": "string or table"}
-
-
-def load_config(path: str) -> dict:
-    """Read and check a comparison configuration (TOML); return keyword arguments and settings.
-
-    Raises :class:`~rectify.errors.ConfigError` for an unreadable file, an unknown key, a value of
-    the wrong type or a missing frame.
+def load_config(path: str, design: str | None = None) -> dict:
+    """Read and check a comparison configuration (see :func:`rectify.config.load_config`).
 
     Examples
     --------
@@ -77,81 +73,12 @@ def load_config(path: str) -> dict:
     >>> try:
     ...     load_config(p)
     ... except ConfigError as err:
-    ...     print(err)
-    unknown key(s) ['colour'] in ...c.toml; remove or rename them (allowed: backend, checkpoint, covariates, formula, frame, groups, items, level, methods, min_group_n, output, pilot_sizes, predicted, probabilities, repeats, scales, scores, seed, title)
+    ...     print(str(err).split(" in ")[0])
+    unknown key(s) ['colour']
     """
-    import tomllib
+    from .config import load_config as _load
 
-    if not os.path.isfile(path):
-        raise ConfigError(f"configuration file {path!r} not found; check the path")
-    try:
-        with open(path, "rb") as fh:
-            cfg = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: not valid TOML: {err}; fix the syntax there (strings in double quotes, lists "
-                          f"in [ ], one key = value per line)") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: cannot read the configuration ({err}); check that it is a UTF-8 text "
-                          "file") from None
-    unknown = sorted(set(cfg) - set(CONFIG_KEYS))
-    if unknown:
-        raise ConfigError(f"unknown key(s) {unknown} in {path}; remove or rename them (allowed: "
-                          f"{', '.join(sorted(CONFIG_KEYS))})")
-    for key, typ in CONFIG_KEYS.items():
-        if key in cfg:
-            v = cfg[key]
-            ok = isinstance(v, typ) and not (typ is int and isinstance(v, bool))
-            if typ is float and isinstance(v, int) and not isinstance(v, bool):
-                ok = True
-            if not ok:
-                want = " or ".join(t.__name__ for t in (typ if isinstance(typ, tuple) else (typ,)))
-                raise ConfigError(f"{path}: key {key!r} has the wrong type ({type(v).__name__}); give a TOML "
-                                  f"{_TOML_NAMES.get(want, want)}")
-    for key in ("frame", "items"):
-        if key not in cfg:
-            raise ConfigError(f"{path}: key {key!r} is required; add it (the format is in the docs of rectify.cli)")
-    if "backend" in cfg:
-        raise ConfigError(f"{path}: 'backend' (prompting an LLM inside compare) is not supported yet; simulate "
-                          "the answers first (rectify.llm) and name their columns with 'predicted'/'probabilities'")
-    base = os.path.dirname(os.path.abspath(path))
-    frame_path = cfg["frame"] if os.path.isabs(cfg["frame"]) else os.path.join(base, cfg["frame"])
-    if not os.path.isfile(frame_path):
-        raise ConfigError(f"{path}: frame file {frame_path!r} not found; check the path (a relative path is read "
-                          "from the configuration's folder)")
-    for key in ("items", "scores", "groups", "covariates", "methods", "pilot_sizes"):
-        if key in cfg and not cfg[key]:
-            raise ConfigError(f"{path}: key {key!r} is empty; list at least one value or remove the key")
-    if any(isinstance(s, bool) or not isinstance(s, int) for s in cfg.get("pilot_sizes", [])):
-        raise ConfigError(f"{path}: 'pilot_sizes' must be a list of integers; write e.g. [50, 100, 200]")
-    scales = {}
-    for name, sc in cfg.get("scales", {}).items():
-        if not isinstance(sc, dict) or set(sc) - {"plus", "minus"} or "plus" not in sc:
-            raise ConfigError(f"{path}: scale {name!r} must be a table with 'plus' (and optionally 'minus') lists")
-        scales[name] = (list(sc["plus"]), list(sc.get("minus", [])))
-    kwargs = {
-        "items": list(cfg["items"]),
-        "methods": cfg.get("methods"),
-        "pilot_sizes": cfg.get("pilot_sizes", [50, 100, 200]),
-        "repeats": cfg.get("repeats", 5),
-        "groups": cfg.get("groups"),
-        "formula": cfg.get("formula"),
-        "scales": scales or None,
-        "predicted": cfg.get("predicted", "{item}_llm"),
-        "probabilities": cfg.get("probabilities"),
-        "scores": cfg.get("scores"),
-        "covariates": cfg.get("covariates"),
-        "random_state": cfg.get("seed", 0),
-        "min_group_n": cfg.get("min_group_n", 20),
-        "level": float(cfg.get("level", 0.95)),
-    }
-    ck = cfg.get("checkpoint")
-    if ck is not None and not os.path.isabs(ck):
-        ck = os.path.join(base, ck)
-    out = cfg.get("output")
-    if out is not None and not os.path.isabs(out):
-        out = os.path.join(base, out)
-    return {"frame": frame_path, "kwargs": kwargs, "output": out, "checkpoint": ck,
-            "title": cfg.get("title", "rectify comparison")}
+    return _load(path, design)
 
 
 def read_frame(path: str):
@@ -193,8 +120,10 @@ def _print_checkpoint(cmp) -> None:
     ck = cmp.meta.get("checkpoint") or {}
     if ck.get("folder"):
         damaged = ck.get("damaged") or []
+        retried = ck.get("retried") or []
         print(f"Checkpoint {ck['folder']}: resumed {ck['resumed']} finished cells, computed {ck['computed']}"
-              + (f" ({len(damaged)} damaged cell(s) found and computed again)" if damaged else ""), flush=True)
+              + (f" ({len(damaged)} damaged cell(s) found and computed again)" if damaged else "")
+              + (f" ({len(retried)} failed or partial cell(s) retried)" if retried else ""), flush=True)
 
 
 def _cmd_demo(args) -> int:
@@ -238,19 +167,112 @@ def _demo_anes(args) -> int:
     return 0
 
 
+def _print_axes(cmp, design: str | None) -> None:
+    """The families x axes table, overall and per subgroup (means over the repeats)."""
+    import pandas as pd
+
+    from .comparison import axes_table
+
+    n = max(cmp.pilot_sizes)
+    where = ("the people outside the pilot" if cmp.meta.get("evaluate") == "rest" else "the whole frame")
+    title = f"Design {design!r}: " if design else ""
+    print(f"{title}families x axes at n_pilot = {n} of {cmp.meta['n_frame']} (mean over {cmp.repeats} pilots; "
+          f"judged on {where})")
+    with pd.option_context("display.width", 250, "display.max_columns", 30, "display.float_format", "{:.3f}".format):
+        print("\n[all]")
+        print(axes_table(cmp.table, n, list(cmp.methods)).to_string())
+        for g in cmp.spec.groups:
+            levels = [x for x in pd.unique(cmp.table.loc[cmp.table["grouping"] == g, "group"])]
+            for lev in levels:
+                t = axes_table(cmp.table, n, list(cmp.methods), grouping=g, group=lev)
+                if not t.empty:
+                    print(f"\n[{g} = {lev}]")
+                    print(t.to_string())
+
+
+def _print_problems(cmp, record: dict | None = None) -> None:
+    if record and record.get("left_out"):
+        print("Methods left out: " + "; ".join(f"{k} ({v})" for k, v in record["left_out"].items()))
+    for p in cmp.meta.get("partial") or []:
+        print(f"Partial answers: {p['method']} n={p['n_pilot']} r={p['repeat']}: unanswered rows per item "
+              f"{p['unanswered']} (metrics on the answered rows; see the note column; rerun to retry)")
+
+
+def _compare_config(args) -> dict:
+    from .config import BUNDLED, bundled_config
+
+    target = args.config
+    if target is None:
+        if not args.design:
+            raise ConfigError("give a configuration file (rectify compare CONFIG.toml) or a design and a bundled data "
+                              f"set (rectify compare --design seed {sorted(BUNDLED)[0]})")
+        target = "misinfo"
+    if os.path.isfile(target) or target.lower().endswith(".toml"):
+        cfg = load_config(target, args.design)
+    else:
+        cfg = bundled_config(target, args.design)
+    kw = cfg["kwargs"]
+    if args.group:
+        kw["groups"] = [args.group]
+    if args.methods:
+        kw["methods"] = list(args.methods)
+    if args.repeats is not None:
+        if args.repeats < 1:
+            raise ConfigError(f"--repeats must be a positive integer, got {args.repeats}")
+        kw["repeats"] = args.repeats
+    return cfg
+
+
 def _cmd_compare(args) -> int:
     from .comparison import compare
+    from .config import bundled_frame, check_servers, prepare
     from .report import write_report
 
-    cfg = load_config(args.config)
-    frame = read_frame(cfg["frame"])
+    cfg = _compare_config(args)
+    frame = read_frame(cfg["frame"]) if cfg["frame"] else bundled_frame(cfg["dataset"])
+    kwargs, record = prepare(cfg, frame, progress=not args.quiet)
+    check_servers(cfg, kwargs["methods"], record["sources"])
     ck = args.checkpoint or cfg["checkpoint"]
-    cmp = compare(frame, checkpoint=ck, progress=not args.quiet, **cfg["kwargs"])
+    cmp = compare(frame, checkpoint=ck, progress=not args.quiet, **kwargs)
     _print_checkpoint(cmp)
-    _print_headline(cmp)
+    if args.design:
+        _print_axes(cmp, args.design)
+        if cmp.skipped:
+            print("Methods not available: " + "; ".join(f"{k} ({v})" for k, v in cmp.skipped.items()))
+        if len(cmp.failures):
+            print(f"{len(cmp.failures)} cell(s) failed; see the report.")
+    else:
+        _print_headline(cmp)
+    _print_problems(cmp, record)
     out = args.out or cfg["output"] or "rectify-report"
     path = write_report(cmp, out, title=cfg["title"])
     print(f"Report written to {os.path.abspath(path)}")
+    return 0
+
+
+def _cmd_methods(args) -> int:
+    """List every registered method: name, family, default, what it needs, description."""
+    import pandas as pd
+
+    from . import registry
+
+    if args.config:
+        from .config import bundled_frame, prepare
+
+        cfg = load_config(args.config)
+        frame = read_frame(cfg["frame"]) if cfg["frame"] else bundled_frame(cfg["dataset"])
+        prepare(cfg, frame, progress=False)
+    rows = []
+    for name, fam in registry.available().items():
+        m = registry.get(name)
+        rows.append({"method": name, "family": fam, "default": "yes" if m.default else "no",
+                     "needs": ", ".join(m.needs) or "-", "description": m.description})
+    order = {f: i for i, f in enumerate(registry.FAMILIES)}
+    t = pd.DataFrame(rows).sort_values("family", key=lambda c: c.map(order), kind="stable")
+    with pd.option_context("display.width", 250, "display.max_colwidth", 200):
+        print(t.to_string(index=False))
+    for name, why in registry.unavailable().items():
+        print(f"not available: {name} ({why})")
     return 0
 
 
@@ -287,11 +309,19 @@ def main(argv: list[str] | None = None) -> int:
     p_demo.add_argument("--anes-methods", nargs="+", default=None, help="methods of the ANES comparison (default: "
                         "--methods if given, else classical, simulator, ppi++, greg, raking, covariates)")
     p_cmp = sub.add_parser("compare", help="run the comparison on your data (see the CONFIG.toml format in the "
-                           "docs of rectify.cli)")
-    p_cmp.add_argument("config", help="TOML configuration file")
+                           "docs of rectify.config)")
+    p_cmp.add_argument("config", nargs="?", default=None, help="TOML configuration file, or with --design the name "
+                       "of a bundled data set (misinfo, anes96)")
+    p_cmp.add_argument("--design", default=None, help="a named design merged under the configuration: 'seed' (5%% "
+                       "pilot, evaluation on the rest, the subgroup, every family, every axis)")
+    p_cmp.add_argument("--group", default=None, help="subgroup column (overrides 'groups')")
+    p_cmp.add_argument("--methods", nargs="+", default=None, help="method names (overrides 'methods')")
+    p_cmp.add_argument("--repeats", type=int, default=None, help="pilots per size (overrides 'repeats')")
     p_cmp.add_argument("--out", default=None, help="report folder (overrides 'output')")
     p_cmp.add_argument("--checkpoint", default=None)
     p_cmp.add_argument("--quiet", action="store_true")
+    p_met = sub.add_parser("methods", help="list the registered methods (family, what they need, description)")
+    p_met.add_argument("config", nargs="?", default=None, help="a configuration: also list the methods it builds")
     args = parser.parse_args(argv)
     if args.version:
         print(f"rectify {__version__}")
@@ -301,11 +331,14 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_demo(args)
         if args.command == "compare":
             return _cmd_compare(args)
-    except ConfigError as err:
-        print(f"rectify: configuration error: {err}", file=sys.stderr)
+        if args.command == "methods":
+            return _cmd_methods(args)
+    except ConfigError as err:  # one line on stderr, exit code 2, no traceback
+        print(f"rectify: configuration error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     except RectifyError as err:  # bad data, non-convergence, cache or backend trouble: no traceback
-        print(f"rectify: {_ERROR_WORDS.get(type(err).__name__, 'error')}: {err}", file=sys.stderr)
+        print(f"rectify: {_ERROR_WORDS.get(type(err).__name__, 'error')}: {' '.join(str(err).split())}",
+              file=sys.stderr)
         return 2
     parser.print_help()
     return 2

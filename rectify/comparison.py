@@ -64,7 +64,7 @@ from .errors import ConfigError, InputError, MissingCovariateError
 from .registry import ALL, Spec
 from .result import check_level
 
-__all__ = ["compare", "Comparison", "make_spec", "summarize", "headline", "TABLE_COLUMNS"]
+__all__ = ["compare", "Comparison", "make_spec", "summarize", "headline", "axes_table", "AXES", "TABLE_COLUMNS"]
 
 TABLE_COLUMNS = ["method", "family", "n_pilot", "repeat", "source", "axis", "metric", "item", "grouping",
                  "group", "value", "n", "note"]
@@ -716,12 +716,13 @@ HEADLINE = [
 
 
 def headline(table: pd.DataFrame, n_pilot: int | None = None, methods: Sequence[str] | None = None,
-             numeric: bool = False, grouping: str = ALL, group: str = ALL) -> pd.DataFrame:
+             numeric: bool = False, grouping: str = ALL, group: str = ALL,
+             columns: Sequence[tuple] | None = None) -> pd.DataFrame:
     """One row per method: headline metrics (whole sample) as "mean ± sd" over repeats.
 
     Structural metrics come from the method's own coefficients when it gives them, else from
     its per-person predictions. ``numeric=True`` returns the means as floats. ``grouping`` and
-    ``group`` pick one subgroup (default: the whole sample).
+    ``group`` pick one subgroup (default: the whole sample); ``columns`` replaces :data:`HEADLINE`.
 
     Examples
     --------
@@ -742,7 +743,7 @@ def headline(table: pd.DataFrame, n_pilot: int | None = None, methods: Sequence[
         if tm.empty:
             continue
         row: dict[str, Any] = {"method": m, "family": tm["family"].iloc[0]}
-        for label, sources, axis, metric, item in HEADLINE:
+        for label, sources, axis, metric, item in (HEADLINE if columns is None else columns):
             cell = math.nan if numeric else ""
             for src in sources:
                 sel = tm[(tm["source"] == src) & (tm["axis"] == axis) & (tm["metric"] == metric)]
@@ -760,6 +761,38 @@ def headline(table: pd.DataFrame, n_pilot: int | None = None, methods: Sequence[
             row[label] = cell
         rows.append(row)
     return pd.DataFrame(rows).set_index("method")
+
+
+#: the families x axes table of the seed design: (label, source preference, axis, metric, item)
+AXES = [
+    ("marginal: W1", ("estimate",), "marginal", "wasserstein1_norm", ITEM_MEAN),
+    ("marginal: |mean diff|", ("estimate",), "marginal", "mean_abs_difference", ITEM_MEAN),
+    ("marginal: coverage", ("estimate",), "marginal", "mean_coverage", ITEM_MEAN),
+    ("structural: CCC", ("estimate", "respondents"), "structural", "lins_ccc", None),
+    ("structural: attenuation", ("estimate", "respondents"), "structural", "attenuation_slope", None),
+    ("structural: magnitude", ("estimate", "respondents"), "structural", "magnitude_ratio", None),
+    ("individual: r", ("respondents",), "individual", "pearson_r", None),
+    ("individual: kappa", ("respondents",), "individual", "weighted_kappa", ITEM_MEAN),
+]
+
+
+def axes_table(table: pd.DataFrame, n_pilot: int | None = None, methods: Sequence[str] | None = None,
+               grouping: str = ALL, group: str = ALL) -> pd.DataFrame:
+    """Families x axes: one row per (family, method), the mean over repeats of each axis's metrics
+    (:data:`AXES`) in the whole sample or one subgroup; NaN where a method has no such metric.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"method": "m", "family": "f", "n_pilot": 50, "repeat": [0, 1],
+    ...     "source": "estimate", "axis": "marginal", "metric": "wasserstein1_norm", "item": ITEM_MEAN,
+    ...     "grouping": "all", "group": "all", "value": [0.1, 0.3], "n": 10, "note": ""})
+    >>> round(float(axes_table(t).loc[("f", "m"), "marginal: W1"]), 3)
+    0.2
+    """
+    h = headline(table, n_pilot, methods, numeric=True, grouping=grouping, group=group, columns=AXES)
+    if h.empty:
+        return h
+    return h.reset_index().set_index(["family", "method"]).sort_index(level=0, sort_remaining=False)
 
 
 # ---------------------------------------------------------------------------------------------

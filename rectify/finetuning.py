@@ -48,7 +48,8 @@ from .registry import (
     with_predictions,
 )
 
-__all__ = ["FINETUNE_KEYS", "finetune_methods", "lora_estimator", "check_finetune_settings", "IN_SAMPLE_MESSAGE"]
+__all__ = ["FINETUNE_KEYS", "finetune_methods", "lora_estimator", "covariate_estimator", "PerItemClassifier",
+           "check_finetune_settings", "IN_SAMPLE_MESSAGE"]
 
 #: ``[finetune]`` keys -> (LoRAClassifier parameter or None for a method setting, accepted types)
 FINETUNE_KEYS: dict[str, tuple[str | None, tuple]] = {
@@ -107,6 +108,47 @@ def lora_estimator(spec: Spec, seed: int, **params: Any) -> Any:
         raise ConfigError(f"[finetune]: LoRAClassifier has no parameter(s) {absent} in this version; remove them")
     opts = list(spec.scores) if len(spec.items) == 1 else [list(spec.scores)] * len(spec.items)
     return LoRAClassifier(options=opts, random_state=seed, **params)
+
+
+class PerItemClassifier:
+    """One single-item classifier per column of ``Y``: ``fit(X, Y)``, ``predict_proba(X)`` -> list.
+
+    Parameters
+    ----------
+    make : callable
+        ``make() -> classifier`` with ``fit(X, y)`` and ``predict_proba(X)`` for one item.
+    n_items : int
+
+    Examples
+    --------
+    >>> from rectify.llm.baseline import CovariateClassifier
+    >>> X = pd.DataFrame({"x": np.arange(40.0)}); Y = np.c_[np.arange(40) % 2 + 1, np.arange(40) % 2 + 1]
+    >>> clf = PerItemClassifier(lambda: CovariateClassifier(options=[1, 2], covariates=["x"]), 2).fit(X, Y)
+    >>> [p.shape for p in clf.predict_proba(X.head(3))]
+    [(3, 2), (3, 2)]
+    """
+
+    def __init__(self, make: Callable[[], Any], n_items: int):
+        self.make, self.n_items = make, n_items
+
+    def fit(self, X: Any, Y: Any) -> "PerItemClassifier":
+        Y = np.asarray(Y, float).reshape(len(X), -1)
+        self.models_ = [self.make().fit(X, Y[:, j]) for j in range(self.n_items)]
+        return self
+
+    def predict_proba(self, X: Any) -> list:
+        return [np.asarray(m.predict_proba(X), float) for m in self.models_]
+
+
+def covariate_estimator(spec: Spec, seed: int) -> Any:
+    """The ordinal covariates classifier (:class:`rectify.llm.baseline.CovariateClassifier`), one per item."""
+    from .llm.baseline import CovariateClassifier
+
+    def make():
+        return CovariateClassifier(kind="ordinal", options=list(spec.scores), covariates=list(spec.covariates),
+                                   missing_y="skip", random_state=seed)
+
+    return PerItemClassifier(make, len(spec.items)) if len(spec.items) > 1 else make()
 
 
 def _targets(pilot: pd.DataFrame, spec: Spec) -> np.ndarray:

@@ -748,7 +748,8 @@ def _prompt_probabilities(rows, pilot, spec, item_obj, backend, strategy, k, sel
 
 def prompting_methods(backend: Any, items: Sequence[Any], prefix: str = "prompt", k: int = 5,
                       register_them: bool = True, strategies: Sequence[str] = ("zero-shot", "few-shot"),
-                      selection: str = "random", description: str = "") -> list[Method]:
+                      selection: str = "random", description: str = "",
+                      corrections: Sequence[str] = ("ppi++",)) -> list[Method]:
     """Methods that prompt an LLM through ``backend``: zero-shot, few-shot, and each + PPI++.
 
     ``items`` are :class:`rectify.llm.items.Item` objects (name = the item column; options in the
@@ -756,7 +757,8 @@ def prompting_methods(backend: Any, items: Sequence[Any], prefix: str = "prompt"
     (``k`` per prompt, chosen by ``selection``: ``"random"`` or ``"nearest"``) come from the pilot
     and never include the person predicted, so the PPI++ versions may use the pilot's own
     predictions. Not in the default set (a real LLM is slow); every request goes through the
-    backend's cache.
+    backend's cache. ``corrections`` names the registered methods run on the prompted predictions
+    (default PPI++; e.g. ``"greg"``, ``"raking"``, ``"bayes-chain"``).
 
     A prompt that still fails after the backend's retries (or is answered off the scale) does not
     fail the method: its row is left out of the estimates and listed in
@@ -766,7 +768,7 @@ def prompting_methods(backend: Any, items: Sequence[Any], prefix: str = "prompt"
 
     Returns
     -------
-    list of Method (``<prefix>-<strategy>`` and ``<prefix>-<strategy>+ppi++`` per strategy),
+    list of Method (``<prefix>-<strategy>`` and ``<prefix>-<strategy>+<correction>`` per strategy),
     registered unless ``register_them=False``.
 
     Examples
@@ -785,7 +787,7 @@ def prompting_methods(backend: Any, items: Sequence[Any], prefix: str = "prompt"
     if selection not in ("random", "nearest"):
         raise ConfigError(f"few-shot selection {selection!r}: choose 'random' or 'nearest'")
 
-    def make(strategy: str, rectified: bool) -> Method:
+    def make(strategy: str, rectified: str | None) -> Method:
         def fn(frame, pilot, spec, random_state):
             missing = [i for i in spec.items if i not in by_name]
             if missing:
@@ -806,17 +808,21 @@ def prompting_methods(backend: Any, items: Sequence[Any], prefix: str = "prompt"
                 est = estimates_from_probabilities(probs, frame, spec, note=f"{strategy} prompting; no interval")
                 return MethodOutput(est, predictions=preds, probabilities=probs, info=info)
             fr, pi, spec2 = with_predictions(frame, pilot, spec, probs, rows.index)
-            out = _ppi(fr, pi, spec2, random_state)
+            out = get(rectified).fn(fr, pi, spec2, random_state)
             out.info.update(info)
             return out
 
-        name = f"{prefix}-{strategy}" + ("+ppi++" if rectified else "")
-        fam = "rectification" if rectified else "prompting"
+        name = f"{prefix}-{strategy}" + (f"+{rectified}" if rectified else "")
+        fam = (get(rectified).family if rectified != "ppi++" else "rectification") if rectified else "prompting"
         what = f"{strategy} prompting" + (f" (k={k}, {selection} examples)" if strategy == "few-shot" else "")
         return Method(name, fam, fn, (description + ": " if description else "") + what
-                      + (" + PPI++" if rectified else ""), needs=("covariates",), default=False)
+                      + (f" + {rectified}" if rectified else ""), needs=("covariates",), default=False)
 
-    out = [make(s, r) for s in strategies for r in (False, True)]
+    for c in corrections:
+        if c not in _REGISTRY or "predicted" not in _REGISTRY[c].needs:
+            raise ConfigError(f"correction {c!r} is not a registered method on the simulator's predictions; use one "
+                              f"of {sorted(k for k, m in _REGISTRY.items() if 'predicted' in m.needs)}")
+    out = [make(s, r) for s in strategies for r in (None, *corrections)]
     if register_them:
         for m in out:
             register(m, replace=True)

@@ -20,7 +20,7 @@ def data_dir(tmp_path_factory):
     return d
 
 
-def _config(d, **over):
+def _config(d, tables="", **over):
     cfg = {
         "frame": '"survey.csv"', "items": '["f01", "t01"]', "scores": "[1, 2, 3, 4]",
         "probabilities": '"{item}_p{k}"', "formula": '"disc ~ age + ideology"', "groups": '["ideology"]',
@@ -29,7 +29,7 @@ def _config(d, **over):
     }
     cfg.update(over)
     body = "\n".join(f"{k} = {v}" for k, v in cfg.items() if v is not None)
-    body += '\n[scales.disc]\nplus = ["t01"]\nminus = ["f01"]\n'
+    body += '\n[scales.disc]\nplus = ["t01"]\nminus = ["f01"]\n' + tables
     path = d / "config.toml"
     path.write_text(body)
     return str(path)
@@ -47,21 +47,51 @@ def test_compare_command_writes_the_report(data_dir, capsys):
     assert "CLI &lt;test&gt;" in report.read_text()
 
 
-@pytest.mark.parametrize("over, match", [
-    ({"methods": '["classical", "gpt-magic"]'}, "unknown method 'gpt-magic'"),
-    ({"formula": '"disc ~ age + income"'}, "income"),
-    ({"pilot_sizes": "[60, 900]"}, "900"),
-    ({"items": '["f01", "f99"]'}, "f99"),
-    ({"colour": '"blue"'}, "unknown key"),
-    ({"repeats": '"five"'}, "'repeats' has the wrong type"),
-    ({"frame": '"nowhere.csv"'}, "not found"),
-    ({"backend": '"openai"'}, "not supported yet"),
+SERVER = '[simulators.srv]\nkind = "openai"\nbase_url = "http://127.0.0.1:9/v1"\nmodel = "m"\n'
+PROMPTED = {"items_file": '"items.json"', "covariates": '["age", "ideology"]'}
+
+
+@pytest.mark.parametrize("over, tables, match", [
+    ({"methods": '["classical", "gpt-magic"]'}, "", "unknown method 'gpt-magic'"),
+    ({"formula": '"disc ~ age + income"'}, "", "income"),
+    ({"pilot_sizes": "[60, 900]"}, "", "900"),
+    ({"items": '["f01", "f99"]'}, "", "f99"),  # a missing item column
+    ({"colour": '"blue"'}, "", "unknown key"),
+    ({"repeats": '"five"'}, "", "'repeats' has the wrong type"),  # wrong types
+    ({"k": "2.5"}, "", "'k' has the wrong type"),
+    ({"frame": '"nowhere.csv"'}, "", "not found"),
+    ({"backend": '"openai"'}, "", "'backend' is not a key"),
+    ({"seed": "-3"}, "", "'seed' must be a non-negative"),
+    ({"scores": '["low", "mid", "high", "top"]'}, "", "'scores' must be a list of numbers"),
+    ({}, '[simulators.x]\nkind = "gpt"\n', "kind 'gpt' is unknown"),
+    ({}, '[simulators.x]\nkind = "local"\nbatch_size = "big"\n', "'batch_size' has the wrong type"),
+    ({}, SERVER + 'api_key = "sk-secret-123"\n', "never be written in the configuration"),
+    ({}, '[pipelines.p]\nsimulator = "ghost"\ncorrection = "ppi++"\n', "simulator 'ghost' is not defined"),
+    ({}, '[pipelines.p]\nsimulator = "lora"\ncorrection = "greg"\n', "does not apply"),
+    ({}, '[simulators.st]\nkind = "columns"\npredicted = "{item}_gpt"\n', "f01_gpt"),  # missing column
+    ({}, '[finetune]\nrank = "eight"\n', "'rank' must be int"),
+    ({"strategies": '["three-shot"]'}, "", "unknown strategies"),
+    ({**PROMPTED, "methods": '["srv-zero-shot"]'}, SERVER, "cannot reach the server at http://127.0.0.1:9/v1"),
 ])
-def test_configuration_errors_are_clear(data_dir, capsys, over, match):
-    rc = main(["compare", _config(data_dir, **over), "--quiet"])
-    err = capsys.readouterr().err
+def test_bad_configurations_give_one_clear_line_and_exit_2(data_dir, capsys, over, tables, match):
+    _items_json(data_dir)
+    rc = main(["compare", _config(data_dir, tables=tables, **over), "--quiet"])
+    cap = capsys.readouterr()
     assert rc == 2
-    assert "configuration error" in err and match in err
+    lines = cap.err.strip().splitlines()
+    assert len(lines) == 1, cap.err
+    assert lines[0].startswith("rectify: ") and match in lines[0], lines[0]
+    assert "Traceback" not in cap.err + cap.out and "sk-secret-123" not in cap.err
+
+
+def _items_json(d):
+    import json
+
+    from rectify.datasets import misinfo_items
+
+    recs = [{"name": it.name, "wording": it.wording, "options": list(it.options)} for it in misinfo_items()
+            if it.name in ("f01", "t01")]
+    (d / "items.json").write_text(json.dumps(recs))
 
 
 def test_load_config_resolves_paths_and_defaults(data_dir):
