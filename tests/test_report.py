@@ -3,6 +3,7 @@ headless-Chromium rendering check (`make test` installs Debian's `chromium` pack
 
 import base64
 import html
+import math
 import io
 import os
 import re
@@ -96,3 +97,109 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     # would be text on white: require many saturated pixels
     saturated = (img.max(axis=2) - img.min(axis=2)) > 80
     assert saturated.mean() > 0.01
+
+
+# ------------------------------------------------------------------ What to conclude, labels, planning, curves
+def test_what_to_conclude_is_the_first_section(report):
+    from rectify.conclusions import conclusions
+
+    cmp, _, path = report
+    text = open(path, encoding="utf-8").read()
+    body = text[text.index("<body>"):]
+    first_h2 = re.search(r"<h2>([^<]*)</h2>", body).group(1)
+    assert first_h2 == "What to conclude"
+    section = body[body.index("<section id='conclude'>"):body.index("</section>")]
+    found = conclusions(cmp)
+    assert found[0]["n_pilot"] == 150  # the largest pilot size, and the text says so
+    for f in found:
+        assert html.escape(f["text"]) in section
+    kinds = {f["kind"] for f in found}
+    assert kinds == {"setting", "best", "tradeoff", "worst_subgroup", "trust"}
+    # the trust sentence is about the one simulator of this comparison
+    assert "simulator (prompting) can be trusted for" in section
+
+
+def test_planning_csv_beside_the_report_and_linked(report):
+    from rectify.report import planning_summary
+
+    cmp, folder, path = report
+    text = open(path, encoding="utf-8").read()
+    plan = pd.read_csv(folder / "planning.csv", keep_default_na=False, na_values=[""])
+    ref = cmp.meta["planning"]
+    assert list(plan["item"]) == list(ref["item"])
+    np.testing.assert_allclose(plan["needed_classical"], ref["needed_classical"])
+    assert text.count("href='planning.csv'") == 2  # under the summary and in the data section
+    for line in planning_summary(ref, cmp.spec.level):
+        assert html.escape(line) in text
+    assert "needed_ppi++_pessimistic" not in text  # the full table is in the CSV, not in the page
+
+
+def test_readable_labels_not_raw_column_names(report):
+    _, _, path = report
+    text = open(path, encoding="utf-8").read()
+    for raw in ("wasserstein1_norm", "mean_abs_difference", "worst_group", "pearson_r", "W1n"):
+        assert f">{raw}<" not in text
+    assert "<td>W1 normalised</td>" in text and "<th>worst group</th>" in text
+
+
+def test_curves_are_small_multiples_by_family_with_coverage_capped(report):
+    from matplotlib import pyplot as plt
+
+    from rectify.report import fig_curves
+
+    cmp, _, _ = report
+    fig = fig_curves(cmp)
+    try:
+        axes = np.array(fig.axes).reshape(-1, 3)
+        assert [ax.get_title() for ax in axes[0]] == ["pilot only", "prompting", "rectification"]
+        row = [i for i in range(axes.shape[0]) if axes[i][0].get_ylabel().startswith("coverage")]
+        assert len(row) == 1
+        for ax in axes[row[0]]:
+            assert ax.get_ylim()[1] == 1.0
+            for coll in ax.collections:  # error bars never reach above 1
+                for seg in coll.get_segments():
+                    assert np.max(seg[:, 1]) <= 1.0 + 1e-12
+        # the classical method is drawn in the pilot-only panel only
+        labels = [[ln.get_label() for ln in ax.get_lines() if not ln.get_label().startswith("_")] for ax in axes[0]]
+        assert "classical" not in labels[1] + labels[2]
+    finally:
+        plt.close(fig)
+
+
+def test_planning_summary_by_hand():
+    from rectify.report import planning_summary
+
+    plan = pd.DataFrame({"item": ["a", "b", "c"], "n_pilot": [100, 100, 100], "rho": [0.5, 0.1, math.nan],
+                         "rho_low": [0.4, 0.0, math.nan], "rho_high": [0.6, 0.2, math.nan],
+                         "n_eff": [130.0, 101.0, math.nan], "needed_classical": [400, 300, math.nan],
+                         "needed_ppi++": [300, 297, math.nan], "needed_ppi++_pessimistic": [320, 300, math.nan],
+                         "note": ["", "", "not estimable: no variation"]})
+    plan.attrs["half_width"] = 0.05
+    lines = planning_summary(plan, 0.9)
+    assert lines[0] == ("rho between human answers and the simulator's predictions: median 0.30, range 0.10-0.50 "
+                        "over 2 items.")
+    assert lines[1].startswith("Humans needed for a 90% interval of an item mean of half-width 0.05: classical "
+                               "median 350 (300-400), PPI++ median 298 (297-300)")
+    assert lines[2] == "PPI++ saves the most on item a: 100 fewer humans (25%)."
+    assert lines[3] == "Not estimable: c (not estimable: no variation)."
+    assert planning_summary(pd.DataFrame()) == []
+
+
+def test_conclusions_html_escapes_and_orders():
+    from rectify.report import conclusions_html
+
+    found = [{"kind": "trust", "text": "<script>x</script>"}, {"kind": "setting", "text": "at n & m"},
+             {"kind": "best", "text": "b1"}]
+    out = conclusions_html(found)
+    assert "<script>" not in out and "&lt;script&gt;x&lt;/script&gt;" in out and "at n &amp; m" in out
+    assert out.index("b1") < out.index("&lt;script&gt;")  # best per axis before trust
+
+
+def test_report_of_a_comparison_where_nothing_finished(report, tmp_path):
+    import dataclasses
+
+    cmp, _, _ = report
+    empty = dataclasses.replace(cmp, table=cmp.table.iloc[:0])
+    text = open(write_report(empty, str(tmp_path)), encoding="utf-8").read()
+    assert "Nothing: no method finished a cell" in text
+    assert "src='data:image/png" not in text
