@@ -763,17 +763,12 @@ def headline(table: pd.DataFrame, n_pilot: int | None = None, methods: Sequence[
     return pd.DataFrame(rows).set_index("method")
 
 
-#: the families x axes table of the seed design: (label, source preference, axis, metric, item)
-AXES = [
-    ("marginal: W1", ("estimate",), "marginal", "wasserstein1_norm", ITEM_MEAN),
-    ("marginal: |mean diff|", ("estimate",), "marginal", "mean_abs_difference", ITEM_MEAN),
-    ("marginal: coverage", ("estimate",), "marginal", "mean_coverage", ITEM_MEAN),
-    ("structural: CCC", ("estimate", "respondents"), "structural", "lins_ccc", None),
-    ("structural: attenuation", ("estimate", "respondents"), "structural", "attenuation_slope", None),
-    ("structural: magnitude", ("estimate", "respondents"), "structural", "magnitude_ratio", None),
-    ("individual: r", ("respondents",), "individual", "pearson_r", None),
-    ("individual: kappa", ("respondents",), "individual", "weighted_kappa", ITEM_MEAN),
-]
+#: the families x axes table of the seed design: (label, source preference, axis, metric, item);
+#: the headline's metrics of each axis, plus the structural magnitude ratio
+AXES = [(f"{axis}: {label}", src, axis, metric, item) for label, src, axis, metric, item in HEADLINE
+        if metric in ("wasserstein1_norm", "mean_abs_difference", "mean_coverage", "lins_ccc", "attenuation_slope",
+                      "pearson_r", "weighted_kappa")]
+AXES.insert(5, ("structural: magnitude", ("estimate", "respondents"), "structural", "magnitude_ratio", None))
 
 
 def axes_table(table: pd.DataFrame, n_pilot: int | None = None, methods: Sequence[str] | None = None,
@@ -786,7 +781,7 @@ def axes_table(table: pd.DataFrame, n_pilot: int | None = None, methods: Sequenc
     >>> t = pd.DataFrame({"method": "m", "family": "f", "n_pilot": 50, "repeat": [0, 1],
     ...     "source": "estimate", "axis": "marginal", "metric": "wasserstein1_norm", "item": ITEM_MEAN,
     ...     "grouping": "all", "group": "all", "value": [0.1, 0.3], "n": 10, "note": ""})
-    >>> round(float(axes_table(t).loc[("f", "m"), "marginal: W1"]), 3)
+    >>> round(float(axes_table(t).loc[("f", "m"), "marginal: W1 (norm.)"]), 3)
     0.2
     """
     h = headline(table, n_pilot, methods, numeric=True, grouping=grouping, group=group, columns=AXES)
