@@ -2,6 +2,8 @@
 
 import os
 
+import numpy as np
+
 import pandas as pd
 import pytest
 
@@ -119,3 +121,81 @@ def test_demo_without_comparison(capsys):
     assert main(["demo", "--no-compare", "--n-pilot", "120"]) == 0
     out = capsys.readouterr().out
     assert "pilot of 120 human answers" in out and "Running the comparison" not in out
+
+
+def test_methods_command_lists_every_registered_method(capsys):
+    from rectify import registry
+
+    assert main(["methods"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].split() == ["method", "family", "default", "needs", "description"]
+    for name, fam in registry.available().items():
+        row = [ln for ln in lines if ln.strip().startswith(name + " ") and fam in ln]
+        assert row, f"{name} ({fam}) not listed"
+    insample = next(ln for ln in lines if ln.strip().startswith("lora+ppi++ (in-sample)"))
+    assert "DEGENERACY CASE" in insample and "rectification" in insample
+    assert next(ln for ln in lines if ln.strip().startswith("classical ")).split()[1:4] == ["pilot", "only", "yes"]
+
+
+def test_methods_command_with_a_configuration_lists_its_simulators(data_dir, capsys):
+    cfg = _config(data_dir, tables='[simulators.stored]\nkind = "columns"\npredicted = "{item}_llm"\n'
+                  '[pipelines.stored-greg]\nsimulator = "stored"\ncorrection = "greg"\n')
+    assert main(["methods", cfg]) == 0
+    out = capsys.readouterr().out
+    assert any(ln.strip().startswith("stored+ppi++") and "rectification" in ln for ln in out.splitlines())
+    assert any(ln.strip().startswith("stored-greg") and "pipeline stored -> greg" in ln for ln in out.splitlines())
+
+
+SEED_METHODS = ["classical", "simulator", "ppi++", "greg", "covariates", "covariates+ppi", "stored+ppi++",
+                "stored-greg"]
+
+
+def _printed_rows(out, block):
+    """Lines of one ``[block]`` of the printed families x axes table: method -> the numbers."""
+    part = out.split(f"[{block}]\n", 1)[1].split("\n\n", 1)[0]
+    rows = {}
+    for ln in part.splitlines()[2:]:  # header lines: columns, index names
+        toks = ln.split()
+        for m in SEED_METHODS:
+            if m in toks:
+                rows[m] = toks[-8:]
+    return rows
+
+
+def _fmt(v):
+    return "NaN" if np.isnan(v) else f"{v:.3f}"
+
+
+def test_seed_design_end_to_end_on_a_tiny_slice(data_dir, capsys):
+    from rectify.comparison import axes_table, compare
+
+    tables = ('[simulators.stored]\nkind = "columns"\npredicted = "{item}_llm"\nprobabilities = "{item}_p{k}"\n'
+              '[pipelines.stored-greg]\nsimulator = "stored"\ncorrection = "greg"\n')
+    cfg = _config(data_dir, tables=tables, pilot_sizes=None, probabilities=None, groups=None, repeats="2",
+                  covariates='["age", "education", "ideology"]', methods=str(SEED_METHODS).replace("'", '"'),
+                  checkpoint='"ck-seed"')
+    rc = main(["compare", "--design", "seed", cfg, "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "Design 'seed': families x axes at n_pilot = 20 of 400" in out  # 5% pilot
+    assert "judged on the people outside the pilot" in out
+    # the same comparison through the API
+    frame = pd.read_csv(data_dir / "survey.csv")
+    ref = compare(frame, ["f01", "t01"], methods=SEED_METHODS, pilot_sizes=[20], repeats=2, groups=["ideology"],
+                  formula="disc ~ age + ideology", scales={"disc": (["t01"], ["f01"])}, predicted="{item}_llm",
+                  probabilities="{item}_p{k}", scores=[1, 2, 3, 4], covariates=["age", "education", "ideology"],
+                  random_state=3, evaluate="rest", progress=False)
+    assert ref.failures.empty
+    blocks = [("all", "all", "all")] + [(f"ideology = {g}", "ideology", g) for g in ("liberal", "moderate",
+                                                                                      "conservative")]
+    for block, grouping, group in blocks:
+        want = axes_table(ref.table, 20, SEED_METHODS, grouping=grouping, group=group)
+        got = _printed_rows(out, block)
+        assert set(got) == set(SEED_METHODS)
+        for (_, m), row in want.iterrows():
+            assert got[m] == [_fmt(v) for v in row.to_numpy(float)], (block, m)
+    # every family is there, on every axis
+    allt = axes_table(ref.table, 20, SEED_METHODS)
+    assert {"pilot only", "prompting", "rectification", "calibration", "covariates"} <= set(allt.index.get_level_values(0))
+    assert allt[[c for c in allt.columns if c.startswith("individual")]].notna().any().all()
