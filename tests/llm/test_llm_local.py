@@ -14,9 +14,11 @@ import torch  # noqa: E402
 
 from rectify.errors import ConfigError, InputError  # noqa: E402
 from rectify.llm.cache import ResponseCache  # noqa: E402
+from rectify.llm.cpu import choose_dtype, cpu_flags, physical_cores, resolve_dtype  # noqa: E402
 from rectify.llm.items import Item  # noqa: E402
 from rectify.llm.local import LocalBackend, embedded_model_file  # noqa: E402
 from rectify.llm.persona import build_prompt, render_personas  # noqa: E402
+from rectify.llm.prefix import common_prefix_length, plan_batches  # noqa: E402
 from rectify.llm.simulator import PromptSimulator  # noqa: E402
 
 # the reference forward passes below run outside the backend: keep them on one thread too
@@ -139,3 +141,116 @@ def test_bad_inputs(backend, tmp_path):
             os.symlink(os.path.join(src, f), tmp_path / f)
     with pytest.raises(ConfigError, match="no chat template"):
         LocalBackend(model=str(tmp_path)).load()
+
+
+# -- speed machinery: dtype choice, shared-prefix reuse, batching plan, threads, progress ---------
+ITEM2 = Item("claim", "How accurate is this claim: 'Vaccines alter your DNA'?",
+             ["Not at all accurate", "Not very accurate", "Somewhat accurate", "Very accurate"])
+
+
+def test_auto_dtype_is_a_function_of_the_cpu_flags(backend):
+    assert choose_dtype({"fpu", "avx2", "fma"}) == "float32"          # AMD EPYC, AVX2 only
+    assert choose_dtype({"avx512f", "avx512_bf16"}) == "bfloat16"     # AVX-512 bf16
+    assert choose_dtype({"avx512f", "amx_bf16", "amx_tile"}) == "bfloat16"
+    assert choose_dtype({"avx512f", "avx512bw"}) == "float32"         # AVX-512 without bf16
+    assert resolve_dtype("auto", "cpu", {"avx2"}) == "float32"
+    assert resolve_dtype("float32", "cpu", {"amx_bf16"}) == "float32"  # an explicit dtype wins
+    assert resolve_dtype("bfloat16", "cpu", {"avx2"}) == "bfloat16"
+    info = "processor : 0\nflags : fpu sse avx512_bf16\n\nprocessor : 1\nflags : fpu sse avx512_bf16\n"
+    assert cpu_flags(info) == {"fpu", "sse", "avx512_bf16"} and cpu_flags("") == frozenset()
+    # the default backend loaded the dtype this machine's flags call for, and says so
+    assert backend.dtype == "auto" and backend.dtype_ == choose_dtype(cpu_flags())
+    assert str(backend._model.dtype) == f"torch.{backend.dtype_}"
+    with pytest.raises(ConfigError, match="dtype"):
+        LocalBackend(dtype="float33").load()
+
+
+def test_physical_cores_counts_hyperthreads_once():
+    blocks = [f"processor : {i}\nphysical id : {i // 4}\ncore id : {(i % 4) // 2}" for i in range(8)]
+    n = physical_cores("\n\n".join(blocks))  # 2 sockets x 2 cores x 2 threads = 4 cores
+    assert n == min(4, len(os.sched_getaffinity(0)))
+    assert physical_cores("") >= 1
+
+
+def test_batch_plan_covers_every_prompt_once_with_valid_prefixes():
+    rng = np.random.default_rng(3)
+    head = list(rng.integers(0, 50, 12))
+    # 30 "personas" x 3 "items": persona text first, then the item's question
+    personas = [list(rng.integers(0, 50, rng.integers(5, 9))) for _ in range(30)]
+    questions = [list(rng.integers(0, 50, n)) for n in (12, 14, 16)]
+    seqs = [head + p + q for p in personas for q in questions]
+    for reuse in (True, False):
+        plan = plan_batches(seqs, 8, reuse_prefix=reuse)
+        flat = sorted(i for idx, _ in plan for i in idx)
+        assert flat == list(range(len(seqs))) and all(len(idx) <= 8 for idx, _ in plan)
+        for idx, p in plan:
+            members = [seqs[i] for i in idx]
+            assert p <= common_prefix_length(members) and p < min(map(len, members))
+            assert reuse or p == 0
+    # one item, many personas: length order, the shared head reused
+    one = [head + p + questions[1] for p in personas]
+    plan = plan_batches(one, 8)
+    assert all(p == 12 for _, p in plan)
+    lens = [max(len(one[i]) for i in idx) - min(len(one[i]) for i in idx) for idx, _ in plan]
+    assert max(lens) <= 1  # similar lengths together: little padding
+    # several items of similar length per persona: one persona's prompts batched together, so
+    # the persona is shared too (the cheaper plan by the cost of token positions)
+    plan = plan_batches(seqs, 3)
+    assert all(p >= 12 + 5 for _, p in plan)
+    assert all(len({i // 3 for i in idx}) == 1 for idx, _ in plan)
+
+
+def _plain_probs(be, prompt):
+    ids = be.label_token_ids(prompt.labels)
+    enc = be._tok(be.render(prompt), return_tensors="pt", add_special_tokens=False)
+    with torch.inference_mode():
+        return torch.softmax(be._model(**enc).logits[0, -1].float(), -1)[ids].numpy()
+
+
+def test_prefix_reuse_equals_plain_forward(backend32):
+    be = backend32
+    assert be.reuse_prefix and be.dtype_ == "float32"
+    personas = list(render_personas(FRAME.iloc[:4]))
+    prompts = [build_prompt(p, it) for it in (ITEM, ITEM2) for p in personas]  # 8 prompts, 2 items
+    seqs = be._tok([be.render(p) for p in prompts], add_special_tokens=False)["input_ids"]
+    plan = plan_batches(seqs, be.batch_size)
+    assert all(p > 20 for _, p in plan)  # the shared opening really is reused
+    res = be.score(prompts)
+    ref = np.vstack([_plain_probs(be, p) for p in prompts])
+    np.testing.assert_allclose(res.raw, ref, atol=1e-4, rtol=0)
+    assert np.abs(ref).max() > 1e-2  # probabilities large enough for the tolerance to bite
+
+
+def test_cache_keys_and_run_record_carry_the_dtype(backend, tmp_path):
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    prompts = [build_prompt(p, ITEM) for p in render_personas(FRAME.iloc[:2])]
+    other = "float32" if backend.dtype_ == "bfloat16" else "bfloat16"
+    a = LocalBackend(cache=cache, num_threads=1).load()
+    b = LocalBackend(dtype=other, cache=cache, num_threads=1).load()
+    assert a._params(("1",))["dtype"] == backend.dtype_ and b._params(("1",))["dtype"] == other
+    a.score(prompts)
+    b.score(prompts)
+    assert b.last_run.n_cached == 0  # never served the other dtype's answers
+    a.score(prompts)
+    assert a.last_run.n_cached == 2
+    models = [r["model"] for r in cache.runs()]
+    assert models == [f"{a.model_id} [{backend.dtype_}]", f"{a.model_id} [{other}]",
+                      f"{a.model_id} [{backend.dtype_}]"]
+
+
+def test_progress_bar_and_threads_restored(backend32, capsys):
+    prompts = [build_prompt(p, ITEM) for p in render_personas(FRAME.iloc[3:5])]
+    quiet = backend32.score(prompts).raw
+    capsys.readouterr()
+    before = torch.get_num_threads()
+    backend32.progress, backend32.num_threads, backend32.cache = True, before + 1, None
+    try:
+        shown = backend32.score(prompts[:1]).raw
+    finally:
+        backend32.progress, backend32.num_threads = False, 1
+    err = capsys.readouterr().err
+    assert "1 prompts" in err and "100%" in err
+    assert torch.get_num_threads() == before
+    np.testing.assert_allclose(shown, quiet[:1], atol=1e-5)
+    with pytest.raises(InputError, match="num_threads"):
+        LocalBackend(num_threads=0)
