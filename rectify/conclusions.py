@@ -182,23 +182,26 @@ def method_scores(cmp: Any, n_pilot: int | None = None, groups: bool = False) ->
     n = _pick_n(table, n_pilot)
     t = table[table["n_pilot"] == n]
     t = t[t["grouping"] != ALL] if groups else t[t["grouping"] == ALL]
-    rows = []
+    parts = []
     for key, (axis, sources, metric, item) in SCORES.items():
         base = t[(t["axis"] == axis) & (t["metric"] == metric)]
         base = base[base["item"] == item] if item is not None else base[base["item"] != ITEM_MEAN]
-        for method, tm in base.groupby("method", sort=False):
-            for src in sources:
-                sel = tm[tm["source"] == src]
-                if sel["value"].notna().any():
-                    break
-            else:
-                continue
-            per_rep = sel.groupby(["family", "grouping", "group", "repeat"], sort=False)["value"].mean()
-            agg = per_rep.groupby(level=["family", "grouping", "group"], sort=False).agg(["mean", "std", "count"])
-            for (family, grouping, group), r in agg.iterrows():
-                rows.append({"method": method, "family": family, "grouping": grouping, "group": group, "key": key,
-                             "mean": r["mean"], "sd": r["std"], "n": int(r["count"])})
-    return pd.DataFrame(rows, columns=["method", "family", "grouping", "group", "key", "mean", "sd", "n"])
+        if base.empty:
+            continue
+        # per method, the first source (in order of preference) that has a value
+        have = base.dropna(subset=["value"]).groupby("method", sort=False)["source"].agg(set)
+        pick = {m: next((src for src in sources if src in got), None) for m, got in have.items()}
+        sel = base[base["source"] == base["method"].map(pick)]
+        if len(sel):
+            parts.append(sel.assign(key=key))
+    cols = ["method", "family", "grouping", "group", "key", "mean", "sd", "n"]
+    if not parts:
+        return pd.DataFrame(columns=cols)
+    both = pd.concat(parts, ignore_index=True)
+    keys = ["method", "family", "grouping", "group", "key"]
+    per_rep = both.groupby(keys + ["repeat"], sort=False)["value"].mean()
+    agg = per_rep.groupby(level=keys, sort=False).agg(["mean", "std", "count"]).reset_index()
+    return agg.rename(columns={"std": "sd", "count": "n"})[cols]
 
 
 def _wide(scores: pd.DataFrame, stat: str = "mean") -> pd.DataFrame:
@@ -595,6 +598,8 @@ def conclusions(cmp: Any, n_pilot: int | None = None, thresholds: Mapping[str, A
                f"{th['slope_low']:.2f}-{th['slope_high']:.2f}, Pearson r >= {th['r']:.2f}.")
     out = [{"kind": "setting", "n_pilot": n, "pilot_sizes": sizes, "repeats": reps, "thresholds": th,
             "text": setting}]
+    # every finding reads only this pilot size and these metrics: filter once
+    table = table[(table["n_pilot"] == n) & table["metric"].isin({v[2] for v in SCORES.values()})]
     out += best_per_axis(table, n, thresholds, lev)
     out += tradeoffs(table, n, thresholds, lev)
     out += worst_subgroups(table, n, lev)
