@@ -230,3 +230,153 @@ def test_import_stays_light():
             "print('torch' in sys.modules, 'transformers' in sys.modules, 'peft' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False False False"
+
+
+# ----------------------------------------------------------------------------- the activation cache
+def _probs_both_ways(clf, X):
+    """Probabilities from the full backbone, and from the cached bottom states run through the top
+    layers only, on the same batch."""
+    net = clf._net
+    ids_list, _ = clf._tokenize(clf.texts(X))
+    ids, mask = clf._batch(ids_list, np.arange(len(ids_list)))
+    with torch.no_grad():
+        full = [torch.softmax(lg.double(), -1).numpy() for lg in net(ids, mask)]
+        cached = [torch.softmax(lg.double(), -1).numpy()
+                  for lg in net(ids, mask, net.bottom(ids, mask))]
+    return full, cached
+
+
+def test_activation_cache_equals_the_full_model():
+    """Top layer adapted, bottom layer cached: the split forward is the full forward, and a fit that
+    runs the whole backbone at every step follows the same losses to the same model (fp32)."""
+    X, y, _ = synthetic_pilot(80, seed=6)
+    kw = dict(epochs=3, lora_layers=1, lr=5e-3)
+    fast = _clf(**kw).fit(X.iloc[:60], y[:60])
+    assert fast.n_cached_layers_ == 1
+    full, cached = _probs_both_ways(fast, X.iloc[60:])
+    np.testing.assert_allclose(cached[0], full[0], atol=1e-6)
+    assert np.abs(full[0] - 0.25).max() > 0.05  # a trained model, not a uniform one
+    slow = _clf(cache_activations=False, **kw).fit(X.iloc[:60], y[:60])
+    assert slow.n_cached_layers_ == 0
+    for a, b in zip(fast.history_, slow.history_):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-5)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-5)
+    np.testing.assert_allclose(fast.predict_proba(X.iloc[60:]), slow.predict_proba(X.iloc[60:]),
+                               atol=1e-5)
+
+
+def test_max_rows_trains_on_a_seeded_subsample():
+    X, y, _ = synthetic_pilot(40, seed=7)
+    sub = _clf(epochs=2, max_rows=24).fit(X, y)
+    assert sub.rows_used_.size == 24 and len(set(sub.rows_used_)) == 24
+    np.testing.assert_array_equal(_clf(epochs=2, max_rows=24).fit(X, y).rows_used_, sub.rows_used_)
+    direct = _clf(epochs=2).fit(X.iloc[sub.rows_used_], y[sub.rows_used_])
+    np.testing.assert_allclose(sub.predict_proba(X), direct.predict_proba(X), atol=1e-6)
+    assert _clf(epochs=1, max_rows=100).fit(X, y).rows_used_.tolist() == list(range(40))
+
+
+def test_progress_bars_name_the_steps(capsys):
+    X, y, _ = synthetic_pilot(30, seed=8)
+    clf = _clf(epochs=2, lora_layers=1, val_fraction=0.0, progress=True).fit(X, y)
+    clf.predict_proba(X)
+    err = capsys.readouterr().err
+    assert "LoRA: 1 frozen layers" in err and "LoRA fit" in err and "LoRA predict" in err
+    assert "epoch=2" in err  # 2 epochs x 2 batches of 16
+
+
+def test_dtype_auto_follows_the_cpu_and_an_explicit_dtype_wins():
+    from rectify.llm.cpu import resolve_dtype
+
+    X, y, _ = synthetic_pilot(20, seed=9)
+    assert _clf(epochs=1, dtype="float32").fit(X, y).dtype_ == "float32"
+    auto = _clf(epochs=1, dtype="auto").fit(X, y)
+    assert auto.dtype_ == resolve_dtype("auto", "cpu")
+    assert next(auto._net.encoder.get_base_model().parameters()).dtype == getattr(torch, auto.dtype_)
+
+
+# settings a configuration file carries: each wrong value is refused by name before any model loads
+BAD_SETTINGS = [
+    ("r", 0), ("r", 2.5), ("r", True), ("r", "8"),
+    ("lora_layers", 0), ("lora_layers", "2"), ("lora_layers", 1.0),
+    ("epochs", -1), ("epochs", None), ("batch_size", 0), ("max_length", 0),
+    ("lr", 0), ("lr", -1e-3), ("lr", float("nan")), ("lr", "0.01"), ("lr", 5.0),
+    ("alpha", 0), ("alpha", float("inf")),
+    ("dtype", "bf16"), ("dtype", 16), ("max_rows", 1), ("max_rows", 10.5), ("max_rows", "all"),
+    ("num_threads", 0), ("cache_activations", "yes"), ("progress", 1),
+    ("val_fraction", 0.6), ("dropout", 1.0), ("head_dropout", -0.1), ("random_state", -3),
+    ("random_state", None), ("pooling", "max"), ("class_weight", "auto"),
+]
+
+
+@pytest.mark.parametrize("name,value", BAD_SETTINGS, ids=[f"{n}={v!r}" for n, v in BAD_SETTINGS])
+def test_bad_settings_are_refused_by_name(name, value):
+    X, y, _ = synthetic_pilot(20, seed=10)
+
+    def boom():
+        raise AssertionError("the backbone must not load for a bad setting")
+
+    with pytest.raises(InputError, match=f"'{name}'"):
+        LoRAClassifier(backbone=boom, options=[1, 2, 3, 4], **{name: value}).fit(X, y)
+
+
+def test_good_settings_from_a_config_pass():
+    X, y, _ = synthetic_pilot(24, seed=11)
+    clf = _clf(r=4, lora_layers=1, epochs=1, lr=0.01, dtype="float32", max_rows=20,
+               num_threads=1, progress=False).fit(X, y)
+    assert clf.rows_used_.size == 20 and torch.get_num_threads() == 1
+
+
+# ----------------------------------------------------------------------------- seeds
+_CHILD = """
+import json, sys
+import numpy as np, torch
+torch.set_num_threads(1)
+from rectify.llm.local import embedded_model_dir, _model_cache_dir
+import os
+marker = os.path.join(_model_cache_dir(), "SmolLM2-135M-Instruct.Q4_1-fp32", "rectify-converted.ok")
+cold = not os.path.exists(marker)
+sys.path.insert(0, sys.argv[1])
+from test_finetune import _embedded_fit
+p = _embedded_fit()
+print(json.dumps({"cold": cold, "converted": os.path.exists(marker), "p": np.concatenate(p, 1).tolist()}))
+"""
+
+
+def _embedded_fit():
+    """A few LoRA steps on the embedded SmolLM2 (2 items, 12 rows); probabilities of 6 rows."""
+    from rectify.llm.items import Item
+
+    X, y1, y2 = synthetic_pilot(18, seed=12)
+    items = [Item("q1", "Scale", ["a", "b", "c", "d"], scores=[1, 2, 3, 4]),
+             Item("q2", "Agree?", ["disagree", "agree"], missing=["Don't know"])]
+    Y = pd.DataFrame({"q1": y1, "q2": y2})
+    clf = LoRAClassifier(item=items, lora_layers=1, epochs=2, batch_size=4, val_fraction=0.0,
+                         dtype="float32", lr=5e-3, random_state=3)
+    clf.fit(X.iloc[:12], Y.iloc[:12])
+    return clf.predict_proba(X.iloc[12:])
+
+
+@pytest.mark.slow
+def test_seed_reproduces_on_a_cold_and_a_warm_model_cache_and_across_processes(tmp_path,
+                                                                              monkeypatch):
+    """The first fit converts the embedded model in a fresh cache (a random initialisation, in
+    another process); a fit in this process then finds the cache warm: the same seed must give the
+    same probabilities (issue 16)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("peft")
+    env = dict(os.environ, RECTIFY_CACHE_DIR=str(tmp_path / "cache"))
+    here = os.path.dirname(os.path.abspath(__file__))
+    out = subprocess.run([sys.executable, "-c", _CHILD, here], capture_output=True, text=True,
+                         env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    child = json.loads(out.stdout.strip().splitlines()[-1])
+    assert child["cold"] and child["converted"]
+    monkeypatch.setenv("RECTIFY_CACHE_DIR", str(tmp_path / "cache"))
+    torch.manual_seed(999)  # whatever the global RNG holds before the fit
+    warm = np.concatenate(_embedded_fit(), 1)
+    np.testing.assert_allclose(warm, np.asarray(child["p"]), atol=1e-6)
+    assert np.abs(warm[:, :4] - 0.25).max() > 1e-3  # the adapters and head moved something
