@@ -15,7 +15,159 @@ from scipy.special import expit, log_expit
 
 from rectify.errors import ConvergenceError, EstimationError
 
-__all__ = ["Fit", "fit_ols", "fit_logistic", "fit_ordinal", "ordinal_probabilities"]
+__all__ = ["Fit", "ColumnDesign", "NonFiniteData", "fit_ols", "fit_logistic", "fit_ordinal", "ordinal_probabilities"]
+
+# rows per block of a population pass: a block of a few covariates stays in the CPU's cache while it
+# is used for every sum of that pass
+_BLOCK = 32768
+
+
+class NonFiniteData(ValueError):
+    """A population pass met NaN or infinite values (the caller validates the inputs and says which)."""
+
+
+class ColumnDesign:
+    """An (N, p) design held as its columns, so that a frame is never copied into an N x p matrix.
+
+    ``columns`` are 1-D float arrays of length N, or ``None`` for a column of ones (the intercept).
+    Population passes fill one cache-sized block of rows at a time; ``np.asarray`` materialises it.
+
+    Examples
+    --------
+    >>> d = ColumnDesign([None, np.array([1.0, 2.0, 3.0])])
+    >>> d.shape, np.asarray(d)[:, 0].tolist()
+    ((3, 2), [1.0, 1.0, 1.0])
+    """
+
+    ndim = 2
+    dtype = np.dtype(float)
+
+    def __init__(self, columns):
+        self.columns = tuple(None if c is None else np.asarray(c, dtype=float) for c in columns)
+        lengths = {c.shape[0] for c in self.columns if c is not None}
+        if len(lengths) != 1:
+            raise ValueError("ColumnDesign needs at least one data column and columns of equal length")
+        self.shape = (lengths.pop(), len(self.columns))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def fill(self, start: int, stop: int, out: np.ndarray) -> np.ndarray:
+        """Rows ``start:stop`` written into ``out`` (shape (stop - start, p))."""
+        for j, c in enumerate(self.columns):
+            out[:, j] = 1.0 if c is None else c[start:stop]
+        return out
+
+    def __array__(self, dtype=None, copy=None):
+        out = self.fill(0, self.shape[0], np.empty(self.shape[::-1]).T)
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+
+# up to this many columns a ColumnDesign's blocks stay columns (products are dot products of
+# contiguous slices, faster than BLAS on tall, thin blocks); wider designs are copied block by block
+_MAX_COLUMN_BLOCK = 10
+
+
+def row_blocks(X, block: int = _BLOCK):
+    """``(start, stop, rows)`` over an (N, p) array or :class:`ColumnDesign`, ``block`` rows at a time.
+
+    ``rows`` is an array, or, for a narrow :class:`ColumnDesign`, a tuple of column slices (``None``
+    for the intercept); :func:`block_matvec`, :func:`block_tvec` and :func:`block_gram` work on both.
+    A wide design's rows are written into one reused buffer: use each block before the next.
+
+    Examples
+    --------
+    >>> [(i, j, b.shape) for i, j, b in row_blocks(np.zeros((5, 2)), block=2)]
+    [(0, 2, (2, 2)), (2, 4, (2, 2)), (4, 5, (1, 2))]
+    """
+    N, p = X.shape
+    if isinstance(X, ColumnDesign) and p <= _MAX_COLUMN_BLOCK:
+        for i in range(0, N, block):
+            j = min(i + block, N)
+            yield i, j, tuple(None if c is None else c[i:j] for c in X.columns)
+    elif isinstance(X, ColumnDesign):
+        buf = np.empty((p, min(block, N)))  # column-major blocks: each column is one contiguous copy
+        for i in range(0, N, block):
+            j = min(i + block, N)
+            yield i, j, X.fill(i, j, buf[:, : j - i].T)
+    else:
+        for i in range(0, N, block):
+            yield i, min(i + block, N), X[i:i + block]
+
+
+_CONTROLLER: list = []
+
+
+def one_blas_thread():
+    """A context in which BLAS runs on one thread (threadpoolctl, a scikit-learn dependency).
+
+    A population pass makes many small products over cache-sized blocks: BLAS threads only wait on
+    each other there, and on a busy machine they wait for a core (a 32k-row dot product took 5 ms
+    with two threads under load against 0.01 ms with one).
+    """
+    import contextlib
+
+    try:
+        if not _CONTROLLER:
+            from threadpoolctl import ThreadpoolController
+
+            _CONTROLLER.append(ThreadpoolController())
+        return _CONTROLLER[0].limit(limits=1, user_api="blas")
+    except Exception:  # threadpoolctl missing or unable to act: run with BLAS's own threads
+        return contextlib.nullcontext()
+
+
+def block_matvec(Xb, theta: np.ndarray) -> np.ndarray:
+    """``Xb @ theta`` for a block from :func:`row_blocks`."""
+    if not isinstance(Xb, tuple):
+        return Xb @ theta
+    out = None
+    const = 0.0
+    for c, t in zip(Xb, theta):
+        if c is None:
+            const += t
+        elif out is None:
+            out = c * t
+        else:
+            out += c * t
+    out += const
+    return out
+
+
+def block_tvec(Xb, v: np.ndarray) -> np.ndarray:
+    """``Xb' v`` for a block from :func:`row_blocks`."""
+    if not isinstance(Xb, tuple):
+        return Xb.T @ v
+    return np.array([v.sum() if c is None else c @ v for c in Xb])
+
+
+def block_gram(Xb, c: np.ndarray | None = None) -> np.ndarray:
+    """``Xb' diag(c) Xb`` (``c=None``: ``Xb' Xb``) for a block from :func:`row_blocks`."""
+    if not isinstance(Xb, tuple):
+        Xc = Xb if c is None else Xb * c[:, None]
+        return Xc.T @ Xb
+    p = len(Xb)
+    G = np.empty((p, p))
+    n = next(len(a) for a in Xb if a is not None)
+    for a in range(p):
+        xa = Xb[a]
+        if xa is None:
+            ca = c
+        else:
+            ca = xa if c is None else c * xa
+        for b in range(a, p):
+            xb = Xb[b]
+            if ca is None:  # intercept, unweighted
+                val = float(n) if xb is None else xb.sum()
+            else:
+                val = ca.sum() if xb is None else ca @ xb
+            G[a, b] = G[b, a] = val
+    return G
+
+
+def _finite(*arrays) -> None:
+    if not all(np.isfinite(a).all() for a in arrays):
+        raise NonFiniteData("the population data contain NaN or infinite values")
 
 
 @dataclass
@@ -85,6 +237,9 @@ def fit_ols(X: np.ndarray, z: np.ndarray, w: np.ndarray, keep_psi: bool = True) 
     >>> np.round(fit.theta, 6).tolist()
     [1.0, 2.0]
     """
+    if not keep_psi:
+        with one_blas_thread():
+            return _ols_population(X, z, w)
     n = X.shape[0]
     Xw = X * w[:, None]
     H = Xw.T @ X / n
@@ -94,6 +249,177 @@ def fit_ols(X: np.ndarray, z: np.ndarray, w: np.ndarray, keep_psi: bool = True) 
     psi, meat = _influence(X, w * resid, Hinv, keep_psi)
     lev = _leverage(X, w, Hinv) if keep_psi else None
     return Fit(theta, psi, H, meat=meat, leverage=lev)
+
+
+def _ols_population(X, z, w) -> Fit:
+    """:func:`fit_ols` without influence rows, in two blocked passes (no N x p temporaries).
+
+    Pass one sums ``X'WX`` and ``X'Wz``; pass two the meat ``sum w^2 r^2 x x'`` at the fit. ``w=None``
+    means unweighted (no multiplies by ones).
+    """
+    N, p = X.shape
+    G = np.zeros((p, p))
+    b = np.zeros(p)
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN/inf data: refused by _finite below
+        for i, j, Xb in row_blocks(X):
+            G += block_gram(Xb, None if w is None else w[i:j])
+            b += block_tvec(Xb, z[i:j] if w is None else w[i:j] * z[i:j])
+    _finite(G, b)
+    H = G / N
+    theta = _solve(H, b / N, "least-squares")
+    S2 = np.zeros((p, p))
+    for i, j, Xb in row_blocks(X):
+        s = z[i:j] - block_matvec(Xb, theta)
+        if w is not None:
+            s *= w[i:j]
+        S2 += block_gram(Xb, s * s)
+    Hinv = np.linalg.inv(H)
+    return Fit(theta, None, H, meat=Hinv @ (S2 / N) @ Hinv.T)
+
+
+def _logistic_pass(X, z, w, theta, meat: bool = False, hessian: bool = True):
+    """One blocked pass at ``theta``: ``sum x (mu - z) w``, ``sum w mu (1 - mu) x x'`` (unless not
+    ``hessian``: then None) and, when ``meat``, the score sums ``sum u``, ``sum u u'`` with
+    ``u = x w (z - mu)``."""
+    p = X.shape[1]
+    g = np.zeros(p)
+    H = np.zeros((p, p)) if hessian else None
+    S2 = np.zeros((p, p)) if meat else None
+    us = np.zeros(p) if meat else None
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN/inf data: refused by _finite below
+        g, H, S2, us = _logistic_sums(X, z, w, theta, g, H, S2, us)
+    _finite(g, *([] if H is None else [H]))
+    return g, H, S2, us
+
+
+def _logistic_sums(X, z, w, theta, g, H, S2, us):
+    for i, j, Xb in row_blocks(X):
+        mu = _expit(block_matvec(Xb, theta))
+        r = mu - z[i:j]
+        if w is not None:
+            r *= w[i:j]
+        gb = block_tvec(Xb, r)
+        g += gb
+        if H is not None:
+            c = mu * (1.0 - mu)
+            if w is not None:
+                c *= w[i:j]
+            H += block_gram(Xb, c)
+        if S2 is not None:
+            S2 += block_gram(Xb, r * r)
+            us -= gb
+    return g, H, S2, us
+
+
+def _check_separation(theta: np.ndarray) -> None:
+    if np.max(np.abs(theta)) > 50:
+        raise EstimationError(
+            "logistic regression diverges (coefficients beyond +/-50): the outcome is perfectly "
+            "separated by the predictors in this sample; merge categories or use fewer predictors"
+        )
+
+
+def _subsample_start(X, z, w, theta, ridge, rows: int = 65536):
+    """Newton on every k-th row (about ``rows`` rows) from ``theta``: a start within sampling error of
+    the optimum, so that the full passes begin in the quadratic phase. Any failure keeps ``theta``."""
+    N = X.shape[0]
+    k = N // rows
+    if k < 4:
+        return theta
+    sub = (ColumnDesign([None if c is None else c[::k] for c in X.columns]) if isinstance(X, ColumnDesign)
+           else X[::k])
+    try:
+        fit = _logistic_population(sub, z[::k], None if w is None else w[::k], 1e-8, 50, theta, ridge, cov=False)
+    except (EstimationError, ConvergenceError, NonFiniteData, np.linalg.LinAlgError):
+        return theta
+    return fit.theta
+
+
+def _expit(eta: np.ndarray) -> np.ndarray:
+    """The logistic function, in place on a temporary (three times faster than scipy's expit here)."""
+    with np.errstate(over="ignore"):
+        np.negative(eta, out=eta)
+        np.exp(eta, out=eta)
+        eta += 1.0
+        return np.reciprocal(eta, out=eta)
+
+
+def _logistic_loss(X, z, w, t, pen) -> float:
+    total = 0.0
+    for i, j, Xb in row_blocks(X):
+        eta = block_matvec(Xb, t)
+        zb = z[i:j]
+        part = zb * log_expit(eta) + (1 - zb) * log_expit(-eta)
+        total += float((part if w is None else w[i:j] * part).sum())
+    return -total / X.shape[0] + 0.5 * float((pen * t * t).sum())
+
+
+def _logistic_population(X, z, w, tol, max_iter, start, ridge, cov: bool = True) -> Fit:
+    """:func:`fit_logistic` without influence rows: one fused blocked pass per Newton step.
+
+    Each pass at a candidate gives its gradient and Hessian together, so an accepted step costs one
+    pass over the frame. The fit stops at the first point whose own Newton step is below ``tol``
+    (that point's gradient and Hessian are already summed); the pass expected to be the last also
+    sums the meat of the sandwich. ``cov=False`` skips the meat (a start value only).
+    """
+    N, p = X.shape
+    theta = np.zeros(p) if start is None else np.array(start, float)
+    pen = np.full(p, ridge / N)
+    if ridge:
+        ones = np.ones(p, bool)
+        for _, _, Xb in row_blocks(X):
+            ones &= [True if c is None else bool(np.all(c == 1.0)) for c in Xb] if isinstance(Xb, tuple) \
+                else np.all(Xb == 1.0, axis=0)
+        pen[ones] = 0.0
+    theta = _subsample_start(X, z, w, theta, ridge)
+    g, Hs, S2, us = _logistic_pass(X, z, w, theta)
+    grad = g / N + pen * theta
+    prev = None
+    exact = True  # Hs was summed at theta (not kept from an earlier point)
+    for it in range(1, max_iter + 1):
+        H = Hs / N + np.diag(pen)
+        step = _solve(H, grad, "logistic")
+        size = float(np.max(np.abs(step)))
+        if size < tol:
+            break
+        cand = theta - step
+        # Newton converges quadratically: size^3 / prev^2 predicts the next step. The pass expected to
+        # be the last also sums the meat; short of that, close to the optimum, the Hessian of the last
+        # full pass is kept (its relative change is of the order of the step, so the steps still
+        # shrink by orders of magnitude) and the pass sums only the gradient
+        nxt = size ** 3 / max(prev * prev, 1e-300) if prev else np.inf
+        near = cov and nxt < tol
+        chord = size < 1e-4 and not near
+        g, Hs_c, S2_c, us_c = _logistic_pass(X, z, w, cand, meat=near, hessian=not chord)
+        grad_c = g / N + pen * cand
+        t = 1.0
+        if np.linalg.norm(grad_c) >= np.linalg.norm(grad):
+            cur = _logistic_loss(X, z, w, theta, pen)
+            while True:
+                t /= 2
+                cand = theta - t * step
+                if _logistic_loss(X, z, w, cand, pen) <= cur + 1e-14 or t < 1e-10:
+                    break
+            chord = False
+            g, Hs_c, S2_c, us_c = _logistic_pass(X, z, w, cand, meat=near)
+            grad_c = g / N + pen * cand
+        exact = not chord
+        theta, grad, S2, us = cand, grad_c, S2_c, us_c
+        Hs = Hs if chord else Hs_c
+        prev = t * size
+        _check_separation(theta)
+    else:
+        raise ConvergenceError(f"logistic regression did not converge in {max_iter} Newton steps")
+    if not cov:
+        return Fit(theta, None, Hs / N + np.diag(pen), it)
+    if S2 is None or not exact:
+        _, Hs, S2, us = _logistic_pass(X, z, w, theta, meat=True)
+    H = Hs / N + np.diag(pen)
+    Hinv = np.linalg.inv(H)
+    if ridge:  # scores u - a with a = pen * theta: sum (u - a)(u - a)' from sum u u' and sum u
+        a = pen * theta
+        S2 = S2 - np.outer(us, a) - np.outer(a, us) + N * np.outer(a, a)
+    return Fit(theta, None, H, it, meat=Hinv @ (S2 / N) @ Hinv.T)
 
 
 def fit_logistic(X: np.ndarray, z: np.ndarray, w: np.ndarray, tol: float = 1e-12,
@@ -111,6 +437,9 @@ def fit_logistic(X: np.ndarray, z: np.ndarray, w: np.ndarray, tol: float = 1e-12
     >>> np.round(fit.theta, 4).tolist()
     [0.0, 0.4196]
     """
+    if not keep_psi:
+        with one_blas_thread():
+            return _logistic_population(X, z, w, tol, max_iter, start, ridge)
     n, p = X.shape
     theta = np.zeros(p) if start is None else np.array(start, float)
     pen = np.full(p, ridge / n)
@@ -144,11 +473,7 @@ def fit_logistic(X: np.ndarray, z: np.ndarray, w: np.ndarray, tol: float = 1e-12
         theta, mu, grad = cand, mu_c, grad_c
         if np.max(np.abs(t * step)) < tol:
             break
-        if np.max(np.abs(theta)) > 50:
-            raise EstimationError(
-                "logistic regression diverges (coefficients beyond +/-50): the outcome is perfectly "
-                "separated by the predictors in this sample; merge categories or use fewer predictors"
-            )
+        _check_separation(theta)
     else:
         raise ConvergenceError(f"logistic regression did not converge in {max_iter} Newton steps")
     H = (X * (w * mu * (1 - mu))[:, None]).T @ X / n + np.diag(pen)
@@ -254,7 +579,9 @@ def fit_ordinal(X: np.ndarray, P: np.ndarray, w: np.ndarray, tol: float = 1e-10,
     >>> fit.theta.shape
     (3,)
     """
+    X = np.asarray(X, dtype=float)
     n, p = X.shape
+    w = np.ones(n) if w is None else w
     K = P.shape[1]
     if K < 2:
         raise EstimationError("ordinal model needs at least two categories")

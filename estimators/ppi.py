@@ -51,7 +51,8 @@ from rectify.errors import InputError
 from rectify.result import Result, check_level
 
 from . import _validate as V
-from .models import Fit, fit_logistic, fit_ols, fit_ordinal
+from .models import (ColumnDesign, Fit, NonFiniteData, fit_logistic, fit_ols, fit_ordinal, one_blas_thread,
+                     row_blocks)
 
 __all__ = [
     "ppi_mean",
@@ -237,12 +238,30 @@ def _difference_estimator(fit_y: Fit | None, fit_f: Fit | None, fit_pop: Fit | N
 
 
 # ----------------------------------------------------------------------------- means and shares
-def _mean_fit(Z: np.ndarray, w: np.ndarray, keep_psi: bool = True) -> Fit:
+def _mean_fit(Z: np.ndarray, w: np.ndarray | None, keep_psi: bool = True) -> Fit:
+    if not keep_psi:
+        return _mean_population(Z, w)
     theta = (w[:, None] * Z).mean(axis=0)
     psi = w[:, None] * (Z - theta)
-    if keep_psi:
-        return Fit(theta, psi, np.eye(Z.shape[1]))
-    return Fit(theta, None, np.eye(Z.shape[1]), meat=psi.T @ psi / Z.shape[0])
+    return Fit(theta, psi, np.eye(Z.shape[1]))
+
+
+def _mean_population(Z: np.ndarray, w: np.ndarray | None) -> Fit:
+    """Mean and ``psi' psi / N`` of the population rows in blocked passes (``w=None``: unweighted)."""
+    N, d = Z.shape
+    theta = Z.mean(axis=0) if w is None else (w[:, None] * Z).mean(axis=0)
+    M = np.zeros((d, d))
+    with one_blas_thread():
+        for i, j, Zb in row_blocks(Z):
+            C = Zb - theta
+            if w is not None:
+                C *= w[i:j, None]
+            M += C.T @ C
+    return Fit(theta, None, np.eye(d), meat=M / N)
+
+
+def _weights_or_ones(w, n):
+    return np.ones(n) if w is None else w
 
 
 def _ppi_py_mean_lambda(Y, F, Fp, w, wp):
@@ -266,6 +285,7 @@ def _mean_core(Y, F, Fp, w, wp, method, lam, lambda_mode, lambda_bounds, convent
     fit_f = _mean_fit(F, w) if method in ("ppi", "ppi++") else None
     fit_pop = _mean_fit(Fp, wp, keep_psi=False) if method != "classical" else None
     if convention == "ppi_py" and method in ("ppi", "ppi++"):
+        wp = _weights_or_ones(wp, N)
         if method == "ppi":
             lam_vec = np.ones(d)
         elif lam is not None:
@@ -282,10 +302,23 @@ def _mean_core(Y, F, Fp, w, wp, method, lam, lambda_mode, lambda_bounds, convent
                                  n, N, 1, convention)
 
 
+def _float_array(x, name: str, ndim) -> np.ndarray:
+    """``V.as_float_array`` with a cheap test first: a sum is finite only when every value is finite."""
+    try:
+        arr = np.asarray(x, dtype=float)
+    except (TypeError, ValueError):
+        arr = None
+    dims = (ndim,) if isinstance(ndim, int) else ndim
+    if arr is not None and arr.ndim in dims and np.isfinite(arr.sum()):
+        return arr
+    return V.as_float_array(x, name, ndim)
+
+
 def _prepare_mean_inputs(y, yhat, yhat_pop, method, weights, weights_pop, ndim=(1, 2)):
-    Y = V.as_float_array(y, "y", ndim) if method != "naive" else None
-    F = V.as_float_array(yhat, "yhat", ndim) if method in ("ppi", "ppi++") else None
-    Fp = V.as_float_array(yhat_pop, "yhat_pop", ndim) if method != "classical" else None
+    """Validated answers and predictions; ``wp`` is None for an unweighted population."""
+    Y = _float_array(y, "y", ndim) if method != "naive" else None
+    F = _float_array(yhat, "yhat", ndim) if method in ("ppi", "ppi++") else None
+    Fp = _float_array(yhat_pop, "yhat_pop", ndim) if method != "classical" else None
     if Y is not None:
         V.check_nonempty(Y, "y", "pilot")
     if F is not None:
@@ -295,7 +328,7 @@ def _prepare_mean_inputs(y, yhat, yhat_pop, method, weights, weights_pop, ndim=(
     n = 0 if Y is None else Y.shape[0]
     N = 0 if Fp is None else Fp.shape[0]
     w = V.normalise_weights(weights, n, "weights") if Y is not None else None
-    wp = V.normalise_weights(weights_pop, N, "weights_pop") if Fp is not None else None
+    wp = V.normalise_weights(weights_pop, N, "weights_pop") if (Fp is not None and weights_pop is not None) else None
     def two(a):
         return None if a is None else (a[:, None] if a.ndim == 1 else a)
     Y, F, Fp = two(Y), two(F), two(Fp)
@@ -335,6 +368,7 @@ def _stratified(core, Y, F, Fp, w, wp, s, sp, method, lam, lambda_mode, lambda_b
                 f"strata {missing[:5]} have population rows but no pilot rows; stratified estimation needs "
                 f"pilot answers in every stratum (merge small strata or sample them)"
             )
+    wp = _weights_or_ones(wp, len(sp))
     total = wp.sum()
     est = 0.0
     cov = 0.0
@@ -606,6 +640,7 @@ def ppi_quantile(y=None, yhat=None, yhat_pop=None, q: float = 0.5, method: str =
     if not (0 < float(q) < 1):
         raise InputError(f"argument 'q' must lie strictly between 0 and 1, got {q!r}")
     Y, F, Fp, w, wp, n, N = _prepare_mean_inputs(y, yhat, yhat_pop, method, weights, weights_pop, ndim=1)
+    wp = None if Fp is None else _weights_or_ones(wp, N)
     y1 = None if Y is None else Y[:, 0]
     f1 = None if F is None else F[:, 0]
     p1 = None if Fp is None else Fp[:, 0]
@@ -651,7 +686,8 @@ def _prepare_regression(X, y, yhat, X_pop, yhat_pop, method, weights, weights_po
     need_pilot = method != "naive"
     need_pop = method != "classical"
     Xa = V.as_float_array(X, "X", 2) if need_pilot else None
-    Xp = V.as_float_array(X_pop, "X_pop", 2) if need_pop else None
+    # a ColumnDesign (from the formula verbs' fast path) is checked for NaN/inf by the population pass
+    Xp = (X_pop if isinstance(X_pop, ColumnDesign) else _float_array(X_pop, "X_pop", 2)) if need_pop else None
     p = (Xa if Xa is not None else Xp).shape[1]
     if Xa is not None and Xp is not None and Xp.shape[1] != p:
         raise InputError(f"'X' has {p} columns but 'X_pop' has {Xp.shape[1]}; build both from the same formula")
@@ -669,14 +705,15 @@ def _prepare_regression(X, y, yhat, X_pop, yhat_pop, method, weights, weights_po
             V.check_same_length(Xa.shape[0], F, "yhat", "X")
     if need_pop:
         V.check_nonempty(Xp, "X_pop", "population")
-        Fp = V.as_float_array(yhat_pop, "yhat_pop", label_dim)
+        Fp = _float_array(yhat_pop, "yhat_pop", label_dim)
         V.check_same_length(Xp.shape[0], Fp, "yhat_pop", "X_pop")
         if method == "naive":
-            V.check_design(Xp, "X_pop", terms)
+            V.check_design(np.asarray(Xp), "X_pop", terms)
     n = 0 if Xa is None else Xa.shape[0]
     N = 0 if Xp is None else Xp.shape[0]
     w = V.normalise_weights(weights, n, "weights") if need_pilot else None
-    wp = V.normalise_weights(weights_pop, N, "weights_pop") if need_pop else None
+    # unweighted population: None, so that the population passes skip the multiplies by ones
+    wp = V.normalise_weights(weights_pop, N, "weights_pop") if (need_pop and weights_pop is not None) else None
     return Xa, Y, F, Xp, Fp, w, wp, n, N, p, terms
 
 
@@ -691,6 +728,17 @@ def _fit_in(fitter, X, z, w, where):
         raise type(err)(f"fitting {where}: {err}{hint}") from None
 
 
+def _pop_fit(fitter, Xp, Fp, wp):
+    try:
+        return _fit_in(fitter, Xp, Fp, wp, "the LLM's predictions for the population")
+    except NonFiniteData:
+        if isinstance(Xp, ColumnDesign):
+            raise  # the formula verbs re-run their checked path, which names the column
+        V.as_float_array(Xp, "X_pop", 2)
+        raise InputError("the population design or predictions overflow to infinity in the sums; rescale the "
+                         "covariates (e.g. thousands instead of units)") from None
+
+
 def _regression(fitter, X, y, yhat, X_pop, yhat_pop, method, weights, weights_pop, lam, lambda_mode,
                 lambda_bounds, level, convention, terms, estimand, label_dim=1, check_labels=None,
                 ppi_py_fn=None, extra_terms=None):
@@ -701,14 +749,17 @@ def _regression(fitter, X, y, yhat, X_pop, yhat_pop, method, weights, weights_po
         Y, F, Fp = check_labels(Y, F, Fp)
     n_par = p + (0 if extra_terms is None else len(extra_terms(Y if Y is not None else Fp)))
     if convention == "ppi_py" and ppi_py_fn is not None and method in ("ppi", "ppi++"):
-        est, cov, lam_vec = ppi_py_fn(Xa, Y, F, Xp, Fp, w, wp, method, lam)
+        est, cov, lam_vec = ppi_py_fn(Xa, Y, F, np.asarray(Xp), Fp, w, _weights_or_ones(wp, N), method, lam)
         df = None
         diag = {}
     else:
         fit_y = _fit_in(fitter, Xa, Y, w, "the pilot's human answers") if method != "naive" else None
         fit_f = _fit_in(fitter, Xa, F, w, "the LLM's predictions for the pilot") if method in ("ppi", "ppi++") else None
-        fit_pop = _fit_in(partial(fitter, keep_psi=False), Xp, Fp, wp,
-                          "the LLM's predictions for the population") if method != "classical" else None
+        pop_fitter = partial(fitter, keep_psi=False)
+        if fit_f is not None and getattr(fitter, "func", fitter) is fit_logistic:
+            # Newton from the pilot-prediction fit: fewer passes over the frame, the same optimum
+            pop_fitter = partial(pop_fitter, start=fit_f.theta)
+        fit_pop = _pop_fit(pop_fitter, Xp, Fp, wp) if method != "classical" else None
         est, cov, df, lam_vec = _difference_estimator(fit_y, fit_f, fit_pop, method, lam, lambda_mode,
                                                       lambda_bounds, n, N, n_par, convention)
         diag = {"iterations": {k: f.iterations for k, f in (("pilot", fit_y), ("pilot_pred", fit_f),

@@ -17,7 +17,8 @@ import pandas as pd
 
 from .errors import InputError, MissingCovariateError, UnseenLevelError
 
-__all__ = ["ModelFrame", "build_design", "replay_design", "check_columns", "check_formula"]
+__all__ = ["ModelFrame", "build_design", "replay_design", "check_columns", "check_formula", "plain_columns",
+           "plain_design"]
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,102 @@ def build_design(formula: str, pilot: pd.DataFrame, population: pd.DataFrame | N
         X_pop = None if X_pop is None else np.delete(X_pop, j, axis=1)
         terms = terms[:j] + terms[j + 1:]
     return ModelFrame(X=X, y=y, X_pop=X_pop, terms=terms, outcome=lhs_name or None, spec=spec)
+
+
+def plain_columns(spec, terms) -> list | None:
+    """The data column behind each design column when every term is a plain numeric column.
+
+    Returns one entry per design column -- the column name, or ``None`` for the intercept -- when each
+    term of the learned spec is the intercept or a single numeric data column looked up by name
+    (``y ~ age + income``), and ``None`` otherwise (categories, transforms, interactions). Replaying
+    such a spec is reading those columns: callers can skip formulaic on the population, but must
+    still refuse missing values there (see :func:`rectify.verbs.ols`).
+
+    Examples
+    --------
+    >>> pilot = pd.DataFrame({"y": [1.0, 2, 3, 4], "x": [0.0, 1, 2, 4], "g": ["a", "b", "a", "b"]})
+    >>> plain_columns(build_design("y ~ x", pilot).spec, ["Intercept", "x"])
+    [None, 'x']
+    >>> plain_columns(build_design("y ~ x + C(g)", pilot).spec, ["Intercept", "x", "C(g)[T.b]"]) is None
+    True
+    """
+    try:
+        structure = list(spec.structure)
+        state = dict(spec.encoder_state)
+    except (AttributeError, TypeError):
+        return None
+    out = []
+    for entry in structure:
+        factors = list(getattr(entry.term, "factors", []))
+        if len(factors) != 1 or len(entry.columns) != 1:
+            return None
+        f = factors[0]
+        method = getattr(getattr(f, "eval_method", None), "value", None)
+        if method == "literal" and str(f.expr) == "1" and entry.columns[0] == "Intercept":
+            out.append(None)
+            continue
+        kind = getattr(state.get(f.expr, (None,))[0], "value", None)
+        if method != "lookup" or kind != "numerical" or entry.columns[0] != f.expr:
+            return None
+        out.append(f.expr)
+    if "Intercept" not in terms:  # dropped after encoding (ordinal models)
+        out = [c for c in out if c is not None]
+    if not any(c is not None for c in out) or out != [None if t == "Intercept" else t for t in terms]:
+        return None
+    return out
+
+
+_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+
+
+def plain_design(formula: str, pilot: pd.DataFrame, intercept: bool = True):
+    """The pilot's design without formulaic when the formula is ``y ~ a + b + ...`` over numeric columns.
+
+    Returns ``(X, y, terms, outcome, names)`` -- ``names`` as in :func:`plain_columns` -- exactly as
+    :func:`build_design` would build them (formulaic keeps plain terms in the order written, with the
+    intercept first), or ``None`` whenever anything is not plain: a category, a transform, an
+    interaction, a repeated term, a non-numeric or boolean column, or a missing value in the pilot.
+    Callers then use :func:`build_design`, which also produces every error message.
+
+    Examples
+    --------
+    >>> pilot = pd.DataFrame({"y": [1.0, 2, 3, 4], "x": [0.0, 1, 2, 4], "k": [1, 2, 3, 5]})
+    >>> X, y, terms, outcome, names = plain_design("y ~ k + x", pilot)
+    >>> terms, names, X[1].tolist()
+    (['Intercept', 'k', 'x'], [None, 'k', 'x'], [1.0, 2.0, 1.0])
+    >>> plain_design("y ~ np.log(x + 1)", pilot) is None
+    True
+    """
+    import re
+
+    if not isinstance(formula, str) or formula.count("~") != 1 or not isinstance(pilot, pd.DataFrame) or not len(pilot):
+        return None
+    lhs, rhs = (part.strip() for part in formula.split("~"))
+    if not re.fullmatch(_NAME, lhs):
+        return None
+    const = True
+    m = re.fullmatch(r"(.*?)\s*-\s*1", rhs)
+    if m:
+        rhs, const = m.group(1), False
+    parts = [t.strip() for t in rhs.split("+")]
+    if parts and parts[0] in ("0", "1"):
+        const = const and parts.pop(0) == "1"
+    if not parts or len(set(parts)) != len(parts) or not all(re.fullmatch(_NAME, t) for t in parts):
+        return None
+    names = [lhs, *parts]
+    if lhs in parts or not all(isinstance(pilot.get(c), pd.Series) for c in names):
+        return None
+    cols = [pilot[c] for c in names]
+    if not all(isinstance(c.dtype, np.dtype) and c.dtype.kind in "fiu" for c in cols):
+        return None
+    arrays = [c.to_numpy(dtype=float) for c in cols]
+    if not all(np.isfinite(a).all() for a in arrays):  # missing/infinite: build_design says what to do
+        return None
+    keep = const and intercept
+    X = np.column_stack(([np.ones(len(pilot))] if keep else []) + arrays[1:])
+    terms = (["Intercept"] if keep else []) + parts
+    y = pilot[lhs].to_numpy()
+    return X, y, terms, lhs, ([None] if keep else []) + parts
 
 
 def replay_design(spec, data: pd.DataFrame, frame: str = "new") -> np.ndarray:

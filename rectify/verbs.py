@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 from scipy.linalg import block_diag
 
-from .errors import InputError
-from .formula import build_design, check_columns
+from .errors import InputError, RectifyError
+from .formula import ModelFrame, build_design, check_columns, plain_columns, plain_design
 from .result import Result
 
 __all__ = ["mean", "shares", "quantile", "ols", "logit", "ordinal"]
@@ -339,27 +339,97 @@ def _regression_verb(core_name, formula, pilot, population, predicted, method, w
     if by is not None:
         return _by(lambda pilot, population, **kw: verb(formula, pilot, population, **kw), by, pilot, population,
                    kwargs)
-    import rectify.estimators.ppi as core
-
-    need_pilot, need_pop = _needs(method)
+    need_pop = _needs(method)[1]
     population = _frame(population, "population", need_pop)
     pilot = _frame(pilot, "pilot", True)  # the pilot defines the model spec even for 'naive'
     if method in ("ppi", "ppi++", "naive") and predicted is None:
         raise InputError(f"method {method!r} needs 'predicted', the column of LLM predictions of the outcome; pass "
                          f"predicted=... (or use method='classical' for the pilot alone)")
+    args = (core_name, formula, pilot, population, predicted, method, weights, weights_pop, lam, lambda_mode,
+            lambda_bounds, level, convention, intercept, categories)
+    if need_pop:
+        r = _fast_regression(*args)
+        if r is not None:
+            return r
+    return _checked_regression(*args)
+
+
+def _plain_numeric(df, name):
+    """A numeric column of ``df`` as floats without a copy where possible; None if it is not plain."""
+    s = df[name] if name in df.columns else None
+    if not isinstance(s, pd.Series) or not isinstance(s.dtype, np.dtype) or s.dtype.kind not in "fiub":
+        return None
+    return s.to_numpy(dtype=float)
+
+
+def _fast_regression(core_name, formula, pilot, population, predicted, method, weights, weights_pop, lam,
+                     lambda_mode, lambda_bounds, level, convention, intercept, categories):
+    """The regression verbs when every term is a plain numeric column: no formulaic on the frame.
+
+    The pilot's spec is learned by formulaic as always; replaying it on the frame is reading those
+    columns, which the population passes read block by block (no N x p copy). Nothing is checked
+    twice: a NaN or infinite value anywhere, or any error, sends the call to the checked path, which
+    refuses it exactly as before (naming the column). Returns None where the fast path does not apply.
+    """
+    from rectify.estimators.models import ColumnDesign, NonFiniteData
+
+    if not isinstance(predicted, str):
+        return None
+    plain = plain_design(formula, pilot, intercept)
+    if plain is not None:
+        X, y, terms, outcome, names = plain
+        mf = ModelFrame(X=X, y=y, X_pop=None, terms=terms, outcome=outcome, spec=None)
+    else:
+        try:
+            mf = build_design(formula, pilot, None, intercept=intercept)
+        except RectifyError:
+            return None
+        names = plain_columns(mf.spec, mf.terms)
+    if names is None:
+        return None
+    cols = [None if c is None else _plain_numeric(population, c) for c in names]
+    fp = _plain_numeric(population, predicted)
+    if fp is None or any(c is None for c, nm in zip(cols, names) if nm is not None):
+        return None
+    if not np.isfinite(fp.sum()):
+        return None
+    X_pop = ColumnDesign(cols)
+    if core_name == "ppi_ordinal":  # the ordinal fit needs the matrix itself
+        X_pop = np.asarray(X_pop)
+        if not np.isfinite(X_pop.sum()):
+            return None
+    try:
+        return _run_core(core_name, mf, formula, pilot, population, predicted, method, weights, weights_pop, lam,
+                         lambda_mode, lambda_bounds, level, convention, categories, X_pop, fp)
+    except (RectifyError, NonFiniteData):
+        return None
+
+
+def _checked_regression(core_name, formula, pilot, population, predicted, method, weights, weights_pop, lam,
+                        lambda_mode, lambda_bounds, level, convention, intercept, categories):
+    """The regression verbs through formulaic's strict replay of the pilot's spec on the frame."""
+    need_pop = _needs(method)[1]
     mf = build_design(formula, pilot, population if need_pop else None, intercept=intercept)
+    fp = _prob_columns(population, predicted, "population") if need_pop else None
+    return _run_core(core_name, mf, formula, pilot, population, predicted, method, weights, weights_pop, lam,
+                     lambda_mode, lambda_bounds, level, convention, categories, mf.X_pop, fp)
+
+
+def _run_core(core_name, mf, formula, pilot, population, predicted, method, weights, weights_pop, lam,
+              lambda_mode, lambda_bounds, level, convention, categories, X_pop, fp):
+    import rectify.estimators.ppi as core
+
+    need_pilot, need_pop = _needs(method)
     y = mf.y
-    f = fp = None
+    f = None
     if method in ("ppi", "ppi++"):
         f = _prob_columns(pilot, predicted, "pilot")
-    if need_pop:
-        fp = _prob_columns(population, predicted, "population")
     extra = {} if categories is None else {"categories": categories}
     if core_name != "ppi_ordinal":
         y = np.asarray(y, dtype=float) if y is not None else None
     r = _call_core(
         getattr(core, core_name), _core_columns(mf.outcome, predicted, weights, weights_pop, x_terms=formula),
-        mf.X if need_pilot else None, y if need_pilot else None, f, mf.X_pop, fp, method,
+        mf.X if need_pilot else None, y if need_pilot else None, f, X_pop, fp, method,
         weights=_weights(weights, pilot, "weights", "pilot"),
         weights_pop=_weights(weights_pop, population, "weights_pop", "population"), lam=lam,
         lambda_mode=lambda_mode, lambda_bounds=lambda_bounds, level=level, convention=convention,
