@@ -20,15 +20,15 @@ from .errors import (
     RectifyError,
     UnseenLevelError,
 )
-from .result import Result, etable
 
 __version__ = "0.1.0"
 
-_LAZY = {"datasets", "fidelity", "weighting", "bayes", "comparison", "registry", "planning", "report", "demo", "llm",
+_LAZY = {"result", "datasets", "fidelity", "weighting", "bayes", "comparison", "registry", "planning", "report", "demo", "llm",
          "estimators"}
 
 
 _LAZY_ATTRS = {
+    "Result": "result", "etable": "result",  # numpy loads with them, on first use
     "mean": "verbs", "shares": "verbs", "quantile": "verbs", "ols": "verbs", "logit": "verbs",
     "ordinal": "verbs", "calibrate": "weighting", "CalibratedWeights": "weighting",
     "compare": "comparison", "Comparison": "comparison", "write_report": "report",

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
-from scipy import special
 
 from .errors import InputError
 
@@ -194,6 +193,8 @@ class Result:
         return pd.MultiIndex.from_arrays([self.groups, self.terms], names=["group", "term"])
 
     def _critical(self, level: float) -> np.ndarray:
+        from scipy import special  # on first use: keeps ``import rectify`` fast
+
         q = 0.5 + level / 2.0
         if self.df is None:
             return np.full(self.estimate.shape, special.ndtri(q))
@@ -239,6 +240,8 @@ class Result:
     @property
     def p_value(self) -> np.ndarray:
         """Two-sided p-values for the null value 0 (t or normal reference, as the intervals)."""
+        from scipy import special
+
         t = np.abs(self.statistic)
         if self.df is None:
             return 2.0 * special.ndtr(-t)

@@ -15,7 +15,6 @@ from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy.linalg import block_diag
 
 from .errors import InputError, RectifyError
 from .formula import ModelFrame, build_design, check_columns, plain_columns, plain_design
@@ -140,6 +139,8 @@ def _by(fn: Callable[..., Result], by: str, pilot, population, kwargs) -> Result
             raise type(err)(f"in group {g!r} of '{by}': {err}") from None
         results.append(r)
         groups.extend([str(g)] * len(r.terms))
+    from scipy.linalg import block_diag
+
     first = results[0]
     df = None if first.df is None else np.concatenate([r.df for r in results])
     lam = {str(g): r.tuning.get("lambda") for g, r in zip(levels, results) if "lambda" in r.tuning}
