@@ -1,206 +1,321 @@
-"""Speed of the LLM simulators (rectify.llm).
+"""Scoring speed of the embedded SmolLM2-135M-Instruct on a CPU: transformers against llama.cpp.
 
-Local backend (embedded SmolLM2-135M-Instruct, CPU): personas x items per second for
-  - "logprob-bf16" / "logprob-fp32": one batched forward pass per prompt, left padding, last
-    position's logits only (the LocalBackend path);
-  - "naive-sample-k": the naive way, generate k sampled answers per prompt and parse them;
-  - "cache-hit": the same prompts again, answered from the SQLite cache.
-OpenAI backend (--parts mock / llama-cpp): requests per second through the real openai client against an in-process
-OpenAI-compatible fake server (httpx2 MockTransport, so it measures client + backend + cache
-overhead, not a model), and the cost of a rerun answered from the cache. With --parts llama-cpp and
-llama-cpp-python installed (or RECTIFY_LLAMA_CPP_PYTHON naming an interpreter
-that has it), the same against a real llama.cpp server on 127.0.0.1.
+One run, the same persona prompts for every engine: personas of the two bundled surveys
+(synthetic misinformation survey, two claims; ANES 1996, left-right self-placement, with the
+persona template of ``scripts/simulate_anes96.py``), one ``score()`` call per item as
+``PromptSimulator`` makes them, no response cache. Engines:
 
-Usage: python benchmarks/bench_llm.py [--n 200] [--threads 1] [--parts mock,local,llama-cpp] [--out CSV]
-Writes benchmarks/results/llm_speed.csv.
+- ``transformers fp32``: ``LocalBackend(dtype="float32", reuse_prefix=False)``, plain padded passes;
+- ``transformers bf16``: the same in bf16 (only where the CPU has native bf16: AMX/AVX-512 bf16);
+- ``transformers fp32 + prefix``: fp32 with the shared prompt prefix computed once per batch;
+- ``transformers auto + prefix``: the default ``LocalBackend()`` (dtype chosen from the CPU flags,
+  prefix reuse on);
+- ``llama.cpp server``: llama-cpp-python's OpenAI-compatible server on the same GGUF (Q4_1), same
+  thread count, scored through rectify's ``OpenAIBackend`` (top-20 log-probs of one answer token;
+  the server needs ``--logits_all true`` for log-probs). Needs ``RECTIFY_LLAMA_CPP_PYTHON`` naming
+  a Python with ``llama-cpp-python[server]`` (``make test-deps`` builds one) or ``llama_cpp``
+  importable here.
+
+Repetitions are interleaved (every engine once per repetition, in turn) and each repetition's
+ratio to llama.cpp is taken within that repetition, so a change of machine load between
+repetitions moves both sides. The load average is recorded before and after every measurement.
+
+Usage: python benchmarks/bench_llm.py [--personas 48] [--reps 2] [--threads N] [--no-llama-cpp]
+Writes benchmarks/results/llm_speed.{md,csv,json}.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
-import math
 import os
 import platform
+import socket
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
+import urllib.request
 
 import numpy as np
 import pandas as pd
 
-from rectify.llm.cache import ResponseCache
-from rectify.llm.distribution import probs_from_samples
-from rectify.llm.items import Item
-from rectify.llm.persona import build_prompt, render_personas
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
 
-ITEMS = [
-    Item("trust_sci", "How much do you trust scientists?", ["Not at all", "A little", "Somewhat", "A lot"]),
-    Item("claim_a", "How accurate is this claim: 'Vaccines alter your DNA'?",
-         ["Not at all accurate", "Not very accurate", "Somewhat accurate", "Very accurate"]),
-]
+from _provenance import code_version  # noqa: E402
 
+from rectify.datasets import load_anes96, load_misinfo, misinfo_items  # noqa: E402
+from rectify.llm.cpu import BF16_FLAGS, cpu_flags, cpu_model, physical_cores, resolve_dtype  # noqa: E402
+from rectify.llm.persona import build_prompt, render_personas  # noqa: E402
 
-def frame(n: int, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    return pd.DataFrame({
-        "age": rng.integers(18, 90, n),
-        "gender": rng.choice(["man", "woman"], n),
-        "education": rng.choice(["no degree", "high school", "some college", "a college degree"], n),
-        "ideology": rng.choice(["very liberal", "liberal", "moderate", "conservative", "very conservative"], n),
-    })
+LLAMA = "llama.cpp server"
+SHOWN_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
 
 
-def prompts_for(X: pd.DataFrame) -> list:
-    personas = render_personas(X, "You are a $age-year-old $gender with $education; politically you are $ideology.")
-    return [build_prompt(p, it) for it in ITEMS for p in personas]
+def _anes_script():
+    spec = importlib.util.spec_from_file_location("simulate_anes96", os.path.join(ROOT, "scripts", "simulate_anes96.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
-def bench_local(n: int, threads: int, k: int, rows: list) -> None:
-    import torch
-
-    from rectify.llm.local import LocalBackend
-
-    prompts = prompts_for(frame(n))
-    with tempfile.TemporaryDirectory() as d:
-        for dtype in ("bfloat16", "float32"):
-            be = LocalBackend(dtype=dtype, batch_size=64, num_threads=threads, cache=ResponseCache(os.path.join(d, f"{dtype}.sqlite"))).load()
-            be.score(prompts[:8])  # warm-up (not cached: different prompts below are all new)
-            t = time.perf_counter()
-            res = be.score(prompts)
-            wall = time.perf_counter() - t
-            rows.append(dict(backend="local", method=f"logprob-{'bf16' if dtype == 'bfloat16' else 'fp32'}",
-                             n_prompts=len(prompts), wall_s=wall, per_s=len(prompts) / wall,
-                             mean_mass_on_options=float(np.nanmean(res.raw.sum(axis=1)))))
-            t = time.perf_counter()
-            be.score(prompts)
-            wall = time.perf_counter() - t
-            rows.append(dict(backend="local", method=f"cache-hit-{dtype}", n_prompts=len(prompts), wall_s=wall,
-                             per_s=len(prompts) / wall))
-            print(rows[-2], rows[-1], flush=True)
-        # naive: sample k answers per prompt with generate() and parse (bf16, same threads)
-        be = LocalBackend(dtype="bfloat16", num_threads=threads).load()
-        sub = prompts[: max(8, n // 10)]
-        texts = [be.render(p) for p in sub]
-        old = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        torch.manual_seed(0)
-        t = time.perf_counter()
-        masses = []
-        for i in range(0, len(texts), 8):
-            enc = be._tok(texts[i:i + 8], return_tensors="pt", padding=True, add_special_tokens=False)
-            with torch.inference_mode():
-                out = be._model.generate(**enc, do_sample=True, temperature=1.0, max_new_tokens=3,
-                                         num_return_sequences=k, pad_token_id=be._tok.pad_token_id)
-            dec = be._tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-            for j in range(len(dec) // k):
-                masses.append(probs_from_samples(dec[j * k:(j + 1) * k], sub[0].labels).sum())
-        wall = time.perf_counter() - t
-        torch.set_num_threads(old)
-        rows.append(dict(backend="local", method=f"naive-sample-{k}", n_prompts=len(sub), wall_s=wall,
-                         per_s=len(sub) / wall, mean_mass_on_options=float(np.mean(masses))))
-        print(rows[-1], flush=True)
+def survey_prompts(n_personas: int) -> list[tuple[str, list]]:
+    """``[(group name, prompts)]``: one group per item, ``n_personas`` personas each."""
+    mis = load_misinfo()
+    items = {it.name: it for it in misinfo_items()}
+    cov = ["age", "gender", "education", "region", "ideology"]
+    personas = list(render_personas(mis[cov].iloc[:n_personas]))
+    false_claim = items["f01"]
+    true_claim = next(it for name, it in items.items() if name.startswith("t"))
+    groups = [(f"misinfo {it.name}", [build_prompt(p, it) for p in personas]) for it in (false_claim, true_claim)]
+    anes = _anes_script()
+    X = anes.persona_frame(load_anes96()).iloc[:n_personas]
+    groups.append(("anes96 self_lr", [build_prompt(p, anes.SELF_LR) for p in render_personas(X, anes.PERSONA_TEMPLATE)]))
+    return groups
 
 
-def bench_openai_mock(n: int, rows: list) -> None:
-    import httpx2
-    import openai
-
-    from rectify.llm.openai_backend import OpenAIBackend
-
-    def handler(request):
-        body = json.loads(request.content)
-        alts = [{"token": str(j), "logprob": math.log(0.2), "bytes": None} for j in range(1, 5)]
-        return httpx2.Response(200, json={
-            "id": "x", "object": "chat.completion", "created": 0, "model": "fake",
-            "choices": [{"index": 0, "finish_reason": "length", "message": {"role": "assistant", "content": "1"},
-                         "logprobs": {"content": [{"token": "1", "logprob": math.log(0.2), "bytes": None,
-                                                   "top_logprobs": alts}]}}],
-            "usage": {"prompt_tokens": len(json.dumps(body["messages"])) // 4, "completion_tokens": 1,
-                      "total_tokens": 0}})
-
-    prompts = prompts_for(frame(n // 2, seed=1))
-    with tempfile.TemporaryDirectory() as d:
-        client = openai.AsyncOpenAI(api_key="x", base_url="http://fake/v1", max_retries=0,
-                                    http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(handler)))
-        be = OpenAIBackend("fake", client=client, cache=os.path.join(d, "c.sqlite"), max_concurrency=16)
-        t = time.perf_counter()
-        be.score(prompts)
-        wall = time.perf_counter() - t
-        rows.append(dict(backend="openai-mock", method="logprob", n_prompts=len(prompts), wall_s=wall,
-                         per_s=len(prompts) / wall, prompt_tokens=be.last_run.prompt_tokens))
-        t = time.perf_counter()
-        be.score(prompts)
-        wall = time.perf_counter() - t
-        rows.append(dict(backend="openai-mock", method="cache-hit", n_prompts=len(prompts), wall_s=wall,
-                         per_s=len(prompts) / wall, prompt_tokens=be.last_run.prompt_tokens))
-        print(rows[-2], rows[-1], flush=True)
-
-
-def bench_llama_cpp(n: int, rows: list) -> None:
-    import socket
-    import subprocess
-    import sys
-    import urllib.request
-
-    from rectify.llm.local import embedded_model_file
-    from rectify.llm.openai_backend import OpenAIBackend
-
+def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server_python = os.environ.get("RECTIFY_LLAMA_CPP_PYTHON") or sys.executable
-    proc = subprocess.Popen([server_python, "-m", "llama_cpp.server", "--model", embedded_model_file(),
-                             "--logits_all", "true", "--port", str(port), "--n_ctx", "2048"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # never an unread pipe
+        return s.getsockname()[1]
+
+
+def start_llama_server(python: str, gguf: str, threads: int, log_path: str) -> tuple[subprocess.Popen, str]:
+    """Start llama-cpp-python's server on 127.0.0.1; wait until it answers (at most 180 s)."""
+    port = _free_port()
+    log = open(log_path, "wb")  # a file, never an unread pipe
+    proc = subprocess.Popen(
+        [python, "-m", "llama_cpp.server", "--model", gguf, "--logits_all", "true", "--host", "127.0.0.1",
+         "--port", str(port), "--n_ctx", "2048", "--n_threads", str(threads), "--n_threads_batch", str(threads)],
+        stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"
-    try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(url + "/models", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
-        prompts = prompts_for(frame(n // 2, seed=2))
-        with tempfile.TemporaryDirectory() as d:
-            be = OpenAIBackend("smollm2", base_url=url, cache=os.path.join(d, "c.sqlite"), max_concurrency=2, timeout=300)
-            t = time.perf_counter()
-            res = be.score(prompts)
-            wall = time.perf_counter() - t
-            rows.append(dict(backend="openai-llama.cpp", method="logprob", n_prompts=len(prompts), wall_s=wall,
-                             per_s=len(prompts) / wall, mean_mass_on_options=float(np.nanmean(res.raw.sum(axis=1)))))
-            t = time.perf_counter()
-            be.score(prompts)
-            wall = time.perf_counter() - t
-            rows.append(dict(backend="openai-llama.cpp", method="cache-hit", n_prompts=len(prompts), wall_s=wall,
-                             per_s=len(prompts) / wall))
-            print(rows[-2], rows[-1], flush=True)
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"llama_cpp.server exited; see {log_path}")
+        try:
+            urllib.request.urlopen(url + "/models", timeout=1)
+            return proc, url
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError(f"llama_cpp.server did not answer within 180 s; see {log_path}")
+
+
+def llama_cpp_version(python: str) -> str:
+    out = subprocess.run([python, "-c", "import llama_cpp; print(llama_cpp.__version__)"], capture_output=True,
+                         text=True, timeout=60)
+    return out.stdout.strip() or "unknown"
+
+
+def timed_score(backend, groups) -> tuple[float, np.ndarray, list[str]]:
+    """Seconds to score every group (one call per item), all raw probabilities (flattened), statuses."""
+    t = time.perf_counter()
+    results = [backend.score(prompts) for _, prompts in groups]
+    wall = time.perf_counter() - t
+    status = [s for r in results for s in r.status]
+    return wall, np.concatenate([r.raw.ravel() for r in results]), status
+
+
+def make_engines(threads: int, server_url: str | None) -> dict:
+    """Name -> backend, each warmed up on prompts outside the measured set."""
+    from rectify.llm.local import LocalBackend
+    from rectify.llm.openai_backend import OpenAIBackend
+
+    auto = resolve_dtype("auto")
+    fp32 = LocalBackend(dtype="float32", num_threads=threads, reuse_prefix=False, batch_size=32).load()
+    engines = {"transformers fp32": fp32}
+    bf16 = None
+    if BF16_FLAGS & cpu_flags():
+        bf16 = LocalBackend(dtype="bfloat16", num_threads=threads, reuse_prefix=False, batch_size=32).load()
+        engines["transformers bf16"] = bf16
+    engines["transformers fp32 + prefix"] = _sharing(fp32, reuse_prefix=True)
+    engines[f"transformers auto ({auto}) + prefix"] = _sharing(bf16 if auto == "bfloat16" and bf16 else fp32,
+                                                                reuse_prefix=True)
+    if server_url is not None:
+        engines[LLAMA] = OpenAIBackend("smollm2", base_url=server_url, max_concurrency=2, timeout=600, cache=None)
+    warm = survey_prompts(60)
+    warm = [(name, prompts[-4:]) for name, prompts in warm]  # personas not in the measured set
+    for be in engines.values():
+        timed_score(be, warm)
+    return engines
+
+
+def _sharing(loaded, **changes):
+    """A second LocalBackend over the same loaded model, with other scoring settings."""
+    from rectify.llm.local import LocalBackend
+
+    be = LocalBackend(dtype=loaded.dtype, num_threads=loaded.num_threads, batch_size=loaded.batch_size, **changes)
+    be._model, be._tok, be.dtype_ = loaded._model, loaded._tok, loaded.dtype_
+    return be
+
+
+def run(args) -> tuple[pd.DataFrame, dict]:
+    from rectify.llm.local import embedded_model_file
+
+    threads = args.threads or physical_cores()
+    groups = survey_prompts(args.personas)
+    n_prompts = sum(len(p) for _, p in groups)
+    server_python = None
+    if not args.no_llama_cpp:
+        server_python = os.environ.get("RECTIFY_LLAMA_CPP_PYTHON") or (
+            sys.executable if importlib.util.find_spec("llama_cpp") else None)
+        if server_python is None:
+            raise SystemExit("no llama-cpp-python server: set RECTIFY_LLAMA_CPP_PYTHON (make test-deps builds one) "
+                             "or pass --no-llama-cpp")
+    rows, raws = [], {}
+    with tempfile.TemporaryDirectory() as work:
+        proc = url = None
+        if server_python:
+            proc, url = start_llama_server(server_python, embedded_model_file(), threads,
+                                           os.path.join(work, "server.log"))
+        try:
+            engines = make_engines(threads, url)
+            for rep in range(args.reps):
+                for name, be in engines.items():
+                    load0 = os.getloadavg()[0]
+                    wall, raw, status = timed_score(be, groups)
+                    load1 = os.getloadavg()[0]
+                    rows.append(dict(rep=rep, engine=name, n_prompts=n_prompts, wall_s=round(wall, 3),
+                                     prompts_per_s=round(n_prompts / wall, 3), n_failed=sum(s != "ok" for s in status),
+                                     load_before=load0, load_after=load1))
+                    raws.setdefault(name, raw)
+                    print(rows[-1], flush=True)
+        finally:
+            if proc is not None:
+                proc.terminate()
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+    df = pd.DataFrame(rows)
+    ref = raws["transformers fp32"]
+    meta = dict(
+        cpu_model=cpu_model(), cpu_flags=[f for f in SHOWN_FLAGS if f in cpu_flags()],
+        logical_cpus=os.cpu_count(), physical_cores=physical_cores(), threads=threads,
+        auto_dtype=resolve_dtype("auto"), personas_per_item=args.personas, items=[g for g, _ in groups],
+        n_prompts=n_prompts, reps=args.reps, python=platform.python_version(), commit=code_version(),
+        torch=_version("torch"), transformers=_version("transformers"),
+        llama_cpp_python=llama_cpp_version(server_python) if server_python else None,
+        max_abs_diff_vs_fp32={k: float(np.nanmax(np.abs(v - ref))) for k, v in raws.items()},
+        date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    )
+    return df, meta
+
+
+def _version(mod: str) -> str:
+    return __import__(mod).__version__
+
+
+def summarise(df: pd.DataFrame) -> pd.DataFrame:
+    """Per engine: median / min / max prompts per second and the median within-repetition ratio to
+    llama.cpp (engine speed / llama.cpp speed; > 1 means faster than llama.cpp)."""
+    out = []
+    has_llama = LLAMA in set(df["engine"])
+    for name, g in df.groupby("engine", sort=False):
+        row = dict(engine=name, median_per_s=g["prompts_per_s"].median(), min_per_s=g["prompts_per_s"].min(),
+                   max_per_s=g["prompts_per_s"].max(), reps=len(g))
+        if has_llama:
+            ll = df[df["engine"] == LLAMA].set_index("rep")["prompts_per_s"]
+            row["ratio_to_llama_cpp"] = float(np.median([r.prompts_per_s / ll[r.rep] for r in g.itertuples()]))
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def verdict(summary: pd.DataFrame) -> str:
+    """The conclusion the numbers support (which engine to use for scoring on this CPU)."""
+    tf = summary[summary["engine"].str.startswith("transformers")]
+    best = tf.loc[tf["median_per_s"].idxmax()]
+    text = [f"Fastest transformers path: **{best.engine}**, {best.median_per_s:.2f} prompts/s (median)."]
+    if "ratio_to_llama_cpp" not in summary:
+        return " ".join(text + ["llama.cpp was not measured in this run."])
+    ll = summary[summary["engine"] == LLAMA].iloc[0]
+    r = best.ratio_to_llama_cpp
+    text.append(f"llama.cpp server: {ll.median_per_s:.2f} prompts/s; best transformers / llama.cpp = {r:.2f}.")
+    if r >= 1 / 1.5:
+        text.append(
+            "llama.cpp is not clearly faster (less than 1.5x the best transformers path), so scoring stays on "
+            "transformers: one engine for scoring and LoRA fine-tuning, exact fp32 probabilities where the CPU "
+            "lacks bf16, no second virtual environment, no source build of llama-cpp-python and no server "
+            "process to manage; the llama.cpp server remains usable through `OpenAIBackend` for anyone who runs one.")
+    else:
+        text.append("llama.cpp is clearly faster (> 1.5x): use `LlamaCppBackend` (rectify.llm.llamacpp) for scoring.")
+    target = max(5.0, ll.median_per_s / 1.5)
+    text.append(f"Target (>= 5 prompts/s or within 1.5x of llama.cpp, whichever is faster: {target:.2f} prompts/s): "
+                + ("met." if best.median_per_s >= target else "NOT met."))
+    return " ".join(text)
+
+
+def write(df: pd.DataFrame, meta: dict, out_dir: str) -> None:
+    os.makedirs(out_dir, exist_ok=True)
+    summary = summarise(df)
+    df.to_csv(os.path.join(out_dir, "llm_speed.csv"), index=False)
+    with open(os.path.join(out_dir, "llm_speed.json"), "w") as fh:
+        json.dump(dict(meta=meta, summary=summary.to_dict(orient="records"), runs=df.to_dict(orient="records")),
+                  fh, indent=1)
+    lines = [
+        "# Scoring speed of the embedded SmolLM2-135M-Instruct: transformers vs llama.cpp",
+        "",
+        "Written by `benchmarks/bench_llm.py` (one run; every engine on the same prompts, repetitions",
+        "interleaved). Persona prompts/s for one answer distribution each, no response cache.",
+        "",
+        f"- CPU: {meta['cpu_model']}; {meta['logical_cpus']} logical CPUs, {meta['physical_cores']} physical cores; "
+        f"flags: {', '.join(meta['cpu_flags']) or 'none of the listed'}",
+        f"- threads: {meta['threads']} (torch and llama.cpp); `dtype=\"auto\"` resolves to **{meta['auto_dtype']}** here",
+        f"- prompts: {meta['n_prompts']} = {meta['personas_per_item']} personas x {len(meta['items'])} items "
+        f"({', '.join(meta['items'])}), one score() call per item; {meta['reps']} repetitions",
+        f"- load average (1 min) during the run: {df['load_before'].min():.1f} to {df['load_after'].max():.1f} "
+        "(the machine is shared: ratios within a repetition are the figures to quote)",
+        f"- versions: torch {meta['torch']}, transformers {meta['transformers']}, llama-cpp-python "
+        f"{meta['llama_cpp_python']}, Python {meta['python']}; commit {meta['commit']}; {meta['date']}",
+        "",
+        "| engine | prompts/s (median) | min | max | reps | x llama.cpp | max abs diff of p vs fp32 |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in summary.itertuples():
+        ratio = f"{r.ratio_to_llama_cpp:.2f}" if "ratio_to_llama_cpp" in summary else "n/a"
+        lines.append(f"| {r.engine} | {r.median_per_s:.2f} | {r.min_per_s:.2f} | {r.max_per_s:.2f} | {r.reps} | "
+                     f"{ratio} | {meta['max_abs_diff_vs_fp32'][r.engine]:.4f} |")
+    lines += [
+        "",
+        "## Conclusion",
+        "",
+        verdict(summary),
+        "",
+        "## Notes",
+        "",
+        "- The shared prefix of one item's persona prompts is the chat header, the system message and the",
+        "  start of the persona template (the persona comes before the question in `build_prompt`); the",
+        "  question after the persona cannot be shared under causal attention. Batches are planned by",
+        "  `rectify.llm.prefix.plan_batches` (similar lengths, or one persona's items together when cheaper).",
+        "- bf16 is only chosen by `dtype=\"auto\"` on CPUs with `amx_bf16` or `avx512_bf16`; on an AMD EPYC",
+        "  with AVX2 only, bf16 was measured 3.7x slower than fp32 (issue 12), so there `auto` gives fp32.",
+        "- llama.cpp works on the Q4_1 weights directly; transformers on the dequantised weights: the",
+        "  last column shows how far each engine's option probabilities are from transformers fp32.",
+        "- llama-cpp-python's server returns log-probs only with `--logits_all true` (full-vocabulary logits",
+        "  at every prompt position) and serves one request at a time; it reuses the previous request's",
+        "  matching prompt prefix by itself.",
+        "- Full rows: `llm_speed.csv`; metadata and summary: `llm_speed.json`.",
+    ]
+    with open(os.path.join(out_dir, "llm_speed.md"), "w") as fh:
+        fh.write("\n".join(lines) + "\n")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", type=int, default=200, help="personas (x 2 items)")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--k", type=int, default=10, help="samples per prompt for the naive way")
-    ap.add_argument("--parts", default="mock,local", help="comma list of: mock, local, llama-cpp")
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "llm_speed.csv"))
+    ap.add_argument("--personas", type=int, default=48, help="personas per item (3 items)")
+    ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=None, help="default: physical cores")
+    ap.add_argument("--no-llama-cpp", action="store_true", help="skip the llama.cpp server")
+    ap.add_argument("--out-dir", default=os.path.join(HERE, "results"))
     args = ap.parse_args()
-    rows: list = []
-    parts = set(args.parts.split(","))
-    if "mock" in parts:
-        bench_openai_mock(args.n * 2, rows)
-    if "local" in parts:
-        bench_local(args.n, args.threads, args.k, rows)
-    if "llama-cpp" in parts:
-        bench_llama_cpp(min(args.n, 100), rows)
-    df = pd.DataFrame(rows)
-    df["threads"] = args.threads
-    df["machine"] = f"{platform.machine()} {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}"
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    df.to_csv(args.out, index=False)
-    print(df.to_string(index=False))
+    df, meta = run(args)
+    write(df, meta, args.out_dir)
+    print(open(os.path.join(args.out_dir, "llm_speed.md")).read())
 
 
 if __name__ == "__main__":
