@@ -59,6 +59,8 @@ __all__ = [
     "gss_spending_examples",
     "MISINFO_LLM_ITEMS",
     "misinfo_examples",
+    "load_gss_spending_llm",
+    "load_misinfo_llm",
 ]
 
 MISINFO_SEED = 20261127
@@ -165,8 +167,8 @@ _SIMULATOR = {
     "attenuation": {"liberal": 0.50, "moderate": 0.50, "conservative": 0.25},
     "stereotype": 0.40,  # conservatives: extra belief in conservative-congenial claims (true or false)
     # independent noise: a made-up person discernment (shared by the claims) and per-answer noise
-    "person_noise_sd": {"liberal": 0.10, "moderate": 0.12, "conservative": 0.25},
-    "noise_sd": {"liberal": 0.15, "moderate": 0.20, "conservative": 0.50},
+    "person_noise_sd": {"liberal": 0.15, "moderate": 0.18, "conservative": 0.30},
+    "noise_sd": {"liberal": 0.55, "moderate": 0.60, "conservative": 0.80},
     "worst_group": ("ideology", "conservative"),
 }
 
@@ -419,8 +421,8 @@ def make_misinfo_survey(n: int = MISINFO_N, random_state: Any = MISINFO_SEED) ->
     + 0.4 [conservative] [lean_j > 0] + s_j w_i / 2 + sigma_g e_ij``: attenuated effects
     (``a_g`` = 0.5, 0.5, 0.25 for liberal, moderate, conservative), a stereotype (conservatives
     over-believe every conservative-congenial claim), independent noise (a made-up discernment
-    ``w_i ~ N(0, 0.10², 0.12², 0.25²)`` and ``e_ij ~ N(0, 1)`` with ``sigma_g`` = 0.15, 0.20,
-    0.50) and a bias ``beta_j`` of -0.7 on false and +0.3 on true claims plus ``N(0, 0.2²)`` per
+    ``w_i ~ N(0, 0.15², 0.18², 0.30²)`` and ``e_ij ~ N(0, 1)`` with ``sigma_g`` = 0.55, 0.60,
+    0.80) and a bias ``beta_j`` of -0.7 on false and +0.3 on true claims plus ``N(0, 0.2²)`` per
     item (skewed marginals). Its answer is the expected score ``E[Y] = 1 + sum_k logistic(m_ij -
     tau_k)``, stored in ``<item>_llm`` rounded to 6 decimals; an expected score has a smaller
     spread than individual answers (compressed variance). :func:`misinfo_llm_probs` recovers the
@@ -1243,3 +1245,95 @@ def misinfo_examples() -> pd.DataFrame:
     pos = np.flatnonzero(df[list(MISINFO_LLM_ITEMS)].notna().all(axis=1).to_numpy())
     chosen = np.sort(np.random.default_rng(MISINFO_EXAMPLE_SEED).choice(pos, size=MISINFO_EXAMPLE_N, replace=False))
     return df.iloc[chosen]
+
+
+GSS_LLM_FILE = "gss_spending_llm.csv.gz"
+MISINFO_LLM_FILE = "misinfo_llm.csv.gz"
+#: strategy tags of the stored answers: zero-shot and few-shot (k=5)
+LLM_STRATEGIES = ("zs", "fs")
+
+
+def _join_stored_llm(base: pd.DataFrame, file: str, examples: pd.DataFrame, n_options: int) -> pd.DataFrame:
+    """Rows of ``base`` that ``file`` holds answers for, joined with them (probabilities renormalised)."""
+    raw = resources.files("rectify.data").joinpath(file).read_bytes()
+    sim = pd.read_csv(io.BytesIO(gzip.decompress(raw)))
+    script = "scripts/simulate_gss_spending.py" if file == GSS_LLM_FILE else "scripts/simulate_misinfo.py"
+    if sim["respondent_id"].duplicated().any():
+        raise InputError(f"{file}: duplicated respondent_id; regenerate it with {script}")
+    leaked = sorted(set(sim["respondent_id"]) & set(examples["respondent_id"]))
+    if leaked:
+        raise InputError(f"{file}: few-shot example respondents {leaked[:5]} are in the evaluation rows; regenerate it with {script}")
+    unknown = sorted(set(sim["respondent_id"]) - set(base["respondent_id"]))
+    if unknown:
+        raise InputError(f"{file}: respondent_id {unknown[:5]} not in the human data; regenerate it with {script}")
+    cols: dict[str, Any] = {"respondent_id": sim["respondent_id"].to_numpy("int64")}
+    stems = sorted({c[: -len("_mass")] for c in sim.columns if c.endswith("_mass")}, key=list(sim.columns).index)
+    for stem in stems:  # <item>_<strategy>
+        pcols = [f"{stem}_p{k}" for k in range(1, n_options + 1)]
+        p = sim[pcols].to_numpy(float)
+        p = p / p.sum(axis=1, keepdims=True)
+        for k, c in enumerate(pcols):
+            cols[c] = p[:, k]
+        cols[f"{stem}_mass"] = sim[f"{stem}_mass"].to_numpy(float)
+        cols[f"{stem}_llm"] = sim[f"{stem}_llm"].to_numpy(float)  # from the unrounded probabilities
+    added = pd.DataFrame(cols)
+    out = base.merge(added, on="respondent_id", how="inner", validate="one_to_one")
+    out.index = pd.RangeIndex(len(out))
+    return out
+
+
+def load_gss_spending_llm() -> pd.DataFrame:
+    """The GSS respondents the embedded model answered for, joined with its stored answers.
+
+    The evaluation frame of the GSS comparison: :func:`load_gss_spending` restricted to the
+    respondents in ``gss_spending_llm.csv.gz`` (made by ``scripts/simulate_gss_spending.py``; see
+    ``rectify/data/README_gss_spending.md``). None of them is a few-shot example respondent
+    (:func:`gss_spending_examples`): no evaluated person's answer sits in any prompt.
+
+    Added columns, per simulated item ``<item>`` and strategy ``<s>`` (``zs`` zero-shot, ``fs``
+    few-shot with k=5 examples):
+
+    * ``<item>_<s>_p1 .. _p3``: option probabilities (1 too little, 2 about right, 3 too much),
+      renormalised over the options (rows sum to 1);
+    * ``<item>_<s>_mass``: the next-token mass the model put on the option labels;
+    * ``<item>_<s>_llm``: expected score on 1..3 (from the unrounded probabilities).
+
+    Few-shot columns are NaN for respondents outside the few-shot subset.
+
+    Returns
+    -------
+    pandas.DataFrame
+
+    Examples
+    --------
+    >>> g = load_gss_spending_llm()
+    >>> bool(g["natarms_zs_llm"].between(1, 3).all())
+    True
+    >>> bool(g["respondent_id"].isin(gss_spending_examples()["respondent_id"]).any())
+    False
+    """
+    return _join_stored_llm(load_gss_spending(), GSS_LLM_FILE, gss_spending_examples(), 3)
+
+
+def load_misinfo_llm() -> pd.DataFrame:
+    """The synthetic-survey respondents the embedded model answered for, joined with its answers.
+
+    :func:`load_misinfo` restricted to the respondents in ``misinfo_llm.csv.gz`` (made by
+    ``scripts/simulate_misinfo.py``; see ``rectify/data/README_misinfo_llm.md``), none of them a
+    few-shot example respondent (:func:`misinfo_examples`). Added columns per item of
+    :data:`MISINFO_LLM_ITEMS` and strategy ``<s>`` (``zs``, ``fs``): ``<item>_<s>_p1 .. _p4``
+    (renormalised over the 4 accuracy options), ``<item>_<s>_mass``, ``<item>_<s>_llm`` (expected
+    score on 1..4). They sit beside the synthetic simulator's ``<item>_llm``; few-shot columns are
+    NaN outside the few-shot subset.
+
+    Returns
+    -------
+    pandas.DataFrame
+
+    Examples
+    --------
+    >>> m = load_misinfo_llm()
+    >>> bool(m["t09_zs_llm"].between(1, 4).all())
+    True
+    """
+    return _join_stored_llm(load_misinfo(), MISINFO_LLM_FILE, misinfo_examples(), 4)

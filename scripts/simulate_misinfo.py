@@ -57,7 +57,7 @@ def persona(row: dict) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv, __doc__, "misinfo_llm.sqlite", os.path.join(ROOT, "rectify", "data", "misinfo_llm.csv.gz"),
-                      n=100, fewshot_n=40, items=",".join(MISINFO_LLM_ITEMS), fewshot_items=",".join(MISINFO_LLM_ITEMS))
+                      n=60, fewshot_n=30, items=",".join(MISINFO_LLM_ITEMS), fewshot_items=",".join(MISINFO_LLM_ITEMS))
     simulate_survey(args, load_misinfo(), misinfo_examples(), PERSONA_COLUMNS, persona, ITEMS, SUBSET_SEED, FEWSHOT_SEED,
                     k=FEWSHOT_K)
     return 0

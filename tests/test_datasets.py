@@ -89,7 +89,7 @@ def test_planted_failures_of_the_simulator(survey):
     hum = ds.misinfo_discernment(survey, "human")
     sim = ds.misinfo_discernment(survey, "llm")
     r = {g: np.corrcoef(hum[survey.ideology == g], sim[survey.ideology == g])[0, 1] for g in ds.IDEOLOGY}
-    assert r["conservative"] < 0.12 < 0.18 < min(r["liberal"], r["moderate"])
+    assert r["conservative"] < 0.08 < 0.12 < min(r["liberal"], r["moderate"])
 
 
 def test_simulator_sees_only_covariates_and_claims():
