@@ -535,26 +535,40 @@ def prepare(cfg: dict, frame: Any, progress: bool = True) -> tuple[dict, dict]:
         registry.register(m, replace=True)
         sources[name] = p["simulator"]
         made.append(m)
-    left_out = {}
+    left_out: dict[str, str] = {}
     names = kw["methods"]
     extra = [m.name for m in made if m.name not in twins]
     if names is None:
-        names = registry.default_methods() + extra
+        names = _runnable(registry.default_methods() + extra, spec, left_out)
     elif "all" in names:
-        wanted = [n for n in names if n != "all"] + list(SEED_METHODS) + extra
-        names = []
-        for n in dict.fromkeys(wanted):
-            if n in registry.unavailable():
-                left_out[n] = registry.unavailable()[n]
-                continue
-            try:
-                registry.get(n).check(spec)
-            except ConfigError as err:
-                left_out[n] = str(err)
-                continue
-            names.append(n)
+        names = _runnable([n for n in names if n != "all"] + list(SEED_METHODS) + extra, spec, left_out)
+    for n in names:
+        if n not in registry.available() and n not in registry.unavailable():
+            sim = n.split("-zero-shot")[0].split("-few-shot")[0]
+            if sim != n and sim not in cfg["simulators"]:
+                raise ConfigError(f"method {n!r} prompts simulator {sim!r}, which is not defined; add a "
+                                  f"[simulators.{sim}] table (kind = \"local\" or \"openai\")")
     kw["methods"] = list(dict.fromkeys(names))
     return kw, {"sources": sources, "left_out": left_out, "backends": built}
+
+
+def _runnable(wanted: list[str], spec: Any, left_out: dict) -> list[str]:
+    """The methods of ``wanted`` that are available and whose needs the data meet; the others go to
+    ``left_out`` with the reason (printed by the command line, never dropped silently)."""
+    from . import registry
+
+    names = []
+    for n in dict.fromkeys(wanted):
+        if n in registry.unavailable():
+            left_out[n] = registry.unavailable()[n]
+            continue
+        try:
+            registry.get(n).check(spec)
+        except ConfigError as err:
+            left_out[n] = str(err)
+            continue
+        names.append(n)
+    return names
 
 
 def _pipeline_method(name: str, p: dict, cfg: dict, built: Mapping[str, Any], frame: Any, spec: Any) -> Any:

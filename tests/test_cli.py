@@ -69,6 +69,7 @@ PROMPTED = {"items_file": '"items.json"', "covariates": '["age", "ideology"]'}
     ({}, '[simulators.x]\nkind = "local"\nbatch_size = "big"\n', "'batch_size' has the wrong type"),
     ({}, SERVER + 'api_key = "sk-secret-123"\n', "never be written in the configuration"),
     ({}, '[pipelines.p]\nsimulator = "ghost"\ncorrection = "ppi++"\n', "simulator 'ghost' is not defined"),
+    ({"methods": '["classical", "ghost-few-shot+ppi++"]'}, "", "prompts simulator 'ghost', which is not defined"),
     ({}, '[pipelines.p]\nsimulator = "lora"\ncorrection = "greg"\n', "does not apply"),
     ({}, '[simulators.st]\nkind = "columns"\npredicted = "{item}_gpt"\n', "f01_gpt"),  # missing column
     ({}, '[finetune]\nrank = "eight"\n', "'rank' must be int"),
