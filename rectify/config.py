@@ -241,7 +241,14 @@ def load_config(path: str, design: str | None = None) -> dict:
 
 
 def bundled_config(name: str, design: str | None = None) -> dict:
-    """Settings of a bundled data set (:data:`BUNDLED`) for ``rectify compare --design seed NAME``."""
+    """Settings of a bundled data set (:data:`BUNDLED`) for ``rectify compare --design seed NAME``.
+
+    Examples
+    --------
+    >>> cfg = bundled_config("misinfo", "seed")
+    >>> cfg["kwargs"]["evaluate"], cfg["kwargs"]["groups"], cfg["pilot_fraction"]
+    ('rest', ['ideology'], 0.05)
+    """
     if name not in BUNDLED:
         raise ConfigError(f"{name!r} is neither a configuration file nor a bundled data set ({sorted(BUNDLED)})")
     from . import demo
@@ -259,7 +266,13 @@ def bundled_config(name: str, design: str | None = None) -> dict:
 
 
 def bundled_frame(name: str) -> Any:
-    """The frame of a bundled data set (:data:`BUNDLED`)."""
+    """The frame of a bundled data set (:data:`BUNDLED`).
+
+    Examples
+    --------
+    >>> len(bundled_frame("misinfo"))
+    1500
+    """
     from . import demo
 
     fn = getattr(demo, BUNDLED.get(name, ("", ""))[0], None)
@@ -269,7 +282,14 @@ def bundled_frame(name: str) -> Any:
 
 
 def check_config(raw: Mapping[str, Any], base: str, path: str, design: str | None = None) -> dict:
-    """Check a configuration already parsed (a dict) whose relative paths start at ``base``."""
+    """Check a configuration already parsed (a dict) whose relative paths start at ``base``.
+
+    Examples
+    --------
+    >>> cfg = check_config({"dataset": "misinfo", "items": ["f01"], "strategies": ["zero-shot"]}, ".", "inline")
+    >>> cfg["prompting"], cfg["kwargs"]["predicted"]
+    ({'strategies': ['zero-shot'], 'k': 5, 'selection': 'random'}, '{item}_llm')
+    """
     cfg = apply_design(raw, design or raw.get("design"))
     unknown = sorted(set(cfg) - set(CONFIG_KEYS))
     if unknown:
@@ -473,7 +493,7 @@ def _items(wording: Mapping[str, dict], scores: list[float]) -> list:
 def _columns_methods(name: str, sim: dict, frame: Any, spec: Any) -> list:
     from . import registry
 
-    own = make_spec_columns(sim, frame, spec)  # checks that the columns exist
+    own = _columns_spec(sim, frame, spec)  # checks that the columns exist
     out = []
     for corr, label in (("simulator", ""), ("ppi++", "+ppi++")):
         base = registry.get(corr)
@@ -493,6 +513,14 @@ def prepare(cfg: dict, frame: Any, progress: bool = True) -> tuple[dict, dict]:
     ``methods = ["all"]`` (the ``seed`` design) means :data:`SEED_METHODS` plus every method of
     the configured simulators and pipelines; those the data cannot run (no simulator columns, no
     covariates) are left out and listed in the record.
+
+    Examples
+    --------
+    >>> from rectify.datasets import load_misinfo
+    >>> cfg = check_config({"dataset": "misinfo", "items": ["f01"], "methods": ["all"]}, ".", "inline")
+    >>> kw, rec = prepare(cfg, load_misinfo().head(200), progress=False)
+    >>> kw["methods"][:3], sorted(rec["left_out"])[:2]
+    (['classical', 'simulator', 'ppi++'], ['covariates', 'covariates+ppi'])
     """
     from . import registry
     from .comparison import make_spec
@@ -586,7 +614,7 @@ def _pipeline_method(name: str, p: dict, cfg: dict, built: Mapping[str, Any], fr
                                     label="ordinal covariates classifier", register_them=False)
         base = trio[1] if corr == "xfit-ppi++" else trio[2]
     elif kind == "columns":
-        own = make_spec_columns(cfg["simulators"][sim], frame, spec)
+        own = _columns_spec(cfg["simulators"][sim], frame, spec)
         inner = registry.get(corr)
 
         def fn(fr, pi, sp, rng):
@@ -602,7 +630,7 @@ def _pipeline_method(name: str, p: dict, cfg: dict, built: Mapping[str, Any], fr
     return replace(base, name=name, description=f"{words}: {base.description}", default=False)
 
 
-def make_spec_columns(sim: dict, frame: Any, spec: Any) -> Any:
+def _columns_spec(sim: dict, frame: Any, spec: Any) -> Any:
     """A spec for a columns simulator's own columns (checked against the frame)."""
     from .comparison import make_spec
 

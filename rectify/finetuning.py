@@ -99,6 +99,12 @@ def lora_estimator(spec: Spec, seed: int, **params: Any) -> Any:
 
     A parameter this version of the classifier does not have raises
     :class:`~rectify.errors.ConfigError` naming it.
+
+    Examples
+    --------
+    >>> clf = lora_estimator(Spec(("q1", "q2"), (1.0, 2.0, 3.0)), 7, r=4, epochs=1)
+    >>> clf.get_params()["r"], clf.get_params()["options"]
+    (4, [[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]])
     """
     from .llm.finetune import LoRAClassifier
 
@@ -141,7 +147,13 @@ class PerItemClassifier:
 
 
 def covariate_estimator(spec: Spec, seed: int) -> Any:
-    """The ordinal covariates classifier (:class:`rectify.llm.baseline.CovariateClassifier`), one per item."""
+    """The ordinal covariates classifier (:class:`rectify.llm.baseline.CovariateClassifier`), one per item.
+
+    Examples
+    --------
+    >>> type(covariate_estimator(Spec(("q1", "q2"), (1.0, 2.0), covariates=("x",)), 0)).__name__
+    'PerItemClassifier'
+    """
     from .llm.baseline import CovariateClassifier
 
     def make():
