@@ -51,8 +51,8 @@ from rectify.errors import InputError
 from rectify.result import Result, check_level
 
 from . import _validate as V
-from .models import (ColumnDesign, Fit, NonFiniteData, fit_logistic, fit_ols, fit_ordinal, one_blas_thread,
-                     row_blocks)
+from .models import (ColumnDesign, Fit, NonFiniteData, _logistic_pass, _solve, block_gram, block_matvec, block_tvec,
+                     fit_logistic, fit_ols, fit_ordinal, one_blas_thread, row_blocks)
 
 __all__ = [
     "ppi_mean",
@@ -264,16 +264,32 @@ def _weights_or_ones(w, n):
     return np.ones(n) if w is None else w
 
 
-def _ppi_py_mean_lambda(Y, F, Fp, w, wp):
+def _pop_mean_sums(Fp, wp, shift):
+    """``sum v`` and ``sum v v'`` of the population rows ``v = wp (Fp - shift)``, in blocks."""
+    d = Fp.shape[1]
+    s1, s2 = np.zeros(d), np.zeros((d, d))
+    with one_blas_thread():
+        for i, j, Fb in row_blocks(Fp):
+            v = Fb - shift
+            if wp is not None:
+                v *= wp[i:j, None]
+            s1 += v.sum(0)
+            s2 += v.T @ v
+    return s1, s2
+
+
+def _ppi_py_mean_lambda(Y, F, Fp, w, wp, pop_mean):
     """ppi_py 0.2.3's lambda for the mean: gradients at the lambda = 1 estimate, clipped to [0, 1]."""
-    theta1 = (wp[:, None] * Fp).mean(0) + (w[:, None] * (Y - F)).mean(0)
+    theta1 = pop_mean + (w[:, None] * (Y - F)).mean(0)
     g = w[:, None] * (Y - theta1)
     gh = w[:, None] * (F - theta1)
-    ghp = wp[:, None] * (Fp - theta1)
     n, N = len(Y), len(Fp)
     gc, hc = g - g.mean(0), gh - gh.mean(0)
     cov = (gc.T @ hc + hc.T @ gc) / n
-    var = np.atleast_2d(np.cov(np.concatenate([gh, ghp]).T))
+    # np.cov of the stacked pilot and population gradients, the population part as sums
+    s1, s2 = _pop_mean_sums(Fp, wp, theta1)
+    mean = (gh.sum(0) + s1) / (n + N)
+    var = (gh.T @ gh + s2 - (n + N) * np.outer(mean, mean)) / (n + N - 1)
     return float(np.clip(np.trace(cov) / (2 * (1 + n / N) * np.trace(var)), 0, 1))
 
 
@@ -285,18 +301,23 @@ def _mean_core(Y, F, Fp, w, wp, method, lam, lambda_mode, lambda_bounds, convent
     fit_f = _mean_fit(F, w) if method in ("ppi", "ppi++") else None
     fit_pop = _mean_fit(Fp, wp, keep_psi=False) if method != "classical" else None
     if convention == "ppi_py" and method in ("ppi", "ppi++"):
-        wp = _weights_or_ones(wp, N)
+        # the population enters through the mean and centred second moment of wp * Fp
+        pop_mean = fit_pop.theta
         if method == "ppi":
             lam_vec = np.ones(d)
         elif lam is not None:
             lam_vec = np.broadcast_to(np.asarray(lam, float), (d,)).copy()
         else:
-            lam_vec = np.full(d, _ppi_py_mean_lambda(Y, F, Fp, w, wp))
-        est = (wp[:, None] * lam_vec * Fp).mean(0) + (w[:, None] * (Y - lam_vec * F)).mean(0)
+            lam_vec = np.full(d, _ppi_py_mean_lambda(Y, F, Fp, w, wp, pop_mean))
+        est = lam_vec * pop_mean + (w[:, None] * (Y - lam_vec * F)).mean(0)
         A = w[:, None] * (Y - lam_vec * F)
-        B = wp[:, None] * lam_vec * Fp
-        A, B = A - A.mean(0), B - B.mean(0)
-        cov = A.T @ A / n**2 + B.T @ B / N**2
+        A = A - A.mean(0)
+        if wp is None:
+            CB = fit_pop.meat * N
+        else:
+            s1, s2 = _pop_mean_sums(Fp * wp[:, None], None, pop_mean)
+            CB = s2 - np.outer(s1, s1) / N
+        cov = A.T @ A / n**2 + np.outer(lam_vec, lam_vec) * CB / N**2
         return est, cov, None, lam_vec
     return _difference_estimator(fit_y, fit_f, fit_pop, method, lam, lambda_mode, lambda_bounds,
                                  n, N, 1, convention)
@@ -749,7 +770,7 @@ def _regression(fitter, X, y, yhat, X_pop, yhat_pop, method, weights, weights_po
         Y, F, Fp = check_labels(Y, F, Fp)
     n_par = p + (0 if extra_terms is None else len(extra_terms(Y if Y is not None else Fp)))
     if convention == "ppi_py" and ppi_py_fn is not None and method in ("ppi", "ppi++"):
-        est, cov, lam_vec = ppi_py_fn(Xa, Y, F, np.asarray(Xp), Fp, w, _weights_or_ones(wp, N), method, lam)
+        est, cov, lam_vec = ppi_py_fn(Xa, Y, F, Xp, Fp, w, wp, method, lam)
         df = None
         diag = {}
     else:
@@ -769,54 +790,94 @@ def _regression(fitter, X, y, yhat, X_pop, yhat_pop, method, weights, weights_po
     return Result(est, cov, names, method, estimand, n, N, level=level, df=df, tuning=tuning, diagnostics=diag)
 
 
-def _ppi_py_glm_stats(theta, X, Y, F, Xp, Fp, w, wp, kind, use_unlabeled=True):
-    """Gradients and pooled inverse Hessian as ppi_py 0.2.3 computes them."""
+class _PopScores:
+    """Population sums of ppi_py's gradient rows ``x w (m(x'theta) - f)``: their sum, raw second moment
+    and count, plus the population part of the Hessian. Replaces the (N, p) arrays ppi_py builds."""
+
+    def __init__(self, su, Suu, N, Hp):
+        self.su, self.Suu, self.N, self.Hp = su, Suu, N, Hp
+
+    def cov(self, scale: float = 1.0) -> np.ndarray:
+        """``np.cov`` of the rows (ddof = 1), times ``scale**2``."""
+        m = self.su / self.N
+        return scale**2 * (self.Suu - self.N * np.outer(m, m)) / (self.N - 1)
+
+
+def _pop_scores(theta, Xp, Fp, wp, kind, G=None) -> _PopScores:
+    """One blocked pass over the population at ``theta`` (``G``: the OLS population Hessian sum)."""
+    N, p = Xp.shape
+    with one_blas_thread():
+        if kind == "logistic":
+            su, Hp, Suu, _ = _logistic_pass(Xp, Fp, wp, theta, meat=True)
+            return _PopScores(su, Suu, N, Hp)
+        su, Suu = np.zeros(p), np.zeros((p, p))
+        for i, j, Xb in row_blocks(Xp):
+            r = block_matvec(Xb, theta) - Fp[i:j]
+            if wp is not None:
+                r *= wp[i:j]
+            su += block_tvec(Xb, r)
+            Suu += block_gram(Xb, r * r)
+    return _PopScores(su, Suu, N, G)
+
+
+def _ppi_py_glm_stats(theta, X, Y, F, Xp, Fp, w, wp, kind, use_unlabeled=True, G=None):
+    """Gradients and pooled inverse Hessian as ppi_py 0.2.3 computes them (the population as sums)."""
     n, N = X.shape[0], Xp.shape[0]
     if kind == "ols":
-        m, mp = X @ theta, Xp @ theta
-        h, hp = np.ones(n), np.ones(N)
+        m = X @ theta
+        h = np.ones(n)
     else:
-        m, mp = 1 / (1 + np.exp(-(X @ theta))), 1 / (1 + np.exp(-(Xp @ theta)))
-        h, hp = m * (1 - m), mp * (1 - mp)
-    if use_unlabeled:
-        H = ((Xp * (wp * hp)[:, None]).T @ Xp + (X * (w * h)[:, None]).T @ X) / (N + n)
-    else:  # ppi_py drops the population from the Hessian when lambda == 0
-        H = (X * (w * h)[:, None]).T @ X / n
+        m = 1 / (1 + np.exp(-(X @ theta)))
+        h = m * (1 - m)
+    pop = _pop_scores(theta, Xp, Fp, wp, kind, G)
+    Hl = (X * (w * h)[:, None]).T @ X
+    # ppi_py drops the population from the Hessian when lambda == 0
+    H = (pop.Hp + Hl) / (N + n) if use_unlabeled else Hl / n
     g = X * (w * (m - Y))[:, None]
     gh = X * (w * (m - F))[:, None]
-    ghp = Xp * (wp * (mp - Fp))[:, None]
-    return g, gh, ghp, np.linalg.inv(H)
+    return g, gh, pop, np.linalg.inv(H)
 
 
-def _ppi_py_lambda(g, gh, ghp, Hinv):
-    n, N = g.shape[0], ghp.shape[0]
+def _ppi_py_lambda(g, gh, pop: _PopScores, Hinv):
+    n, N = g.shape[0], pop.N
     gc, hc = g - g.mean(0), gh - gh.mean(0)
     cov = (gc.T @ hc + hc.T @ gc) / n
-    var = np.cov(np.concatenate([gh, ghp]).T)
+    # np.cov of the stacked pilot and population rows, from the population's sums
+    mean = (gh.sum(0) + pop.su) / (n + N)
+    var = (gh.T @ gh + pop.Suu - (n + N) * np.outer(mean, mean)) / (n + N - 1)
     num = np.trace(Hinv @ cov @ Hinv)
     den = 2 * (1 + n / N) * np.trace(Hinv @ var @ Hinv)
     return float(np.clip(num / den, 0, 1))
 
 
-def _ppi_py_cov(g, gh, ghp, Hinv, lam):
-    n, N = g.shape[0], ghp.shape[0]
-    var_u = np.cov((lam * ghp).T)
-    var = np.cov((g - lam * gh).T)
+def _ppi_py_cov(g, gh, pop: _PopScores, Hinv, lam):
+    n, N = g.shape[0], pop.N
+    var_u = pop.cov(lam)
+    var = np.atleast_2d(np.cov((g - lam * gh).T))
     return Hinv @ (n / N * var_u + var) @ Hinv / n
 
 
 def _ppi_py_ols(X, Y, F, Xp, Fp, w, wp, method, lam):
+    N = Xp.shape[0]
+    with one_blas_thread():  # the population fit is linear in lambda: one gram, then any lambda
+        G, b = np.zeros((X.shape[1],) * 2), np.zeros(X.shape[1])
+        for i, j, Xb in row_blocks(Xp):
+            G += block_gram(Xb, None if wp is None else wp[i:j])
+            b += block_tvec(Xb, Fp[i:j] if wp is None else wp[i:j] * Fp[i:j])
+    theta_pop = _solve(G / N, b / N, "least-squares")
+
     def point(lv):
-        return fit_ols(Xp, lv * Fp, wp).theta + fit_ols(X, Y - lv * F, w).theta
+        return lv * theta_pop + fit_ols(X, Y - lv * F, w).theta
     lv = 1.0 if method == "ppi" else lam
     if lv is None:
         # ppi_py's ppi_ols_ci tunes twice: lambda at the lambda = 1 fit, then again at that tuned fit
         for _ in range(2):
-            g, gh, ghp, Hinv = _ppi_py_glm_stats(point(1.0 if lv is None else lv), X, Y, F, Xp, Fp, w, wp, "ols")
-            lv = _ppi_py_lambda(g, gh, ghp, Hinv)
+            g, gh, pop, Hinv = _ppi_py_glm_stats(point(1.0 if lv is None else lv), X, Y, F, Xp, Fp, w, wp, "ols",
+                                                 G=G)
+            lv = _ppi_py_lambda(g, gh, pop, Hinv)
     est = point(lv)
-    g, gh, ghp, Hinv = _ppi_py_glm_stats(est, X, Y, F, Xp, Fp, w, wp, "ols", use_unlabeled=lv != 0)
-    return est, _ppi_py_cov(g, gh, ghp, Hinv, lv), np.full(X.shape[1], lv)
+    g, gh, pop, Hinv = _ppi_py_glm_stats(est, X, Y, F, Xp, Fp, w, wp, "ols", use_unlabeled=lv != 0, G=G)
+    return est, _ppi_py_cov(g, gh, pop, Hinv, lv), np.full(X.shape[1], lv)
 
 
 def _joint_logistic(X, Y, F, Xp, Fp, w, wp, lv, start):
@@ -825,9 +886,14 @@ def _joint_logistic(X, Y, F, Xp, Fp, w, wp, lv, start):
     n, N = X.shape[0], Xp.shape[0]
     theta = start.copy()
     for _ in range(100):
-        mu, mup = expit(X @ theta), expit(Xp @ theta)
-        grad = lv / N * Xp.T @ (wp * (mup - Fp)) - lv / n * X.T @ (w * (mu - F)) + X.T @ (w * (mu - Y)) / n
-        H = lv / N * (Xp * (wp * mup * (1 - mup))[:, None]).T @ Xp + (1 - lv) / n * (X * (w * mu * (1 - mu))[:, None]).T @ X
+        mu = expit(X @ theta)
+        grad = X.T @ (w * (mu - Y)) / n - lv / n * X.T @ (w * (mu - F))
+        H = (1 - lv) / n * (X * (w * mu * (1 - mu))[:, None]).T @ X
+        if lv != 0:  # one blocked pass over the population for its gradient and Hessian
+            with one_blas_thread():
+                gp, Hp, _, _ = _logistic_pass(Xp, Fp, wp, theta)
+            grad = lv / N * gp + grad
+            H = lv / N * Hp + H
         step = np.linalg.solve(H, grad)
         theta = theta - step
         if np.max(np.abs(step)) < 1e-13:
@@ -841,12 +907,13 @@ def _ppi_py_logistic(X, Y, F, Xp, Fp, w, wp, method, lam):
     if lv is None:
         # as ppi_py's ppi_logistic_ci: tune at the lambda = 1 fit, refit, tune again at the refit
         for _ in range(2):
-            est1 = _joint_logistic(X, Y, F, Xp, Fp, w, wp, 1.0 if lv is None else lv, start)
-            g, gh, ghp, Hinv = _ppi_py_glm_stats(est1, X, Y, F, Xp, Fp, w, wp, "logistic")
-            lv = _ppi_py_lambda(g, gh, ghp, Hinv)
+            # each refit starts where the last one ended: the same minimiser in fewer population passes
+            start = _joint_logistic(X, Y, F, Xp, Fp, w, wp, 1.0 if lv is None else lv, start)
+            g, gh, pop, Hinv = _ppi_py_glm_stats(start, X, Y, F, Xp, Fp, w, wp, "logistic")
+            lv = _ppi_py_lambda(g, gh, pop, Hinv)
     est = _joint_logistic(X, Y, F, Xp, Fp, w, wp, lv, start)
-    g, gh, ghp, Hinv = _ppi_py_glm_stats(est, X, Y, F, Xp, Fp, w, wp, "logistic", use_unlabeled=lv != 0)
-    return est, _ppi_py_cov(g, gh, ghp, Hinv, lv), np.full(X.shape[1], lv)
+    g, gh, pop, Hinv = _ppi_py_glm_stats(est, X, Y, F, Xp, Fp, w, wp, "logistic", use_unlabeled=lv != 0)
+    return est, _ppi_py_cov(g, gh, pop, Hinv, lv), np.full(X.shape[1], lv)
 
 
 def ppi_ols(X=None, y=None, yhat=None, X_pop=None, yhat_pop=None, method: str = "ppi++", *, weights=None,
