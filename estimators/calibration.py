@@ -94,6 +94,9 @@ def check_design_weights(d, n: int | None = None, name: str = "design_weights",
         raise InputError(f"argument '{name}' must be one-dimensional, got shape {d.shape}")
     if n is not None and d.shape[0] != n:
         raise InputError(f"argument '{name}' has {d.shape[0]} values for {n} sample rows; give one per row")
+    # the usual case in two passes (a comparison is False for NaN; a sum is finite only if every value is)
+    if ((d >= 0) if allow_zero else (d > 0)).all() and np.isfinite(d.sum()):
+        return d
     if np.isnan(d).any():
         raise InputError(
             f"argument '{name}' has {int(np.isnan(d).sum())} missing values; every sample row "
@@ -504,6 +507,22 @@ def cell_codes(codes: Sequence[np.ndarray], n_levels: Sequence[int]) -> tuple[np
     return cell.ravel().astype(np.int64), cm
 
 
+def _cells(codes, n_levels, names):
+    """:func:`cell_codes`, refusing a code outside its margin's levels (named)."""
+    full = float(np.prod(np.asarray(n_levels, float)))
+    if full <= 4 * len(codes[0]) + 1024:
+        try:  # validates every code's range in the same pass
+            flat = np.ravel_multi_index(tuple(codes), tuple(n_levels))
+        except ValueError:
+            flat = None
+        if flat is not None:
+            return flat, np.column_stack(np.unravel_index(np.arange(int(full)), n_levels))
+    for c, k, nm in zip(codes, n_levels, names):
+        if c.min(initial=0) < 0 or c.max(initial=0) >= k:
+            raise InputError(f"margin {nm!r}: a code lies outside 0..{k - 1}")
+    return cell_codes(codes, n_levels)
+
+
 def margin_totals_consistent(targets: Sequence[np.ndarray], names: Sequence[str], rtol: float = 1e-9) -> float:
     """Check that every margin sums to the same population total; return it.
 
@@ -538,14 +557,21 @@ def check_margin_targets(codes: Sequence[np.ndarray], targets: Sequence[np.ndarr
     rectify.errors.InputError: margin 'sex', category 'm': population count 0 but 1 sample rows; those rows would need weight 0 -- remove them or fix the margin
     """
     d = np.asarray(d, float)
-    for j, (c, t) in enumerate(zip(codes, targets)):
+    sums = [np.bincount(c, weights=d, minlength=len(t)) for c, t in zip(codes, targets)]
+    _check_margin_sums(sums, lambda j: np.bincount(codes[j][d > 0], minlength=len(targets[j])), targets, names,
+                       levels)
+
+
+def _check_margin_sums(sums, count_rows, targets, names, levels) -> None:
+    """:func:`check_margin_targets` from each margin's design-weight sums (``count_rows(j)``: the
+    rows with positive weight per category of margin j, asked for only where a zero target needs it)."""
+    for j, (s, t) in enumerate(zip(sums, targets)):
         t = np.asarray(t, float)
         for k in range(len(t)):
             if not np.isfinite(t[k]) or t[k] < 0:
                 raise InputError(f"margin {names[j]!r}, category {levels[j][k]!r}: population count "
                                  f"{float(t[k])} must be finite and non-negative")
-        s = np.bincount(c, weights=d, minlength=len(t))
-        rows = np.bincount(c[d > 0], minlength=len(t))
+        rows = count_rows(j) if (t == 0).any() else None
         for k in range(len(t)):
             if t[k] > 0 and s[k] == 0:
                 raise InputError(
@@ -611,16 +637,19 @@ def rake(
     if levels is None:
         levels = [list(range(len(t))) for t in targets]
     for j in range(m):
-        c, t = codes[j], targets[j]
+        c = codes[j]
         if c.shape != (n,) or not np.issubdtype(c.dtype, np.integer):
             raise InputError(f"margin {names[j]!r}: codes must be an integer array of length {n}")
-        if c.min(initial=0) < 0 or c.max(initial=0) >= len(t):
-            raise InputError(f"margin {names[j]!r}: a code lies outside 0..{len(t) - 1}")
-    check_margin_targets(codes, targets, d, names, levels)
-    margin_totals_consistent(targets, names)
-    cell, cm = cell_codes(codes, [len(t) for t in targets])
+    # one pass over the rows to their cell (checking every code's range), one for the cell totals;
+    # the margins are then validated and raked on the cell table
+    cell, cm = _cells(codes, [len(t) for t in targets], names)
     n_cells = cm.shape[0]
     c0 = np.bincount(cell, weights=d, minlength=n_cells)
+    _check_margin_sums([np.bincount(cm[:, j], weights=c0, minlength=len(targets[j])) for j in range(m)],
+                       lambda j: np.bincount(cm[:, j], weights=np.bincount(cell[d > 0], minlength=n_cells),
+                                             minlength=len(targets[j])).astype(np.int64),
+                       targets, names, levels)
+    margin_totals_consistent(targets, names)
     cw = c0.copy()
     it = 0
     errs = np.inf
@@ -648,7 +677,7 @@ def rake(
         it += 1
     with np.errstate(divide="ignore", invalid="ignore"):
         gc = np.where(c0 > 0, cw / np.where(c0 > 0, c0, 1.0), 1.0)
-    g = gc[cell]
+    g = np.take(gc, cell)
     w = d * g
     return CalibrationFit(weights=w, g=g, iterations=it, max_error=float(errs), method="raking",
                           info={"n_cells": int(n_cells)})

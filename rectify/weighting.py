@@ -70,7 +70,16 @@ def _weights_arg(sample: pd.DataFrame, design_weights) -> np.ndarray:
 
 
 def _codes(sample_col: pd.Series, levels: Sequence, name: str) -> np.ndarray:
-    """Integer code of each sample value in ``levels`` (factorize first: fast on big columns)."""
+    """Integer code of each sample value in ``levels`` (the column's own category codes when it is
+    categorical, else factorize first: fast on big columns)."""
+    if isinstance(sample_col.dtype, pd.CategoricalDtype):
+        cats = sample_col.cat.categories
+        local = sample_col.cat.codes.to_numpy()
+        where = pd.Index(list(levels)).get_indexer(cats)
+        if (where >= 0).all() or not (np.bincount(local[local >= 0], minlength=len(cats))[where < 0]).any():
+            if np.array_equal(where, np.arange(len(where))) and len(where) == len(levels):
+                return local  # the categories are the levels, in order
+            return where.astype(np.int64)[local]
     local, uniques = pd.factorize(sample_col, use_na_sentinel=True)
     where = pd.Index(list(levels)).get_indexer(pd.Index(uniques, dtype=object))
     if (where < 0).any():

@@ -265,3 +265,14 @@ def test_survey_ols_with_negative_calibration_weights_solves_the_weighted_normal
     rp = survey_ols(X, y, SurveyDesign(weights=wp))
     sw = np.sqrt(wp)
     np.testing.assert_allclose(rp.estimate, np.linalg.lstsq(X * sw[:, None], y * sw, rcond=None)[0], rtol=1e-12)
+
+
+def test_rake_refuses_codes_outside_their_margin_by_name():
+    """The cell pass checks every code's range (issue 17) and names the margin at fault."""
+    from rectify.estimators.calibration import rake
+
+    a, b = np.array([0, 1, 1, 0]), np.array([0, 2, 1, 0])
+    with pytest.raises(InputError, match=r"margin 'b': a code lies outside 0\.\.1"):
+        rake([a, b], [np.array([2.0, 2.0]), np.array([2.0, 2.0])], np.ones(4), names=["a", "b"])
+    with pytest.raises(InputError, match=r"margin 'a': a code lies outside 0\.\.1"):
+        rake([a - 1, b], [np.array([2.0, 2.0]), np.array([1.0, 1.0, 2.0])], np.ones(4), names=["a", "b"])

@@ -303,3 +303,25 @@ def test_default_design_weights_make_g_relative_to_srs():
     # the bounded estimator still removes most of the pilot's bias
     naive = pilot["y"].mean() - truth
     assert abs(cw.mean("y").estimate[0] - truth) < 0.2 * naive
+
+
+def test_categorical_columns_rake_like_text_columns():
+    """Category codes are used directly (issue 17): the same weights as the text columns, whatever the
+    order of the categories or unused ones; a used category without a target is still refused."""
+    rng = np.random.default_rng(17)
+    n = 400
+    a = rng.choice(["x", "y", "z"], size=n, p=[0.5, 0.3, 0.2])
+    b = rng.choice(["u", "v"], size=n)
+    margins = {"a": {"x": 300.0, "y": 400.0, "z": 300.0}, "b": {"u": 450.0, "v": 550.0}}
+    text = pd.DataFrame({"a": a, "b": b})
+    cat = pd.DataFrame({"a": pd.Categorical(a, categories=["z", "w", "x", "y"]),  # other order + unused level
+                        "b": pd.Categorical(b, categories=["u", "v"])})
+    w_text = calibrate(text, margins=margins).weights.to_numpy()
+    w_cat = calibrate(cat, margins=margins).weights.to_numpy()
+    np.testing.assert_allclose(w_cat, w_text, rtol=1e-12)
+    for col, lv in (("a", ["x", "y", "z"]), ("b", ["u", "v"])):
+        sums = pd.Series(w_cat).groupby(text[col].to_numpy()).sum()
+        np.testing.assert_allclose(sums[lv].to_numpy(), [margins[col][k] for k in lv], rtol=1e-10)
+    no_target = {"a": {"x": 300.0, "y": 700.0}, "b": margins["b"]}
+    with pytest.raises(InputError, match=r"margin 'a'.*\['z'\]"):
+        calibrate(cat, margins=no_target)
