@@ -112,7 +112,9 @@ def as_codes(values: Any, name: str, n_levels: int) -> np.ndarray:
             raise InputError(f"argument '{name}' contains {int(np.sum(~np.isfinite(arr)))} NaN/inf values; remove them first")
         if not np.all(arr == np.round(arr)):
             raise InputError(f"argument '{name}' must hold whole-number codes 0..{n_levels - 1}")
-    codes = arr.astype(np.int64)
+    codes = arr.astype(np.int64, copy=False)
+    if codes.min() >= 0 and codes.max() < n_levels:  # two reductions, no temporaries: the usual case
+        return codes
     bad = (codes < 0) | (codes >= n_levels)
     if bad.any():
         raise InputError(
@@ -120,6 +122,31 @@ def as_codes(values: Any, name: str, n_levels: int) -> np.ndarray:
             f"(e.g. {codes[bad][0]}); check the item's options"
         )
     return codes
+
+
+def label_codes(values: Any, categories, name: str) -> np.ndarray:
+    """Codes ``0 .. K - 1`` of labels among ``categories``, vectorised (no Python work per row).
+
+    Unknown labels and missing values raise an :class:`~rectify.errors.InputError` naming them.
+
+    Examples
+    --------
+    >>> label_codes(["b", "a", "b"], ["a", "b"], "llm").tolist()
+    [1, 0, 1]
+    """
+    import pandas as pd
+
+    cats = list(categories)
+    local, uniques = pd.factorize(pd.Series(values) if not isinstance(values, pd.Series) else values,
+                                  use_na_sentinel=True)
+    if (local < 0).any():
+        raise InputError(f"'{name}' has {int((local < 0).sum())} missing value(s); remove or impute them first")
+    where = pd.Index(cats).get_indexer(pd.Index(uniques, dtype=object)) if len(uniques) else np.zeros(0, int)
+    if (where < 0).any():
+        bad = [u for u, k in zip(uniques, where) if k < 0]
+        raise InputError(f"'{name}' has value(s) {bad[:5]} that are not among the options {cats}; recode them "
+                         "(or declare missing codes as missing) before estimating")
+    return where.astype(np.int64)[local]
 
 
 def llm_labels(yhat: Any, name: str, n_levels: int) -> np.ndarray:

@@ -261,3 +261,28 @@ def test_bayes_shares_over_frames_matches_the_core():
     m = bayes_shares("human", pilot, pop, "llm", categories=cats, method="misclass", estimand="mean",
                      chains=1, draws=1000, random_state=0)
     assert m.method == "bayes-misclass" and m.terms == ("mean(human)",)
+
+
+def test_label_codes_match_a_lookup_per_row_and_refuse_unknown_labels():
+    """The vectorised label coding (issue 17) equals a dictionary look-up per row."""
+    from rectify.estimators.bayes_chain import label_codes
+
+    rng = np.random.default_rng(17)
+    cats = ["agree", "neutral", "disagree"]
+    vals = rng.choice(cats, size=500)
+    pos = {c: i for i, c in enumerate(cats)}
+    np.testing.assert_array_equal(label_codes(vals, cats, "llm"), [pos[v] for v in vals])
+    nums = rng.integers(1, 6, size=200).astype(float)  # whole floats match integer options, as a dict does
+    np.testing.assert_array_equal(label_codes(nums, [1, 2, 3, 4, 5], "llm"), nums.astype(int) - 1)
+    with pytest.raises(InputError, match=r"\['maybe'\]"):
+        label_codes(["agree", "maybe"], cats, "llm")
+    with pytest.raises(InputError, match="missing"):
+        label_codes(pd.Series(["agree", None]), cats, "llm")
+
+
+def test_as_codes_refuses_out_of_range_integer_codes():
+    from rectify.estimators.bayes_chain import as_codes
+
+    assert as_codes(np.array([0, 2, 1], dtype=np.int8), "y", 3).tolist() == [0, 2, 1]
+    with pytest.raises(InputError, match=r"2 values outside the codes 0\.\.2 \(e\.g\. 3\)"):
+        as_codes(np.array([0, 3, -1]), "y", 3)
