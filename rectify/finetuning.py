@@ -57,6 +57,7 @@ FINETUNE_KEYS: dict[str, tuple[str | None, tuple]] = {
     "epochs": ("epochs", (int,)), "dtype": ("dtype", (str,)), "batch_size": ("batch_size", (int,)),
     "lr": ("lr", (int, float)), "max_length": ("max_length", (int,)), "progress": ("progress", (bool,)),
     "backbone": ("backbone", (str,)), "val_fraction": ("val_fraction", (int, float)),
+    "threads": ("num_threads", (int,)),
     "max_pilot_rows": (None, (int,)), "folds": (None, (int,)),
 }
 
