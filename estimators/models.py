@@ -562,7 +562,7 @@ def _ordinal_parts(X, P, w, beta, tau, need_hessian=True):
 
 
 def fit_ordinal(X: np.ndarray, P: np.ndarray, w: np.ndarray, tol: float = 1e-10,
-                max_iter: int = 200, keep_psi: bool = True) -> Fit:
+                max_iter: int = 200, keep_psi: bool = True, start: np.ndarray | None = None) -> Fit:
     """Weighted cumulative-logit (proportional odds) regression with soft labels.
 
     ``X`` has no intercept column; ``P`` is (n, K): one-hot human answers or an LLM's answer
@@ -595,6 +595,8 @@ def fit_ordinal(X: np.ndarray, P: np.ndarray, w: np.ndarray, tol: float = 1e-10,
     cum = np.clip(np.cumsum(marg)[:-1], 1e-6, 1 - 1e-6)
     tau = np.log(cum / (1 - cum))
     beta = np.zeros(p)
+    if start is not None and np.all(np.diff(np.asarray(start, float)[p:]) > 0):
+        beta, tau = np.array(start[:p], float), np.array(start[p:], float)  # e.g. a fit on the pilot
     ll, scores, H = _ordinal_parts(X, P, w, beta, tau)
     for it in range(1, max_iter + 1):
         grad = -scores.sum(axis=0) / n

@@ -777,7 +777,7 @@ def _regression(fitter, X, y, yhat, X_pop, yhat_pop, method, weights, weights_po
         fit_y = _fit_in(fitter, Xa, Y, w, "the pilot's human answers") if method != "naive" else None
         fit_f = _fit_in(fitter, Xa, F, w, "the LLM's predictions for the pilot") if method in ("ppi", "ppi++") else None
         pop_fitter = partial(fitter, keep_psi=False)
-        if fit_f is not None and getattr(fitter, "func", fitter) is fit_logistic:
+        if fit_f is not None and getattr(fitter, "func", fitter) in (fit_logistic, fit_ordinal):
             # Newton from the pilot-prediction fit: fewer passes over the frame, the same optimum
             pop_fitter = partial(pop_fitter, start=fit_f.theta)
         fit_pop = _pop_fit(pop_fitter, Xp, Fp, wp) if method != "classical" else None
