@@ -1267,7 +1267,7 @@ def _join_stored_llm(base: pd.DataFrame, file: str, examples: pd.DataFrame, n_op
     if unknown:
         raise InputError(f"{file}: respondent_id {unknown[:5]} not in the human data; regenerate it with {script}")
     cols: dict[str, Any] = {"respondent_id": sim["respondent_id"].to_numpy("int64")}
-    stems = sorted({c[: -len("_mass")] for c in sim.columns if c.endswith("_mass")}, key=list(sim.columns).index)
+    stems = [c[: -len("_mass")] for c in sim.columns if c.endswith("_mass")]
     for stem in stems:  # <item>_<strategy>
         pcols = [f"{stem}_p{k}" for k in range(1, n_options + 1)]
         p = sim[pcols].to_numpy(float)
