@@ -507,20 +507,53 @@ def cell_codes(codes: Sequence[np.ndarray], n_levels: Sequence[int]) -> tuple[np
     return cell.ravel().astype(np.int64), cm
 
 
-def _cells(codes, n_levels, names):
-    """:func:`cell_codes`, refusing a code outside its margin's levels (named)."""
+_ROWS = 65536  # rows per block of the cell pass: the block's codes and cell indices stay in cache
+
+
+def _cells(codes, n_levels, names, d):
+    """Cell of every row and the design-weight total of every cell, refusing out-of-range codes.
+
+    Returns ``(cell, cm, c0)`` as :func:`cell_codes` plus the cell totals of ``d``. For a small table
+    the rows are taken in cache-sized blocks and the cell index is kept in the narrowest integer
+    type that holds it: no million-row temporaries besides that index.
+    """
+    n = len(codes[0])
     full = float(np.prod(np.asarray(n_levels, float)))
-    if full <= 4 * len(codes[0]) + 1024:
-        try:  # validates every code's range in the same pass
-            flat = np.ravel_multi_index(tuple(codes), tuple(n_levels))
-        except ValueError:
-            flat = None
-        if flat is not None:
-            return flat, np.column_stack(np.unravel_index(np.arange(int(full)), n_levels))
+    if full > 4 * n + 1024:
+        _check_ranges(codes, n_levels, names)
+        cell, cm = cell_codes(codes, n_levels)
+        return cell, cm, np.bincount(cell, weights=d, minlength=cm.shape[0])
+    n_cells = int(full)
+    dt = np.int16 if full < 2**15 else np.int32 if full < 2**31 else np.int64
+    cell = np.empty(n, dtype=dt)
+    c0 = np.zeros(n_cells)
+    for i in range(0, n, _ROWS):
+        j = min(i + _ROWS, n)
+        blocks = [c[i:j] for c in codes]
+        if any(b.min() < 0 or b.max() >= k for b, k in zip(blocks, n_levels)):
+            _check_ranges(codes, n_levels, names)  # names the first margin at fault
+        flat = blocks[0].astype(np.intp)
+        for b, k in zip(blocks[1:], n_levels[1:]):
+            flat *= k
+            flat += b
+        cell[i:j] = flat
+        c0 += np.bincount(flat, weights=d[i:j], minlength=n_cells)
+    return cell, np.column_stack(np.unravel_index(np.arange(n_cells), n_levels)), c0
+
+
+def _check_ranges(codes, n_levels, names) -> None:
     for c, k, nm in zip(codes, n_levels, names):
         if c.min(initial=0) < 0 or c.max(initial=0) >= k:
             raise InputError(f"margin {nm!r}: a code lies outside 0..{k - 1}")
-    return cell_codes(codes, n_levels)
+
+
+def _map_back(gc, cell, d):
+    """``g = gc[cell]`` and ``w = d * g``, block by block (small cell indices widened in cache)."""
+    g = np.empty(len(cell))
+    for i in range(0, len(cell), _ROWS):
+        j = min(i + _ROWS, len(cell))
+        np.take(gc, cell[i:j].astype(np.intp), out=g[i:j])
+    return g, d * g
 
 
 def margin_totals_consistent(targets: Sequence[np.ndarray], names: Sequence[str], rtol: float = 1e-9) -> float:
@@ -642,9 +675,8 @@ def rake(
             raise InputError(f"margin {names[j]!r}: codes must be an integer array of length {n}")
     # one pass over the rows to their cell (checking every code's range), one for the cell totals;
     # the margins are then validated and raked on the cell table
-    cell, cm = _cells(codes, [len(t) for t in targets], names)
+    cell, cm, c0 = _cells(codes, [len(t) for t in targets], names, d)
     n_cells = cm.shape[0]
-    c0 = np.bincount(cell, weights=d, minlength=n_cells)
     _check_margin_sums([np.bincount(cm[:, j], weights=c0, minlength=len(targets[j])) for j in range(m)],
                        lambda j: np.bincount(cm[:, j], weights=np.bincount(cell[d > 0], minlength=n_cells),
                                              minlength=len(targets[j])).astype(np.int64),
@@ -677,8 +709,7 @@ def rake(
         it += 1
     with np.errstate(divide="ignore", invalid="ignore"):
         gc = np.where(c0 > 0, cw / np.where(c0 > 0, c0, 1.0), 1.0)
-    g = np.take(gc, cell)
-    w = d * g
+    g, w = _map_back(gc, cell, d)
     return CalibrationFit(weights=w, g=g, iterations=it, max_error=float(errs), method="raking",
                           info={"n_cells": int(n_cells)})
 
