@@ -296,7 +296,8 @@ def speed(n_pilot: int = 75, seed: int = 1, old_predict_rows: int = 300, reps: i
     Y = df[list(SPEED_ITEMS)]
     settings = {
         "old": ("old settings: all 30 layers adapted, whole bf16 backbone every step, preamble",
-                dict(lora_layers=None, cache_activations=False, dtype="bfloat16"), True),
+                dict(lora_layers=None, cache_activations=False, dtype="bfloat16", lr=5e-4, epochs=3,
+                     val_fraction=0.15, patience=1, class_weight="balanced"), True),
         "new": ("new defaults (lora_layers=2, frozen layers cached, dtype auto)", {}, False),
         "new_fp32": ("new defaults with dtype=float32 (what auto picks without bf16 flags)",
                      dict(dtype="float32"), False),
