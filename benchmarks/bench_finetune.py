@@ -320,7 +320,8 @@ def speed(n_pilot: int = 75, seed: int = 1, old_predict_rows: int = 300, reps: i
             scale = len(df) / n_pred
             ntok = float(np.mean([len(t) for t in clf._tokenize(x_of(df.iloc[:200]))[0]]))
             mask = held[:n_pred]
-            lls = [_log_loss(p[mask], Y.iloc[:n_pred][n].to_numpy()) for p, n in zip(proba, SPEED_ITEMS)]
+            lls = [_log_loss(p[mask], Y.iloc[:n_pred][n].to_numpy()[mask])
+                   for p, n in zip(proba, SPEED_ITEMS)]
             rows.append({"rep": rep + 1, "config": key, "settings": label, "dtype": clf.dtype_,
                          "cached_layers": clf.n_cached_layers_, "tokens_per_persona": round(ntok, 1),
                          "fit_s": fit_s, "fit_cpu_s": fit_cpu, "epochs_run": len(clf.history_),
@@ -390,7 +391,7 @@ def write_speed(tab: pd.DataFrame, qual: pd.DataFrame, machine: dict) -> str:
     for key, r in med.iterrows():
         row = tab[tab.config == key].iloc[0]
         ext = " (scaled from %d rows)" % row.predict_rows_timed if row.predict_extrapolated else ""
-        lines.append(f"| {row.settings} | {row.dtype} | {int(r.cached_layers)} | "
+        lines.append(f"| {row.settings} | {row['dtype']} | {int(r.cached_layers)} | "
                      f"{r.tokens_per_persona:.0f} | {r.fit_s:.1f} ({r.fit_cpu_s:.1f}) | "
                      f"{r.predict_s_1500:.1f} ({r.predict_cpu_s_1500:.1f}){ext} | "
                      f"{r.log_loss_mean:.4f} |")

@@ -86,15 +86,11 @@ def fitted():
 
 
 # scikit-learn's checks feed numeric arrays; LoRAClassifier renders each numeric row as a text
-# ("x0 0.52 x1 -1.30"), which the tiny word-level tokenizer maps to unknown tokens. Two checks
+# ("x0 0.52 x1 -1.30"), which the tiny word-level tokenizer maps to unknown tokens. One check
 # cannot apply to a text model:
 _NOT_APPLICABLE = {
     "check_classifiers_train": "requires > 83% accuracy on numeric blobs; numbers rendered as text "
                                "are unknown tokens to the test tokenizer, so nothing is learnable",
-    "check_classifier_data_not_an_array": "a DataFrame is a covariate frame rendered through the "
-                                          "persona template, not a numeric matrix: its text (and "
-                                          "so its predictions) differs from the array rendering "
-                                          "by design",
 }
 
 
