@@ -20,8 +20,8 @@ Repetitions are interleaved (every engine once per repetition, in turn) and each
 ratio to llama.cpp is taken within that repetition, so a change of machine load between
 repetitions moves both sides. The load average is recorded before and after every measurement.
 
-Usage: python benchmarks/bench_llm.py [--personas 48] [--reps 2] [--threads N] [--no-llama-cpp]
-Writes benchmarks/results/llm_speed.{md,csv,json}.
+Usage: python benchmarks/bench_llm.py [--personas 48] [--reps 2] [--threads N] [--no-llama-cpp] [--tag T]
+Writes benchmarks/results/llm_speed{T}.{md,csv,json}.
 """
 
 from __future__ import annotations
@@ -202,7 +202,7 @@ def run(args) -> tuple[pd.DataFrame, dict]:
         torch=_version("torch"), transformers=_version("transformers"),
         llama_cpp_python=llama_cpp_version(server_python) if server_python else None,
         max_abs_diff_vs_fp32={k: float(np.nanmax(np.abs(v - ref))) for k, v in raws.items()},
-        date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), niceness=os.nice(0),
     )
     return df, meta
 
@@ -250,11 +250,11 @@ def verdict(summary: pd.DataFrame) -> str:
     return " ".join(text)
 
 
-def write(df: pd.DataFrame, meta: dict, out_dir: str) -> None:
+def write(df: pd.DataFrame, meta: dict, out_dir: str, tag: str = "") -> None:
     os.makedirs(out_dir, exist_ok=True)
     summary = summarise(df)
-    df.to_csv(os.path.join(out_dir, "llm_speed.csv"), index=False)
-    with open(os.path.join(out_dir, "llm_speed.json"), "w") as fh:
+    df.to_csv(os.path.join(out_dir, f"llm_speed{tag}.csv"), index=False)
+    with open(os.path.join(out_dir, f"llm_speed{tag}.json"), "w") as fh:
         json.dump(dict(meta=meta, summary=summary.to_dict(orient="records"), runs=df.to_dict(orient="records")),
                   fh, indent=1)
     lines = [
@@ -269,7 +269,8 @@ def write(df: pd.DataFrame, meta: dict, out_dir: str) -> None:
         f"- prompts: {meta['n_prompts']} = {meta['personas_per_item']} personas x {len(meta['items'])} items "
         f"({', '.join(meta['items'])}), one score() call per item; {meta['reps']} repetitions",
         f"- load average (1 min) during the run: {df['load_before'].min():.1f} to {df['load_after'].max():.1f} "
-        "(the machine is shared: ratios within a repetition are the figures to quote)",
+        f"(the machine is shared; this process ran at niceness {meta.get('niceness', 'unknown')}: ratios within a "
+        "repetition are the figures to quote)",
         f"- versions: torch {meta['torch']}, transformers {meta['transformers']}, llama-cpp-python "
         f"{meta['llama_cpp_python']}, Python {meta['python']}; commit {meta['commit']}; {meta['date']}",
         "",
@@ -299,9 +300,9 @@ def write(df: pd.DataFrame, meta: dict, out_dir: str) -> None:
         "- llama-cpp-python's server returns log-probs only with `--logits_all true` (full-vocabulary logits",
         "  at every prompt position) and serves one request at a time; it reuses the previous request's",
         "  matching prompt prefix by itself.",
-        "- Full rows: `llm_speed.csv`; metadata and summary: `llm_speed.json`.",
+        f"- Full rows: `llm_speed{tag}.csv`; metadata and summary: `llm_speed{tag}.json`.",
     ]
-    with open(os.path.join(out_dir, "llm_speed.md"), "w") as fh:
+    with open(os.path.join(out_dir, f"llm_speed{tag}.md"), "w") as fh:
         fh.write("\n".join(lines) + "\n")
 
 
@@ -312,10 +313,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="default: physical cores")
     ap.add_argument("--no-llama-cpp", action="store_true", help="skip the llama.cpp server")
     ap.add_argument("--out-dir", default=os.path.join(HERE, "results"))
+    ap.add_argument("--tag", default="", help="suffix of the output file names (e.g. _1thread)")
     args = ap.parse_args()
     df, meta = run(args)
-    write(df, meta, args.out_dir)
-    print(open(os.path.join(args.out_dir, "llm_speed.md")).read())
+    write(df, meta, args.out_dir, args.tag)
+    print(open(os.path.join(args.out_dir, f"llm_speed{args.tag}.md")).read())
 
 
 if __name__ == "__main__":

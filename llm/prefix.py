@@ -142,7 +142,7 @@ def _prefix_kv(model: Any, prefix: Sequence[int], store: dict | None) -> list:
         return store["kv"]
     ids = torch.tensor([list(prefix)], device=model.device)
     out = model(input_ids=ids, use_cache=True, logits_to_keep=1)
-    cache = out.past_key_values
+    cache = out.cache if _cache_kwarg(model) == "cache" else out.past_key_values
     kv = [(layer.keys, layer.values) for layer in cache.layers]
     if store is not None:
         store.clear()
