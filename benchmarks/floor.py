@@ -353,6 +353,8 @@ def build_table(new, old, peers, imports, mem) -> list[dict]:
         fl = floors["new"]["mean"] if t.startswith("mean") else floors["new"]["default"]
         fl1 = floors["new"]["mean"] if t.startswith("mean") else floors["new"]["one"]
         row["new_over_floor"] = r["median_s"] / fl if t.split(" ")[0] in ("mean", "ols", "logit") else np.nan
+        if t.startswith("mean"):  # the floor for every verb: one pass of X'X and X'yhat
+            row["new_over_xx_floor"] = r["median_s"] / floors["new"]["default"]
         row["new_over_floor_1thread"] = r["median_s"] / fl1 if t.split(" ")[0] in ("ols", "logit") else np.nan
         if t in oldm and t.split(" ")[0] in ("mean", "ols", "logit"):
             ofl = floors["old"]["mean"] if t.startswith("mean") else floors["old"]["default"]
@@ -424,7 +426,9 @@ def to_markdown(table, floors, peers, info, args) -> str:
     def ok(flag):
         return "met" if flag else "NOT met"
     goals = [
-        ("mean and ols within 3x of the floor", max(ratio("mean", "new_over_floor"), ratio("ols", "new_over_floor")) <= 3),
+        ("mean within 3x of the X'X floor", ratio("mean", "new_over_xx_floor") <= 3),
+        ("mean within 3x of its own floor (sum and sum of squares of yhat)", ratio("mean", "new_over_floor") <= 3),
+        ("ols within 3x of the floor", ratio("ols", "new_over_floor") <= 3),
         ("logit within 5x of the floor", ratio("logit", "new_over_floor") <= 5),
         ("convention='ppi_py' at least 10x ppi_py",
          min(ratio(f"{v} [convention=ppi_py]", "speedup_vs_peer") for v in ("mean", "ols", "logit")) >= 10),

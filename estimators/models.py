@@ -165,6 +165,20 @@ def block_gram(Xb, c: np.ndarray | None = None) -> np.ndarray:
     return G
 
 
+def block_outer(Xb, s: np.ndarray) -> np.ndarray:
+    """``sum_i s_i^2 x_i x_i'`` = ``U' U`` with ``U = diag(s) Xb``, for a block from :func:`row_blocks`."""
+    if not isinstance(Xb, tuple):
+        U = Xb * s[:, None]
+        return U.T @ U
+    u = [s if c is None else c * s for c in Xb]
+    p = len(u)
+    G = np.empty((p, p))
+    for a in range(p):
+        for b in range(a, p):
+            G[a, b] = G[b, a] = u[a] @ u[b]
+    return G
+
+
 def _finite(*arrays) -> None:
     if not all(np.isfinite(a).all() for a in arrays):
         raise NonFiniteData("the population data contain NaN or infinite values")
@@ -272,7 +286,7 @@ def _ols_population(X, z, w) -> Fit:
         s = z[i:j] - block_matvec(Xb, theta)
         if w is not None:
             s *= w[i:j]
-        S2 += block_gram(Xb, s * s)
+        S2 += block_outer(Xb, s)
     Hinv = np.linalg.inv(H)
     return Fit(theta, None, H, meat=Hinv @ (S2 / N) @ Hinv.T)
 
@@ -306,7 +320,7 @@ def _logistic_sums(X, z, w, theta, g, H, S2, us):
                 c *= w[i:j]
             H += block_gram(Xb, c)
         if S2 is not None:
-            S2 += block_gram(Xb, r * r)
+            S2 += block_outer(Xb, r)
             us -= gb
     return g, H, S2, us
 

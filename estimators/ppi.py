@@ -51,7 +51,8 @@ from rectify.errors import InputError
 from rectify.result import Result, check_level
 
 from . import _validate as V
-from .models import (ColumnDesign, Fit, NonFiniteData, _logistic_pass, _solve, block_gram, block_matvec, block_tvec,
+from .models import (ColumnDesign, Fit, NonFiniteData, _logistic_pass, _solve, block_gram, block_matvec, block_outer,
+                     block_tvec,
                      fit_logistic, fit_ols, fit_ordinal, one_blas_thread, row_blocks)
 
 __all__ = [
@@ -816,7 +817,7 @@ def _pop_scores(theta, Xp, Fp, wp, kind, G=None) -> _PopScores:
             if wp is not None:
                 r *= wp[i:j]
             su += block_tvec(Xb, r)
-            Suu += block_gram(Xb, r * r)
+            Suu += block_outer(Xb, r)
     return _PopScores(su, Suu, N, G)
 
 
