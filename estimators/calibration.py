@@ -552,7 +552,7 @@ def _map_back(gc, cell, d):
     g = np.empty(len(cell))
     for i in range(0, len(cell), _ROWS):
         j = min(i + _ROWS, len(cell))
-        np.take(gc, cell[i:j].astype(np.intp), out=g[i:j])
+        np.take(gc, cell[i:j], out=g[i:j], mode="clip")  # in range by construction; "clip" is unbuffered
     return g, d * g
 
 
