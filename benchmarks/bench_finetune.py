@@ -397,7 +397,7 @@ def write_speed(tab: pd.DataFrame, qual: pd.DataFrame, machine: dict) -> str:
                      f"{r.log_loss_mean:.4f} |")
     if "old" in med.index and "new" in med.index:
         o, n = med.loc["old"], med.loc["new"]
-        lines += ["", f"Ratios old / new in this run: fit {o.fit_s / n.fit_s:.1f}x wall "
+        lines += ["", f"Ratios old / new (medians over the runs): fit {o.fit_s / n.fit_s:.1f}x wall "
                       f"({o.fit_cpu_s / n.fit_cpu_s:.1f}x CPU), prediction "
                       f"{o.predict_s_1500 / n.predict_s_1500:.1f}x wall "
                       f"({o.predict_cpu_s_1500 / n.predict_cpu_s_1500:.1f}x CPU)."]
