@@ -1,10 +1,11 @@
 """Command line: ``rectify demo``, ``rectify compare CONFIG.toml`` and ``rectify methods``.
 
-``rectify demo`` prints the PPI table on the bundled synthetic survey, then runs the full
-comparison (every available method x pilot sizes x repeated pilots) and writes a self-contained
-HTML report (default ``./rectify-report/report.html``); then the same comparison on real humans, the
-ANES 1996 extract with the embedded model's stored answers (``./rectify-report/anes96/report.html``;
-``--no-anes`` skips it).
+``rectify demo`` prints the PPI table on the bundled synthetic survey, then applies the paper's
+protocol (the ``seed`` design: a 5% pilot, judged on the people outside it, every family, every
+axis, per ideology group) to three bundled surveys -- the synthetic misinformation survey, ANES
+1996 and the GSS 2018 spending battery -- printing the families x axes table and what to conclude
+for each and writing an HTML report each (``./rectify-report/<survey>/report.html``). Prompting
+uses the embedded model's stored answers; LoRA is fine-tuned live on each pilot.
 
 ``rectify compare CONFIG.toml`` does the same on your own data. The configuration (TOML)::
 
@@ -123,44 +124,42 @@ def _print_checkpoint(cmp) -> None:
 
 
 def _cmd_demo(args) -> int:
-    from .demo import DEMO_INTRO, print_demo, run_comparison
+    """``rectify demo``: the PPI table, then the paper's protocol on the three bundled surveys."""
+    from .demo import SEED_SURVEYS, print_demo
 
     print(print_demo(args.n_pilot, args.seed, args.level))
     if args.no_compare:
         return 0
-    t0 = time.time()
-    print(f"Running the comparison: pilot sizes {args.pilot_sizes}, {args.repeats} pilots each ...", flush=True)
-    cmp = run_comparison(tuple(args.pilot_sizes), args.repeats, args.methods, args.seed, args.checkpoint,
-                         progress=not args.quiet, items=args.items)
-    _print_checkpoint(cmp)
-    _print_headline(cmp)
-    from .report import write_report
-
-    path = write_report(cmp, args.out, title="rectify demo: synthetic misinformation survey", intro=DEMO_INTRO)
-    print(f"Report written to {os.path.abspath(path)} ({time.time() - t0:.0f} s)")
-    if args.no_anes:
-        return 0
-    return _demo_anes(args)
-
-
-def _demo_anes(args) -> int:
-    """The second part of ``rectify demo``: the comparison on ANES 1996 (real humans)."""
-    from .demo import ANES_INTRO, run_anes_comparison
-    from .report import write_report
-
-    t0 = time.time()
-    print(f"\nANES 1996 (944 real respondents, stored answers of the embedded model): pilot sizes "
-          f"{args.pilot_sizes}, {args.repeats} pilots each ...", flush=True)
-    ck = os.path.join(args.checkpoint, "anes96") if args.checkpoint else None
-    methods = args.anes_methods or args.methods  # default (None): ANES_METHODS
-    cmp = run_anes_comparison(tuple(args.pilot_sizes), args.repeats, methods, args.seed, ck,
-                              progress=not args.quiet)
-    _print_checkpoint(cmp)
-    _print_headline(cmp)
-    path = write_report(cmp, os.path.join(args.out, "anes96"), title="rectify demo: ANES 1996 (real humans)",
-                        intro=ANES_INTRO)
-    print(f"Report written to {os.path.abspath(path)} ({time.time() - t0:.0f} s)")
+    surveys = [s for s in args.surveys if not (args.no_anes and s == "anes96")]
+    for name in surveys:
+        _demo_seed(args, name, SEED_SURVEYS[name])
     return 0
+
+
+def _demo_seed(args, name: str, entry: tuple) -> None:
+    """One survey of the demo: the seed design, its families x axes table, what to conclude, the report."""
+    from . import demo
+    from .conclusions import conclusions_text
+    from .report import write_report
+
+    t0 = time.time()
+    intro, title = getattr(demo, entry[2]), entry[3]
+    print(f"\n=== {title}: the seed design (5% pilot, judged on the rest, every family; {args.repeats} pilots) ===",
+          flush=True)
+    print(intro, flush=True)
+    ck = os.path.join(args.checkpoint, name) if args.checkpoint else None
+    finetune = dict(demo.DEMO_FINETUNE, **({"epochs": args.lora_epochs} if args.lora_epochs else {}))
+    cmp = demo.run_seed_design(name, repeats=args.repeats, seed=args.seed, methods=args.methods, finetune=finetune,
+                               checkpoint=ck, progress=not args.quiet)
+    _print_checkpoint(cmp)
+    _print_axes(cmp, "seed")
+    _print_problems(cmp, {"left_out": cmp.meta.get("left_out") or {}})
+    if len(cmp.failures):
+        print(f"{len(cmp.failures)} cell(s) failed: " + "; ".join(
+            f"{r.method} r={r.repeat}: {r.error}" for r in cmp.failures.itertuples()))
+    print("\nWhat to conclude:\n" + conclusions_text(cmp))
+    path = write_report(cmp, os.path.join(args.out, name), title=f"rectify demo: {title}", intro=intro)
+    print(f"Report written to {os.path.abspath(path)} ({time.time() - t0:.0f} s)", flush=True)
 
 
 def _print_axes(cmp, design: str | None) -> None:
@@ -287,23 +286,22 @@ def main(argv: list[str] | None = None) -> int:
                                      "with a small human pilot, and measure how faithful each method is.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command")
-    p_demo = sub.add_parser("demo", help="PPI table and the full comparison with an HTML report, on the bundled "
-                            "synthetic survey")
+    p_demo = sub.add_parser("demo", help="PPI table, then the paper's protocol (5%% pilot, every family, every "
+                            "axis) on the three bundled surveys, with an HTML report each")
     p_demo.add_argument("--n-pilot", type=int, default=200, help="pilot size of the PPI table")
     p_demo.add_argument("--seed", type=int, default=1)
     p_demo.add_argument("--level", type=float, default=0.95)
     p_demo.add_argument("--out", default="rectify-report", help="report folder (default ./rectify-report)")
-    p_demo.add_argument("--pilot-sizes", type=int, nargs="+", default=[50, 100, 200])
-    p_demo.add_argument("--repeats", type=int, default=3)
-    p_demo.add_argument("--methods", nargs="+", default=None, help="method names (default: all fast ones)")
+    p_demo.add_argument("--repeats", type=int, default=3, help="random 5%% pilots per survey (default 3)")
+    p_demo.add_argument("--methods", nargs="+", default=None, help="method names (default: every family, "
+                        "'rectify methods' lists them)")
+    p_demo.add_argument("--surveys", nargs="+", default=["misinfo", "anes96", "gss"],
+                        choices=["misinfo", "anes96", "gss"], help="bundled surveys (default: all three)")
+    p_demo.add_argument("--lora-epochs", type=int, default=None, help="LoRA epochs (default 4)")
     p_demo.add_argument("--checkpoint", default=None, help="folder to save finished cells in (resume)")
-    p_demo.add_argument("--items", nargs="+", default=None, help="a subset of the 36 items (default: all)")
     p_demo.add_argument("--no-compare", action="store_true", help="only print the PPI table")
     p_demo.add_argument("--quiet", action="store_true", help="no progress bar")
-    p_demo.add_argument("--no-anes", action="store_true", help="skip the second comparison, on ANES 1996 (real "
-                        "humans; its report goes to OUT/anes96)")
-    p_demo.add_argument("--anes-methods", nargs="+", default=None, help="methods of the ANES comparison (default: "
-                        "--methods if given, else classical, simulator, ppi++, greg, raking, covariates)")
+    p_demo.add_argument("--no-anes", action="store_true", help="skip ANES 1996")
     p_cmp = sub.add_parser("compare", help="run the comparison on your data (see the CONFIG.toml format in the "
                            "docs of rectify.config)")
     p_cmp.add_argument("config", nargs="?", default=None, help="TOML configuration file, or with --design the name "

@@ -359,11 +359,12 @@ def _unanswered_note(unanswered: Mapping[str, Mapping[str, Any]]) -> str:
     """One sentence on the prompts left unanswered (item: how many rows, why)."""
     parts = []
     for it, rec in unanswered.items():
-        why = [f"{rec[k]} {w}" for k, w in (("failed", "failed after retries"), ("off_scale", "off the scale"))
-               if rec.get(k)]
+        why = [f"{rec[k]} {w}" for k, w in (("failed", "failed after retries"), ("off_scale", "off the scale"),
+                                             ("not_simulated", "not simulated")) if rec.get(k)]
         parts.append(f"{it}: {len(rec['rows'])} of {rec.get('of', '?')} rows" + (f" ({', '.join(why)})" if why else ""))
-    return ("partial answers -- " + "; ".join(parts) + "; metrics on the answered rows only "
-            "(a resumed run retries this cell)")
+    retry = any(not rec.get("not_simulated") for rec in unanswered.values())
+    return ("partial answers -- " + "; ".join(parts) + "; metrics on the answered rows only"
+            + (" (a resumed run retries this cell)" if retry else " (the stored answers cover a subset)"))
 
 
 def _with_note(table: pd.DataFrame, note: str) -> pd.DataFrame:
@@ -386,9 +387,13 @@ def _run_cell(method: registry.Method, frame: pd.DataFrame, spec: Spec, truth: _
     out, notes = _call_method(method, frame_x, pilot, spec, _cell_seed(random_state, n, r, method.name))
     unanswered = dict(out.info.get("unanswered") or {})
     extra = {"warnings": notes}
+    if out.info.get("note"):  # what the method says about its own output (e.g. an axis not estimable)
+        notes = notes + [str(out.info["note"])]
     if unanswered:
         notes = notes + [_unanswered_note(unanswered)]
-        extra["partial"] = {it: len(rec["rows"]) for it, rec in unanswered.items()}
+        transient = {it: rec for it, rec in unanswered.items() if not rec.get("not_simulated")}
+        if transient:  # failed prompts: a resumed run retries the cell (stored subsets are final)
+            extra["partial"] = {it: len(rec["rows"]) for it, rec in transient.items()}
     rows = []
     est = out.estimates.copy()
     est["truth"] = math.nan

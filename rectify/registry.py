@@ -559,12 +559,17 @@ def _ppi(frame, pilot, spec, random_state):
         m = ppi_mean(y, pi[col].to_numpy(float), fr[col].to_numpy(float), "ppi++", level=spec.level)
         return _result_rows(item, spec, s, m, "PPI++ (tuned lambda)")
 
-    coefs = None
+    coefs, info = None, {}
     if spec.formula:
         p, f = _with_response(pilot, frame, spec)
-        coefs = _coef_table(ols(_verb_formula(spec), p, f, predicted="_yhat_", method="ppi++", level=spec.level),
-                            spec.level)
-    return MethodOutput(estimates_by_group(one, frame, pilot, spec), coefficients=coefs)
+        try:
+            coefs = _coef_table(ols(_verb_formula(spec), p, f, predicted="_yhat_", method="ppi++", level=spec.level),
+                                spec.level)
+        except (InputError, EstimationError) as err:  # e.g. too few pilot rows with the simulator's answers
+            if len(p) > 2 * len(spec.term_names()) + 20:
+                raise
+            info["note"] = f"structural axis not estimable: {err}"
+    return MethodOutput(estimates_by_group(one, frame, pilot, spec), coefficients=coefs, info=info)
 
 
 register(Method("classical", "pilot only", _classical, "the pilot's human answers alone (design-based)"))
@@ -712,6 +717,91 @@ _guarded("covariates+ppi", "rectification", _crossfit_adapter,
 
 
 # ---------------------------------------------------------------------------------------------
+# predictive methods: a source of per-person option probabilities (a prompted LLM, stored answers),
+# used as is (the simulator's own estimates) or through a correction (PPI++, GREG, ...)
+# ---------------------------------------------------------------------------------------------
+def predictive_method(name: str, source: Callable, description: str, rectified: str | None = None,
+                      note: str = "mean of predicted probabilities; no interval", family: str = "prompting",
+                      columns: Sequence[str] = ()) -> Method:
+    """A method from ``source(rows, pilot, spec, item, seed) -> ((M, K) probabilities, record)``.
+
+    NaN rows of the probabilities are unanswered (a failed prompt, a person the stored answers do not
+    cover): they are left out of the estimates and of the correction, and ``record`` (``rows``,
+    counts, ``of``) goes to ``MethodOutput.info["unanswered"]``, which :func:`rectify.compare` turns
+    into a note on every metric of the cell. With ``rectified`` (a registered correction on the
+    simulator's predictions, e.g. ``"ppi++"``) the correction runs on these probabilities.
+    ``columns``: frame columns the source reads besides the covariates (e.g. stored answers).
+
+    Examples
+    --------
+    >>> def src(rows, pilot, spec, item, seed):
+    ...     return np.tile([0.25, 0.75], (len(rows), 1)), {"rows": [], "of": len(rows)}
+    >>> m = predictive_method("flat", src, "always 25/75")
+    >>> out = m.fn(pd.DataFrame(index=range(4)), pd.DataFrame(), Spec(items=("y",), scores=(1.0, 2.0)),
+    ...            np.random.default_rng(0))
+    >>> out.estimates["estimate"].round(3).tolist()
+    [0.25, 0.75, 1.75]
+    """
+    def fn(frame, pilot, spec, random_state):
+        seed = int(random_state.integers(0, 2**31 - 1))
+        sc = np.asarray(spec.scores, float)
+        need = list(dict.fromkeys([*spec.covariates, *columns]))
+        rows = prediction_rows(frame, pilot, need) if rectified else frame
+        probs, unanswered = {}, {}
+        for it in spec.items:
+            probs[it], rec = source(rows, pilot, spec, it, seed)
+            if rec["rows"]:
+                unanswered[it] = rec
+        info = {"unanswered": unanswered} if unanswered else {}
+        if not rectified:
+            preds = pd.DataFrame({it: probs[it] @ sc for it in spec.items}, index=frame.index)
+            est = estimates_from_probabilities(probs, frame, spec, note=note)
+            return MethodOutput(est, predictions=preds, probabilities=probs, info=info)
+        fr, pi, spec2 = with_predictions(frame, pilot, spec, probs, rows.index)
+        out = get(rectified).fn(fr, pi, spec2, random_state)
+        out.info.update(info)
+        return out
+
+    fam = (get(rectified).family if rectified != "ppi++" else "rectification") if rectified else family
+    return Method(name, fam, fn, description + (f" + {rectified}" if rectified else ""), needs=("covariates",),
+                  default=False)
+
+
+def stored_source(probabilities: Mapping[str, Sequence[str]], what: str = "stored answers") -> Callable:
+    """A :func:`predictive_method` source reading stored option probabilities (columns per item).
+
+    Rows whose stored probabilities are missing (the simulation covered only some people) are
+    unanswered: left out and counted in the cell's note, never imputed. An item with no stored
+    answer in the rows raises :class:`~rectify.errors.InputError`.
+
+    Examples
+    --------
+    >>> src = stored_source({"y": ["p1", "p2"]})
+    >>> rows = pd.DataFrame({"p1": [0.2, np.nan], "p2": [0.8, np.nan]})
+    >>> p, rec = src(rows, None, None, "y", 0)
+    >>> p[0].tolist(), rec["rows"], rec["of"]
+    ([0.2, 0.8], [1], 2)
+    """
+    def source(rows, pilot, spec, item, seed):
+        cols = list(probabilities[item])
+        missing = [c for c in cols if c not in rows.columns]
+        if missing:
+            raise InputError(f"{what}: columns {missing} of item {item!r} are not in the frame; check the "
+                             "simulator's probabilities pattern")
+        p = rows[cols].to_numpy(dtype=float, copy=True)
+        bad = np.isnan(p).any(axis=1)
+        if bad.all():
+            raise InputError(f"{what}: item {item!r} has no stored answer in these {len(p)} rows; simulate them "
+                             "first or leave this simulator out")
+        if (p[~bad] < 0).any():
+            raise InputError(f"{what}: item {item!r} has negative stored probabilities; check the columns {cols}")
+        p[~bad] = p[~bad] / p[~bad].sum(axis=1, keepdims=True)
+        return p, {"rows": rows.index[bad].tolist(), "not_simulated": int(bad.sum()), "of": int(len(p))}
+
+    return source
+
+
+# ---------------------------------------------------------------------------------------------
 # prompting a live LLM (rectify.llm.simulator.PromptSimulator): a factory, since it needs a backend
 # ---------------------------------------------------------------------------------------------
 def _prompt_probabilities(rows, pilot, spec, item_obj, backend, strategy, k, selection, seed):
@@ -788,35 +878,17 @@ def prompting_methods(backend: Any, items: Sequence[Any], prefix: str = "prompt"
         raise ConfigError(f"few-shot selection {selection!r}: choose 'random' or 'nearest'")
 
     def make(strategy: str, rectified: str | None) -> Method:
-        def fn(frame, pilot, spec, random_state):
+        def source(rows, pilot, spec, item, seed):
             missing = [i for i in spec.items if i not in by_name]
             if missing:
                 raise ConfigError(f"no wording (Item) given for items {missing}; define them for the prompted "
                                   "simulator (configuration: [items.NAME] tables or items_file)")
-            seed = int(random_state.integers(0, 2**31 - 1))
-            sc = np.asarray(spec.scores, float)
-            rows = prediction_rows(frame, pilot, spec.covariates) if rectified else frame
-            probs, unanswered = {}, {}
-            for it in spec.items:
-                probs[it], rec = _prompt_probabilities(rows, pilot, spec, by_name[it], backend, strategy, k,
-                                                       selection, seed)
-                if rec["rows"]:
-                    unanswered[it] = rec
-            info = {"unanswered": unanswered} if unanswered else {}
-            if not rectified:
-                preds = pd.DataFrame({it: probs[it] @ sc for it in spec.items}, index=frame.index)
-                est = estimates_from_probabilities(probs, frame, spec, note=f"{strategy} prompting; no interval")
-                return MethodOutput(est, predictions=preds, probabilities=probs, info=info)
-            fr, pi, spec2 = with_predictions(frame, pilot, spec, probs, rows.index)
-            out = get(rectified).fn(fr, pi, spec2, random_state)
-            out.info.update(info)
-            return out
+            return _prompt_probabilities(rows, pilot, spec, by_name[item], backend, strategy, k, selection, seed)
 
         name = f"{prefix}-{strategy}" + (f"+{rectified}" if rectified else "")
-        fam = (get(rectified).family if rectified != "ppi++" else "rectification") if rectified else "prompting"
         what = f"{strategy} prompting" + (f" (k={k}, {selection} examples)" if strategy == "few-shot" else "")
-        return Method(name, fam, fn, (description + ": " if description else "") + what
-                      + (f" + {rectified}" if rectified else ""), needs=("covariates",), default=False)
+        return predictive_method(name, source, (description + ": " if description else "") + what, rectified,
+                                 note=f"{strategy} prompting; no interval")
 
     for c in corrections:
         if c not in _REGISTRY or "predicted" not in _REGISTRY[c].needs:
