@@ -275,7 +275,8 @@ def _timed(fn):
 
 
 def speed(n_pilot: int = 75, seed: int = 1, old_predict_rows: int = 300, reps: int = 1,
-          configs=("old", "new", "new_fp32")) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+          configs=("old", "new", "new_fp32"), threads: int | None = None
+          ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """LoRA fit on ``n_pilot`` rows x 4 items and prediction for all 1,500 people, for the old
     settings (all layers adapted, the whole bf16 backbone at every step, the prompting preamble in
     every persona) and the new defaults; held-out log-loss of each against the covariates-only
@@ -312,7 +313,7 @@ def speed(n_pilot: int = 75, seed: int = 1, old_predict_rows: int = 300, reps: i
                 return texts if preamble else [t[len(OLD_PREAMBLE):] for t in texts]
 
             load0, anchor = os.getloadavg()[0], _anchor_seconds()
-            clf = LoRAClassifier(item=items, random_state=seed, **kw)
+            clf = LoRAClassifier(item=items, random_state=seed, num_threads=threads, **kw)
             _, fit_s, fit_cpu = _timed(lambda: clf.fit(x_of(pilot), pilot[list(SPEED_ITEMS)]))
             n_pred = old_predict_rows if key == "old" else len(df)
             part = df.iloc[:n_pred]
@@ -331,7 +332,7 @@ def speed(n_pilot: int = 75, seed: int = 1, old_predict_rows: int = 300, reps: i
                          "heldout_rows": int(mask.sum()), "log_loss_mean": float(np.mean(lls)),
                          **{f"log_loss_{n}": v for n, v in zip(SPEED_ITEMS, lls)},
                          "anchor_s": anchor, "load_before": load0, "load_after": os.getloadavg()[0],
-                         "torch_threads": torch.get_num_threads()})
+                         "torch_threads": threads or torch.get_num_threads()})
             print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in rows[-1].items()},
                   flush=True)
             del clf
@@ -426,6 +427,7 @@ def main(argv=None):
     ap.add_argument("--speed-reps", type=int, default=1)
     ap.add_argument("--old-predict-rows", type=int, default=300)
     ap.add_argument("--configs", default="old,new,new_fp32")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--reps", type=int, default=2000)
     ap.add_argument("--sizes", default="100,200")
     ap.add_argument("--gbm-reps", type=int, default=300)
@@ -445,7 +447,7 @@ def main(argv=None):
         print(tm.drop(columns=["machine"]).to_string(index=False))
     if args.part == "speed":
         tab, qual, machine = speed(reps=args.speed_reps, old_predict_rows=args.old_predict_rows,
-                                   configs=tuple(args.configs.split(",")))
+                                   configs=tuple(args.configs.split(",")), threads=args.threads)
         print(write_speed(tab, qual, machine))
     if args.part == "timing":
         tm = timing(item_name=args.item)
