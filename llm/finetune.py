@@ -23,6 +23,7 @@ Nothing heavy is imported at module import: torch, transformers and peft load in
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import importlib
 import json
@@ -203,6 +204,46 @@ def _bar(enabled: bool, total: int, desc: str) -> Any:
     return bar if hasattr(bar, "update") else None
 
 
+#: frozen bottom layers' output per (backbone, dtype, split, token ids), shared by every classifier of the
+#: process: the cross-fitted folds, repeated pilots and the prediction of one frame compute each persona's
+#: frozen layers once. Bounded (``RECTIFY_LORA_MEMO_MB``, default 1024 MB); least recently used first out.
+_BOTTOM_MEMO: "collections.OrderedDict[tuple, Any]" = collections.OrderedDict()
+_BOTTOM_MEMO_BYTES = [0]
+
+
+def _memo_limit() -> int:
+    try:
+        return max(0, int(os.environ.get("RECTIFY_LORA_MEMO_MB", "1024"))) * 2**20
+    except ValueError:
+        raise ConfigError("environment variable RECTIFY_LORA_MEMO_MB must be a whole number of megabytes, "
+                          f"got {os.environ.get('RECTIFY_LORA_MEMO_MB')!r}") from None
+
+
+def _memo_put(key: tuple, value: Any) -> None:
+    size = int(value.element_size() * value.nelement())
+    limit = _memo_limit()
+    if size > limit:
+        return
+    _BOTTOM_MEMO[key] = value
+    _BOTTOM_MEMO_BYTES[0] += size
+    while _BOTTOM_MEMO_BYTES[0] > limit and _BOTTOM_MEMO:
+        _, old = _BOTTOM_MEMO.popitem(last=False)
+        _BOTTOM_MEMO_BYTES[0] -= int(old.element_size() * old.nelement())
+
+
+def clear_activation_memo() -> None:
+    """Forget the frozen layers' outputs remembered across classifiers (frees their memory).
+
+    Examples
+    --------
+    >>> clear_activation_memo()
+    >>> len(_BOTTOM_MEMO)
+    0
+    """
+    _BOTTOM_MEMO.clear()
+    _BOTTOM_MEMO_BYTES[0] = 0
+
+
 class _Rows:
     """Token ids of the training rows and, when cached, the frozen layers' output per row."""
 
@@ -265,8 +306,8 @@ class LoRAClassifier(ClassifierMixin, BaseEstimator):
         None: every answer weighs the same, so the probabilities estimate the answer shares (what
         PPI, shares and log-loss need). ``"balanced"`` weights the loss by
         ``n / (K_seen * count_k)`` per item, so rare options count more -- it pulls the
-        probabilities towards uniform (on the misinformation survey, 75 rows x 4 items, held-out
-        log-loss 1.376 against 1.321 unweighted; ``benchmarks/results/finetune_speed.md``); a dict
+        probabilities towards uniform (misinformation survey, one 75-row pilot x 4 items, 400
+        held-out rows: log-loss 1.376 balanced against 1.321 unweighted, other settings equal); a dict
         gives ``{option: weight}`` (one item; other options weigh 1).
     pooling : {"mean", "last"}
     head_hidden : int, default 64
@@ -565,12 +606,30 @@ class LoRAClassifier(ClassifierMixin, BaseEstimator):
         bs = max(4 * int(self.batch_size), 64)
         return [order[s:s + bs] for s in range(0, order.size, bs)]
 
+    def _memo_prefix(self, net) -> tuple:
+        b = self.backbone if isinstance(self.backbone, str) else (_callable_path(self.backbone) or id(self.backbone))
+        return (b, str(self.dtype_), int(net.split), self.device)
+
     def _cache_bottom(self, net, ids_list, lengths) -> list:
-        """The frozen bottom layers' output for every row, computed once (one tensor per row)."""
+        """The frozen bottom layers' output for every row (one tensor per row), each persona computed
+        once per process: rows already seen by any classifier on the same backbone come from the memo."""
         import torch
 
         hidden: list = [None] * len(ids_list)
-        batches = self._length_batches(lengths)
+        pre = self._memo_prefix(net)
+        keys = [pre + (tuple(int(t) for t in ids),) for ids in ids_list]
+        todo = []
+        for i, k in enumerate(keys):
+            h = _BOTTOM_MEMO.get(k)
+            if h is None:
+                todo.append(i)
+            else:
+                _BOTTOM_MEMO.move_to_end(k)
+                hidden[i] = h
+        if not todo:
+            return hidden
+        todo = np.asarray(todo)
+        batches = [todo[b] for b in self._length_batches(np.asarray(lengths)[todo])]
         net.eval()
         with torch.no_grad():
             for idx in progress(batches, len(batches), bool(self.progress),
@@ -579,6 +638,7 @@ class LoRAClassifier(ClassifierMixin, BaseEstimator):
                 h = net.bottom(ids, mask)
                 for r, i in enumerate(idx):
                     hidden[i] = h[r, :len(ids_list[i])].clone()
+                    _memo_put(keys[i], hidden[i])
         return hidden
 
     # ------------------------------------------------------------------ fit
@@ -808,10 +868,12 @@ class LoRAClassifier(ClassifierMixin, BaseEstimator):
             net = self._ensure_net()
             net.eval()
             ids_list, lengths = self._tokenize(texts)
+            split = getattr(net, "split", None)
+            rows = _Rows(self, ids_list, None if split is None else self._cache_bottom(net, ids_list, lengths))
             batches = self._length_batches(lengths)
             with torch.inference_mode():
                 for idx in progress(batches, len(batches), bool(self.progress), "LoRA predict"):
-                    logits = net(*self._batch(ids_list, idx))
+                    logits = net(*rows.batch(idx))
                     for j, lg in enumerate(logits):
                         out[j][idx] = torch.softmax(lg.double(), dim=-1).cpu().numpy()
         return out if self._battery else out[0]
