@@ -606,9 +606,17 @@ class LoRAClassifier(ClassifierMixin, BaseEstimator):
         bs = max(4 * int(self.batch_size), 64)
         return [order[s:s + bs] for s in range(0, order.size, bs)]
 
-    def _memo_prefix(self, net) -> tuple:
-        b = self.backbone if isinstance(self.backbone, str) else (_callable_path(self.backbone) or id(self.backbone))
-        return (b, str(self.dtype_), int(net.split), self.device)
+    def _memo_prefix(self, net) -> tuple | None:
+        """Key of this backbone's frozen layers in the process-wide memo, or None (no memo): a named
+        backbone (the embedded model, a directory) always; a factory only if it declares
+        ``deterministic = True`` (same weights on every call)."""
+        if isinstance(self.backbone, str):
+            b = self.backbone
+        elif getattr(self.backbone, "deterministic", False) and _callable_path(self.backbone):
+            b = _callable_path(self.backbone)
+        else:
+            return None
+        return (b, str(self.dtype_), int(net.split), str(self._device()))
 
     def _cache_bottom(self, net, ids_list, lengths) -> list:
         """The frozen bottom layers' output for every row (one tensor per row), each persona computed
@@ -617,10 +625,10 @@ class LoRAClassifier(ClassifierMixin, BaseEstimator):
 
         hidden: list = [None] * len(ids_list)
         pre = self._memo_prefix(net)
-        keys = [pre + (tuple(int(t) for t in ids),) for ids in ids_list]
+        keys = [None if pre is None else pre + (tuple(int(t) for t in ids),) for ids in ids_list]
         todo = []
         for i, k in enumerate(keys):
-            h = _BOTTOM_MEMO.get(k)
+            h = None if k is None else _BOTTOM_MEMO.get(k)
             if h is None:
                 todo.append(i)
             else:
@@ -638,7 +646,8 @@ class LoRAClassifier(ClassifierMixin, BaseEstimator):
                 h = net.bottom(ids, mask)
                 for r, i in enumerate(idx):
                     hidden[i] = h[r, :len(ids_list[i])].clone()
-                    _memo_put(keys[i], hidden[i])
+                    if keys[i] is not None:
+                        _memo_put(keys[i], hidden[i])
         return hidden
 
     # ------------------------------------------------------------------ fit

@@ -336,7 +336,8 @@ def gss_comparison_frame() -> pd.DataFrame:
     from .datasets import load_gss_spending_llm
 
     df = load_gss_spending_llm()
-    df = df[df[list(GSS_COVARIATES)].notna().all(axis=1)].copy()
+    answered = df[[f"{it}_zs_llm" for it in GSS_SEED_ITEMS]].notna().all(axis=1)
+    df = df[answered & df[list(GSS_COVARIATES)].notna().all(axis=1)].copy()
     df["ideology"] = df["ideology"].cat.remove_unused_categories()
     df.index = pd.RangeIndex(len(df))
     return df

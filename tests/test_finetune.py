@@ -376,3 +376,28 @@ def test_seed_reproduces_on_a_cold_and_a_warm_model_cache_and_across_processes(t
     warm = np.concatenate(_embedded_fit(), 1)
     np.testing.assert_allclose(warm, np.asarray(child["p"]), atol=1e-6)
     assert np.abs(warm[:, :4] - 0.25).max() > 1e-3  # the adapters and head moved something
+
+
+def test_frozen_layer_memo_is_shared_across_classifiers_and_changes_nothing(monkeypatch):
+    """A deterministic backbone's frozen layers are computed once per persona for the whole process
+    (cross-fitted folds, repeated pilots, prediction): the memo is hit by a second classifier and
+    the probabilities equal those computed without it."""
+    from rectify.llm import finetune as ft
+
+    X, y, _ = synthetic_pilot(90, seed=12)
+    monkeypatch.setattr(tiny_backbone, "deterministic", True, raising=False)
+    ft.clear_activation_memo()
+    kw = dict(epochs=2, lora_layers=1, lr=5e-3)
+    first = _clf(**kw).fit(X.iloc[:60], y[:60])
+    p_first = first.predict_proba(X.iloc[60:])
+    n_after_first = len(ft._BOTTOM_MEMO)
+    assert n_after_first == len({tuple(t) for t in first._tokenize(first.texts(X))[0]})
+    second = _clf(random_state=3, **kw).fit(X.iloc[:60], y[:60])  # every persona already in the memo
+    assert len(ft._BOTTOM_MEMO) == n_after_first
+    p_second = second.predict_proba(X.iloc[60:])
+    ft.clear_activation_memo()
+    monkeypatch.setattr(tiny_backbone, "deterministic", False, raising=False)
+    np.testing.assert_allclose(_clf(**kw).fit(X.iloc[:60], y[:60]).predict_proba(X.iloc[60:]), p_first, atol=1e-6)
+    np.testing.assert_allclose(_clf(random_state=3, **kw).fit(X.iloc[:60], y[:60]).predict_proba(X.iloc[60:]),
+                               p_second, atol=1e-6)
+    assert len(ft._BOTTOM_MEMO) == 0  # a factory that does not declare itself deterministic is not memoised
