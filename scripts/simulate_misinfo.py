@@ -1,4 +1,4 @@
-"""Store the embedded model's answers to four claims of the synthetic misinformation survey.
+"""Store the embedded model's answers to two claims (f03 false, t09 true) of the synthetic misinformation survey.
 
 Human data: ``rectify.datasets.load_misinfo()`` (synthetic, see ``rectify/data/README_misinfo.md``);
 only the simulated answers and ``respondent_id`` are stored. Items: ``MISINFO_LLM_ITEMS`` (2 false,
@@ -57,7 +57,7 @@ def persona(row: dict) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv, __doc__, "misinfo_llm.sqlite", os.path.join(ROOT, "rectify", "data", "misinfo_llm.csv.gz"),
-                      n=60, fewshot_n=30, items=",".join(MISINFO_LLM_ITEMS), fewshot_items=",".join(MISINFO_LLM_ITEMS))
+                      n=None, fewshot_n=None, items="f03,t09", fewshot_items="f03,t09")
     simulate_survey(args, load_misinfo(), misinfo_examples(), PERSONA_COLUMNS, persona, ITEMS, SUBSET_SEED, FEWSHOT_SEED,
                     k=FEWSHOT_K)
     return 0

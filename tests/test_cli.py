@@ -106,16 +106,18 @@ def test_load_config_resolves_paths_and_defaults(data_dir):
         load_config(str(data_dir / "missing.toml"))
 
 
-def test_demo_prints_the_ppi_table_first_then_writes_the_report(tmp_path, capsys):
+def test_demo_prints_the_ppi_table_first_then_the_seed_design_and_conclusions(tmp_path, capsys):
     out_dir = tmp_path / "rep"
-    rc = main(["demo", "--pilot-sizes", "80", "--repeats", "1", "--methods", "classical", "simulator", "ppi++",
-               "--items", "f01", "f02", "t01", "t02", "--out", str(out_dir), "--quiet"])
+    rc = main(["demo", "--surveys", "gss", "--repeats", "1", "--methods", "classical", "simulator", "ppi++",
+               "--out", str(out_dir), "--quiet"])
     out = capsys.readouterr().out
     assert rc == 0
     first = out.index("Mean misinformation discernment")
-    assert first < out.index("Running the comparison") < out.index("Fidelity at n_pilot = 80")
-    assert (out_dir / "report.html").exists()
-    assert f"Report written to {out_dir / 'report.html'}" in out
+    seed = out.index("=== GSS 2018 spending (real humans): the seed design")
+    assert first < seed < out.index("Design 'seed': families x axes") < out.index("What to conclude")
+    assert "[ideology = conservative]" in out
+    report = out_dir / "gss" / "report.html"
+    assert report.exists() and f"Report written to {report}" in out
 
 
 def test_demo_without_comparison(capsys):
