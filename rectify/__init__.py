@@ -23,7 +23,7 @@ from .errors import (
 
 __version__ = "0.1.0"
 
-_LAZY = {"result", "datasets", "fidelity", "weighting", "bayes", "comparison", "registry", "planning", "report", "demo", "llm",
+_LAZY = {"result", "datasets", "fidelity", "weighting", "bayes", "comparison", "registry", "planning", "report", "demo", "llm", "conclusions", "config", "finetuning",
          "estimators"}
 
 
@@ -36,6 +36,7 @@ _LAZY_ATTRS = {
     "fidelity_report": "fidelity", "group_summary": "fidelity",
     "Item": "llm.items", "Scale": "llm.items",
     "bayes_shares": "bayes", "BayesianCalibrator": "bayes",
+    "conclusions_text": "conclusions",
 }
 
 
@@ -71,6 +72,7 @@ __all__ = [
     "Scale",
     "bayes_shares",
     "BayesianCalibrator",
+    "conclusions_text",
     "datasets",
     "errors",
     "RectifyError",
