@@ -208,7 +208,9 @@ def run(args) -> tuple[pd.DataFrame, dict]:
 
 
 def _version(mod: str) -> str:
-    return __import__(mod).__version__
+    from importlib.metadata import version
+
+    return version(mod)
 
 
 def summarise(df: pd.DataFrame) -> pd.DataFrame:

@@ -63,7 +63,7 @@ def persona(row: dict) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv, __doc__, "gss_spending_llm.sqlite", os.path.join(ROOT, "rectify", "data", "gss_spending_llm.csv.gz"),
-                      n=None, fewshot_n=None, items="natarms,natfare", fewshot_items="natarms,natfare")
+                      n=None, fewshot_n=1000, items="natarms,natfare", fewshot_items="natarms,natfare")
     simulate_survey(args, load_gss_spending(), gss_spending_examples(), PERSONA_COLUMNS, persona, ITEMS, SUBSET_SEED, FEWSHOT_SEED,
                     k=FEWSHOT_K)
     return 0

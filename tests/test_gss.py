@@ -17,8 +17,8 @@ from rectify import datasets as ds
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ITEMS = ["natenvir", "natcity", "natrace", "natarms", "natfare"]
 # what the scripts' defaults simulate (README_gss_spending.md, README_misinfo_llm.md)
-GSS_ZS_ITEMS, GSS_FS_ITEMS, GSS_N, GSS_FS_N = ["natenvir", "natrace", "natarms", "natfare"], ["natarms", "natfare"], 150, 50
-MI_ITEMS, MI_N, MI_FS_N = ["f03", "f11", "t04", "t09"], 60, 30
+GSS_ZS_ITEMS, GSS_FS_ITEMS, GSS_N, GSS_FS_N = ["natarms", "natfare"], ["natarms", "natfare"], 2298, 1000
+MI_ITEMS, MI_N, MI_FS_N = ["f03", "t09"], 1450, 1450
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +140,7 @@ def test_misinfo_llm_loader_and_example_exclusion():
     full = ds.load_misinfo_llm()
     ex = ds.misinfo_examples()
     assert len(ex) == 50 and ex[MI_ITEMS].notna().all().all()
-    ok = ds.load_misinfo()[MI_ITEMS].notna().all(axis=1).to_numpy()
+    ok = ds.load_misinfo()[list(ds.MISINFO_LLM_ITEMS)].notna().all(axis=1).to_numpy()  # drawn among those who answered all four
     pos = np.sort(np.random.default_rng(20261207).choice(np.flatnonzero(ok), size=50, replace=False))
     assert ex["respondent_id"].tolist() == (pos + 1).tolist()
     assert len(full) == MI_N and not full["respondent_id"].isin(ex["respondent_id"]).any()

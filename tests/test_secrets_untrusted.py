@@ -456,10 +456,10 @@ def test_report_escapes_every_piece_of_data(sentinel_run):
     a = audit(text)
     assert "script" not in a.tags and not a.scripts  # the report has no script of its own either
     assert not [x for x in a.attrs if x[1].lower().startswith("on")]  # no event handler attribute
-    assert {t for t in a.tags} <= {"html", "head", "meta", "title", "style", "body", "h1", "h2", "p", "table",
-                                   "thead", "tbody", "tr", "th", "td", "img", "a"}
+    assert {t for t in a.tags} <= {"html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "p", "table",
+                                   "thead", "tbody", "tr", "th", "td", "img", "a", "section", "ul", "li"}
     assert all(v.startswith("data:image/png;base64,") for tag, k, v in a.attrs if k == "src")
-    assert all(v in {"fidelity.csv", "fidelity_summary.csv", "estimates.csv", "coefficients.csv"}
+    assert all(v in {"fidelity.csv", "fidelity_summary.csv", "estimates.csv", "coefficients.csv", "planning.csv"}
                for tag, k, v in a.attrs if k == "href")
     shown = "".join(a.text)
     # the data reached the page as text, verbatim (so it was escaped, not dropped or re-coded)
