@@ -7,7 +7,9 @@ The README marks each generated block with a pair of HTML comments::
     <!-- /table -->
 
 The text between them is replaced by the named results file (a Markdown file written by a script in
-``benchmarks/``), without its first-level title line. ``--check`` only compares and exits 1 when the
+``benchmarks/``), without its first-level title line; its own section headings are demoted below the
+README section that holds the block (``## Notes`` in a results file becomes ``#### Notes``), so a
+generated block never opens a new top-level section of the README. ``--check`` only compares and exits 1 when the
 README is out of date (the test suite runs it), so a figure in a README table always comes from a
 results file that a benchmark wrote.
 
@@ -38,7 +40,14 @@ def _body(path: pathlib.Path) -> str:
         lines = lines[1:]
     while lines and not lines[-1].strip():
         lines = lines[:-1]
+    lines = [_demote(line) for line in lines]
     return "\n".join(lines) + "\n"
+
+
+def _demote(line: str) -> str:
+    """``## Notes`` -> ``#### Notes``: headings of a results file sit under a README subsection."""
+    m = re.match(r"(#{1,4}) ", line)
+    return "##" + line if m else line
 
 
 def render(text: str, root: pathlib.Path = ROOT) -> str:

@@ -23,3 +23,10 @@ def test_render_replaces_block_with_results_file(tmp_path):
 def test_readme_tables_match_results_files():
     mod = _module()
     assert mod.main(["--check"]) == 0, "README.md tables differ from benchmarks/results: run scripts/readme_tables.py"
+
+
+def test_headings_of_a_results_file_are_demoted(tmp_path):
+    mod = _module()
+    (tmp_path / "r.md").write_text("# Title\n\n## Notes\n\n- x\n### Deeper\n#hashtag\n", encoding="utf-8")
+    out = mod.render("<!-- table: r.md -->\n<!-- /table -->\n", tmp_path)
+    assert out == "<!-- table: r.md -->\n#### Notes\n\n- x\n##### Deeper\n#hashtag\n<!-- /table -->\n"
