@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ._checks import check_labels, check_not_datetime, check_numeric_text, check_unique
 from .errors import InputError, MissingCovariateError, UnseenLevelError
 
-__all__ = ["ModelFrame", "build_design", "replay_design", "check_columns", "check_formula", "plain_columns",
+__all__ = ["ModelFrame", "build_design", "check_variables", "outcome_numbers", "replay_design", "check_columns", "check_formula", "plain_columns",
            "plain_design"]
 
 
@@ -42,6 +43,9 @@ def check_columns(df: pd.DataFrame, columns, frame: str) -> None:
     """
     if not isinstance(df, pd.DataFrame):
         raise InputError(f"argument '{frame}' must be a pandas DataFrame, got {type(df).__name__}")
+    columns = list(columns)
+    check_labels(columns, frame)
+    check_unique(df, columns, frame)
     for c in columns:
         if c not in df.columns:
             raise MissingCovariateError(
@@ -53,6 +57,49 @@ def check_columns(df: pd.DataFrame, columns, frame: str) -> None:
                 f"column '{c}' has {miss} missing value(s) in the {frame} data; rectify does not drop rows "
                 f"silently: impute them, or subset the {frame} explicitly before estimating"
             )
+
+
+def check_variables(rhs_text: str, rhs: Any, df: pd.DataFrame, frame: str) -> None:
+    """Refuse, by name, right-hand-side columns that are duplicated, datetimes, or numbers stored as
+    text used as a bare term (``C(x)`` asks for categories explicitly).
+
+    Examples
+    --------
+    >>> from formulaic import Formula
+    >>> df = pd.DataFrame({"x": ["1", "2"], "g": ["1", "2"]})
+    >>> check_variables("C(g)", Formula("C(g)"), df, "pilot")
+    >>> try:
+    ...     check_variables("x + C(g)", Formula("x + C(g)"), df, "pilot")
+    ... except InputError as err:
+    ...     print(str(err)[:52])
+    column 'x' of the pilot holds numbers stored as text
+    """
+    import re
+
+    used = [v for v in sorted(getattr(rhs, "required_variables", set())) if isinstance(v, str) and v in df.columns]
+    check_unique(df, used, frame)
+    for v in used:
+        check_not_datetime(df[v], v, frame)
+        wrapped = len(re.findall(rf"\bC\(\s*{re.escape(v)}\b", rhs_text))
+        if len(re.findall(rf"(?<![\w.]){re.escape(v)}\b", rhs_text)) > wrapped:
+            check_numeric_text(df[v], v, frame, categories_hint=True)
+
+
+def outcome_numbers(y: Any, outcome: str | None, frame: str = "pilot") -> np.ndarray:
+    """The outcome as floats, or an :class:`InputError` naming it (text that is not numbers).
+
+    Examples
+    --------
+    >>> outcome_numbers(np.array([0, 1]), "agree").tolist()
+    [0.0, 1.0]
+    """
+    try:
+        return np.asarray(y, dtype=float)
+    except (TypeError, ValueError):
+        vals = sorted({str(v) for v in np.asarray(y, dtype=object).ravel()})[:4]
+        raise InputError(f"outcome column {outcome!r} of the {frame} is not numeric (values such as {vals}); "
+                         f"recode it as numbers first, e.g. a 0/1 column for logit: "
+                         f"(df[{outcome!r}] == {vals[-1]!r}).astype(int)") from None
 
 
 def _spec_variables(spec) -> list[str]:
@@ -157,7 +204,10 @@ def build_design(formula: str, pilot: pd.DataFrame, population: pd.DataFrame | N
                                     f"{', '.join(map(str, pilot.columns[:12]))})")
     if lhs_name:
         check_columns(pilot, [lhs_name], "pilot")
+        check_not_datetime(pilot[lhs_name], lhs_name, "pilot")
+        check_numeric_text(pilot[lhs_name], lhs_name, "pilot")
     rhs = Formula(formula.split("~", 1)[1])
+    check_variables(formula.split("~", 1)[1], rhs, pilot, "pilot")
     try:
         mm_rhs = rhs.get_model_matrix(pilot, na_action="raise")
     except Exception as err:
@@ -187,6 +237,7 @@ def build_design(formula: str, pilot: pd.DataFrame, population: pd.DataFrame | N
             raise InputError(f"argument 'population' must be a pandas DataFrame, got {type(population).__name__}")
         if len(population) == 0:
             raise InputError("argument 'population' is empty: the frame needs at least one row")
+        check_variables(formula.split("~", 1)[1], rhs, population, "population")
         X_pop = np.asarray(_materialise(spec, population, "population"), dtype=float)
     if not intercept and "Intercept" in terms:
         j = terms.index("Intercept")

@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError, RectifyError
-from .formula import ModelFrame, build_design, check_columns, plain_columns, plain_design
+from ._checks import as_label, check_not_datetime, check_number, check_numeric_text
+from .formula import ModelFrame, build_design, check_columns, outcome_numbers, plain_columns, plain_design
 from .result import Result
 
 __all__ = ["mean", "shares", "quantile", "ols", "logit", "ordinal"]
@@ -55,13 +56,17 @@ def _needs(method):
 
 
 def _column(df, col, frame):
+    col = as_label(col, "column") if not isinstance(col, str) else col
     check_columns(df, [col], frame)
     return df[col].to_numpy()
 
 
 def _numeric_column(df, col, frame):
-    s = df[col] if col in df.columns else None
+    col = as_label(col, "column") if not isinstance(col, str) else col
     check_columns(df, [col], frame)
+    s = df[col]
+    check_not_datetime(s, col, frame)
+    check_numeric_text(s, col, frame)
     if not pd.api.types.is_numeric_dtype(s):
         raise InputError(f"column '{col}' of the {frame} must be numeric (got {s.dtype}); recode the answers as numbers")
     arr = s.to_numpy(dtype=float)
@@ -111,6 +116,7 @@ def _core_columns(y, predicted, weights, weights_pop, strata=None, x_terms=None)
 
 def _by(fn: Callable[..., Result], by: str, pilot, population, kwargs) -> Result:
     """Run ``fn`` per subgroup and stack the results (groups are independent: block-diagonal cov)."""
+    by = as_label(by, "by")
     ref = population if population is not None else pilot
     check_columns(ref, [by], "population" if population is not None else "pilot")
     if pilot is not None:
@@ -174,6 +180,9 @@ def _stacked_intervals(level: float, *, parts: tuple) -> tuple[np.ndarray, np.nd
 def _inputs(y, pilot, population, predicted, method, strata, read_y, read_pred, what):
     """Frames, answers, predictions and strata of a one-variable verb, validated by name."""
     need_pilot, need_pop = _needs(method)
+    y = as_label(y, "y" if read_y is _numeric_column else "item")
+    predicted = predicted if predicted is None or read_pred is _prob_columns else as_label(predicted, "predicted")
+    strata = None if strata is None else as_label(strata, "strata")
     pilot = _frame(pilot, "pilot", need_pilot)
     population = _frame(population, "population", need_pop)
     if method in ("ppi", "ppi++", "naive") and predicted is None:
@@ -242,7 +251,7 @@ def mean(y: str, pilot: pd.DataFrame | None = None, population: pd.DataFrame | N
     r = _call_core(ppi_mean, cols, yv, f, fp, method, weights=_weights(weights, pilot, "weights", "pilot"),
                    weights_pop=_weights(weights_pop, population, "weights_pop", "population"), lam=lam,
                    lambda_bounds=lambda_bounds, strata=s, strata_pop=sp, level=level, convention=convention,
-                   terms=[f"mean({y})"])
+                   terms=[f"mean({as_label(y, 'y')})"])
     return r
 
 
@@ -297,7 +306,7 @@ def shares(item: str, pilot: pd.DataFrame | None = None, population: pd.DataFram
                    weights=_weights(weights, pilot, "weights", "pilot"),
                    weights_pop=_weights(weights_pop, population, "weights_pop", "population"), lam=lam,
                    lambda_bounds=lambda_bounds, strata=s, strata_pop=sp, level=level, convention=convention)
-    return replace(r, terms=tuple(f"{item}={c}" for c in r.diagnostics["categories"]))
+    return replace(r, terms=tuple(f"{as_label(item, 'item')}={c}" for c in r.diagnostics["categories"]))
 
 
 def quantile(y: str, q: float = 0.5, pilot: pd.DataFrame | None = None, population: pd.DataFrame | None = None,
@@ -314,6 +323,8 @@ def quantile(y: str, q: float = 0.5, pilot: pd.DataFrame | None = None, populati
     >>> r.terms
     ('quantile[0.5](age)',)
     """
+    check_number(q, "q", low=0, high=1, low_open=True, high_open=True,
+                 hint="; give one probability strictly between 0 and 1, e.g. 0.5 (call quantile once per q)")
     kwargs = dict(y=y, q=q, predicted=predicted, method=method, weights=weights, weights_pop=weights_pop,
                   lam=lam, level=level, convention=convention)
     if by is not None:
@@ -328,7 +339,7 @@ def quantile(y: str, q: float = 0.5, pilot: pd.DataFrame | None = None, populati
                    weights=_weights(weights, pilot, "weights", "pilot"),
                    weights_pop=_weights(weights_pop, population, "weights_pop", "population"), lam=lam,
                    level=level, convention=convention)
-    return replace(r, terms=(f"quantile[{q:g}]({y})",))
+    return replace(r, terms=(f"quantile[{q:g}]({as_label(y, 'y')})",))
 
 
 def _regression_verb(core_name, formula, pilot, population, predicted, method, weights, weights_pop, by, lam,
@@ -427,7 +438,7 @@ def _run_core(core_name, mf, formula, pilot, population, predicted, method, weig
         f = _prob_columns(pilot, predicted, "pilot")
     extra = {} if categories is None else {"categories": categories}
     if core_name != "ppi_ordinal":
-        y = np.asarray(y, dtype=float) if y is not None else None
+        y = outcome_numbers(y, mf.outcome) if y is not None else None
     r = _call_core(
         getattr(core, core_name), _core_columns(mf.outcome, predicted, weights, weights_pop, x_terms=formula),
         mf.X if need_pilot else None, y if need_pilot else None, f, X_pop, fp, method,

@@ -29,6 +29,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ._checks import as_pair, check_labels, check_number, check_unique
 from .errors import ConfigError, InputError, MissingCovariateError, UnseenLevelError
 from .result import Result
 
@@ -44,6 +45,8 @@ def _is_categorical(s: pd.Series) -> bool:
 
 
 def _column(df: pd.DataFrame, name: str, where: str) -> pd.Series:
+    check_labels([name], where)
+    check_unique(df, [name], where)
     if name not in df.columns:
         raise MissingCovariateError(f"column {name!r} is not in the {where} data frame; check the name "
                                     f"(available columns: {list(df.columns)[:20]})")
@@ -434,6 +437,9 @@ def calibrate(
         raise InputError("argument 'population' must be a pandas DataFrame (or None with 'margins')")
     if method == "poststratify" and formula is not None:
         raise ConfigError("method 'poststratify' takes 'vars' (columns to cross), not a formula")
+    check_number(max_iter, "max_iter", low=1, integer=True)
+    check_number(tol, "tol", low=0, low_open=True, high=1)
+    trim = None if trim is None else as_pair(trim, "trim")
     d = _weights_arg(sample, design_weights)
     spec = _resolve(sample, population, margins, formula, vars, totals, method)
     if design_weights is None:
@@ -590,6 +596,7 @@ class CalibratedWeights:
     def trim(self, lower: float = -np.inf, upper: float = np.inf, strict: bool = False) -> "CalibratedWeights":
         """Trim the final weights to ``[lower, upper]``, sharing the excess equally among the other
         rows (R's ``trimWeights``); returns a new object (the margins then hold approximately).
+        ``trim((lower, upper))`` (one pair, as ``calibrate(trim=)`` takes it) is the same call.
 
         Examples
         --------
@@ -603,6 +610,11 @@ class CalibratedWeights:
 
         from rectify.estimators.calibration import trim_weights
 
+        if isinstance(lower, (tuple, list, np.ndarray)):  # trim((lo, hi)) as calibrate(trim=(lo, hi))
+            if upper != np.inf:
+                raise InputError("give trim((lower, upper)) or trim(lower, upper), not both")
+            lower, upper = lower
+        lower, upper = as_pair((lower, upper), "trim")
         new = copy(self)
         new._final, k = trim_weights(self._final, lower, upper, strict)
         new.weight_trim_ = (float(lower), float(upper), bool(strict))

@@ -112,7 +112,7 @@ CASES = [
          E.InputError, r"'trust_llm'", r"fix or remove"),
     Case("mean_text_answers",
          lambda: rectify.mean("trust", pilot().assign(trust=lambda d: d["trust"].astype(str)), frame(), "trust_llm"),
-         E.InputError, r"'trust'", r"recode"),
+         E.InputError, r"'trust'.*numbers stored as text", r"pd\.to_numeric"),
     Case("mean_empty_pilot", lambda: rectify.mean("trust", pilot().iloc[:0], frame(), "trust_llm"),
          E.InputError, r"'pilot'", r"pass the pilot rows"),
     Case("mean_empty_population", lambda: rectify.mean("trust", pilot(), frame().iloc[:0], "trust_llm"),
