@@ -306,21 +306,60 @@ def _logistic_pass(X, z, w, theta, meat: bool = False, hessian: bool = True):
     return g, H, S2, us
 
 
+# rows per block of a fused logistic / ordinal pass: its few temporaries stay in the L2 cache
+_PASS_BLOCK = 8192
+
+
+def t_blocks(X, block: int = _PASS_BLOCK):
+    """``(start, stop, XT)`` with ``XT`` the (p, rows) transpose of each block of an (N, p) array or
+    :class:`ColumnDesign` (a ColumnDesign's block is copied into one reused buffer, its intercept
+    row written once): the products of a pass are then a few BLAS calls on the whole block.
+
+    Examples
+    --------
+    >>> [(i, j, b.shape) for i, j, b in t_blocks(ColumnDesign([None, np.arange(5.0)]), block=2)]
+    [(0, 2, (2, 2)), (2, 4, (2, 2)), (4, 5, (2, 1))]
+    """
+    N, p = X.shape
+    if not isinstance(X, ColumnDesign):
+        for i in range(0, N, block):
+            yield i, min(i + block, N), X[i:i + block].T
+        return
+    buf = np.empty((p, min(block, N)))
+    for k, c in enumerate(X.columns):
+        if c is None:
+            buf[k] = 1.0
+    for i in range(0, N, block):
+        j = min(i + block, N)
+        XT = buf[:, : j - i]
+        for k, c in enumerate(X.columns):
+            if c is not None:
+                XT[k] = c[i:j]
+        yield i, j, XT
+
+
 def _logistic_sums(X, z, w, theta, g, H, S2, us):
-    for i, j, Xb in row_blocks(X):
-        mu = _expit(block_matvec(Xb, theta))
-        r = mu - z[i:j]
+    """The sums of :func:`_logistic_pass`, fused per block: ``eta`` and the gradient are one
+    matrix-vector product each, the Hessian and the meat one small matrix product each."""
+    m0 = min(_PASS_BLOCK, X.shape[0])
+    e, r, c, A = np.empty(m0), np.empty(m0), np.empty(m0), np.empty((X.shape[1], m0))
+    for i, j, XT in t_blocks(X):
+        m = j - i
+        mu = _expit(np.dot(theta, XT, out=e[:m]))
+        rb = np.subtract(mu, z[i:j], out=r[:m])
         if w is not None:
-            r *= w[i:j]
-        gb = block_tvec(Xb, r)
+            rb *= w[i:j]
+        gb = XT @ rb
         g += gb
         if H is not None:
-            c = mu * (1.0 - mu)
+            cb = np.subtract(1.0, mu, out=c[:m])
+            cb *= mu
             if w is not None:
-                c *= w[i:j]
-            H += block_gram(Xb, c)
+                cb *= w[i:j]
+            H += np.multiply(XT, cb, out=A[:, :m]) @ XT.T
         if S2 is not None:
-            S2 += block_outer(Xb, r)
+            U = np.multiply(XT, rb, out=A[:, :m])
+            S2 += U @ U.T
             us -= gb
     return g, H, S2, us
 
@@ -333,20 +372,25 @@ def _check_separation(theta: np.ndarray) -> None:
         )
 
 
-def _subsample_start(X, z, w, theta, ridge, rows: int = 65536):
-    """Newton on every k-th row (about ``rows`` rows) from ``theta``: a start within sampling error of
-    the optimum, so that the full passes begin in the quadratic phase. Any failure keeps ``theta``."""
-    N = X.shape[0]
-    k = N // rows
+def _every_kth(X, k: int):
+    """Every ``k``-th row of an array or :class:`ColumnDesign`, copied contiguous (passes over strided
+    views run several times slower)."""
+    if isinstance(X, ColumnDesign):
+        return ColumnDesign([None if c is None else np.ascontiguousarray(c[::k]) for c in X.columns])
+    return np.ascontiguousarray(X[::k])
+
+
+def _subsample_start(fit, X, labels, w, theta, rows: int = 65536):
+    """``fit(X_sub, labels_sub, w_sub, theta)`` on every k-th row (about ``rows`` rows) from ``theta``:
+    a start within sampling error of the optimum, so that the full passes begin in Newton's quadratic
+    phase. Frames under ``4 * rows`` rows and any failure keep ``theta``."""
+    k = X.shape[0] // rows
     if k < 4:
         return theta
-    sub = (ColumnDesign([None if c is None else c[::k] for c in X.columns]) if isinstance(X, ColumnDesign)
-           else X[::k])
     try:
-        fit = _logistic_population(sub, z[::k], None if w is None else w[::k], 1e-8, 50, theta, ridge, cov=False)
+        return fit(_every_kth(X, k), np.ascontiguousarray(labels[::k]), None if w is None else w[::k], theta).theta
     except (EstimationError, ConvergenceError, NonFiniteData, np.linalg.LinAlgError):
         return theta
-    return fit.theta
 
 
 def _expit(eta: np.ndarray) -> np.ndarray:
@@ -385,7 +429,8 @@ def _logistic_population(X, z, w, tol, max_iter, start, ridge, cov: bool = True)
             ones &= [True if c is None else bool(np.all(c == 1.0)) for c in Xb] if isinstance(Xb, tuple) \
                 else np.all(Xb == 1.0, axis=0)
         pen[ones] = 0.0
-    theta = _subsample_start(X, z, w, theta, ridge)
+    theta = _subsample_start(lambda *a: _logistic_population(*a[:3], 1e-8, 50, a[3], ridge, cov=False),
+                             X, z, w, theta)
     g, Hs, S2, us = _logistic_pass(X, z, w, theta)
     grad = g / N + pen * theta
     prev = None
@@ -519,70 +564,179 @@ def ordinal_probabilities(X: np.ndarray, beta: np.ndarray, tau: np.ndarray) -> n
     return np.diff(cum, axis=1)
 
 
-def _ordinal_parts(X, P, w, beta, tau, need_hessian=True):
-    """Log-likelihood, per-row scores and mean Hessian of the cumulative-logit model with soft labels."""
+def _ordinal_block(XT, PT, w, beta, tau, hessian=True, meat=False, rows=False):
+    """Log-likelihood sums of the cumulative-logit model on one block, vectorised over categories.
+
+    ``XT`` (p, m) and ``PT`` (K, m) are the block's design and soft labels, transposed. With
+    ``a_j = tau_j - x'beta`` the likelihood ``sum_k P_k log(F(a_k) - F(a_{k-1}))`` has a tridiagonal
+    Hessian in ``a``; the parameters enter through ``d a_j / d tau_j = 1``, ``d a_j / d beta = -x``.
+    Returns ``(ll, score, H, S2, S)``: the sums of the log-likelihood and of its score (beta then
+    tau), of its Hessian (``None`` unless ``hessian``), of the score's outer products (``meat``) and
+    the per-row scores (``rows``, shape (m, p + K - 1)).
+    """
+    K, m = PT.shape
+    F = _expit(tau[:, None] - (beta @ XT)[None, :]) if XT.shape[0] else _expit(np.repeat(tau[:, None], m, 1))
+    f = F * (1.0 - F)
+    pi = np.empty((K, m))
+    pi[0] = F[0]
+    np.subtract(F[1:], F[:-1], out=pi[1:-1])
+    np.subtract(1.0, F[-1], out=pi[-1])
+    Pw = PT if w is None else PT * w
+    if pi.min() > 0:  # the usual case: no masks
+        ll = float((Pw * np.log(pi)).sum())
+        q = Pw / pi  # P_k / pi_k
+    else:
+        ok = pi > 0
+        if np.any(PT[~ok] > 0):
+            raise EstimationError("ordinal model: a category probability underflowed; thresholds collapsed")
+        pi = np.where(ok, pi, 1.0)  # rows without weight on a vanished category: they add nothing
+        ll = float((Pw * np.log(pi)).sum())
+        q = np.where(ok, Pw / pi, 0.0)
+    dq = q[:-1] - q[1:]
+    d = f * dq  # score of tau_j; the score of beta is -x sum_j d_j
+    D = d.sum(axis=0)
+    score = np.concatenate([-(XT @ D), d.sum(axis=1)])
+    H = S2 = S = None
+    if hessian:
+        q2 = q / pi  # P_k / pi_k^2
+        fp = f * (1.0 - 2.0 * F)
+        diag = fp * dq - f * f * (q2[:-1] + q2[1:])  # d2 ll / d a_j^2
+        off = f[:-1] * f[1:] * q2[1:-1]  # d2 ll / d a_j d a_{j+1}
+        r = diag.copy()  # row sums of the per-row Hessian in a
+        r[:-1] += off
+        r[1:] += off
+        p = XT.shape[0]
+        H = np.empty((p + K - 1, p + K - 1))
+        H[:p, :p] = (XT * r.sum(axis=0)) @ XT.T
+        H[:p, p:] = -(XT @ r.T)
+        H[p:, :p] = H[:p, p:].T
+        Htt = np.diag(diag.sum(axis=1))
+        o = off.sum(axis=1)
+        Htt[np.arange(K - 2), np.arange(1, K - 1)] = o
+        Htt[np.arange(1, K - 1), np.arange(K - 2)] = o
+        H[p:, p:] = Htt
+    if meat or rows:
+        U = XT * D
+        if meat:
+            p = XT.shape[0]
+            S2 = np.empty((p + K - 1, p + K - 1))
+            S2[:p, :p] = U @ U.T
+            S2[:p, p:] = -(U @ d.T)
+            S2[p:, :p] = S2[:p, p:].T
+            S2[p:, p:] = d @ d.T
+        if rows:
+            S = np.concatenate([-U, d]).T
+    return ll, score, H, S2, S
+
+
+def _ordinal_pass(X, P, w, beta, tau, hessian=True, meat=False, rows=False):
+    """:func:`_ordinal_block` summed over the row blocks of ``X`` (an array or :class:`ColumnDesign`)
+    and ``P``; returns the mean log-likelihood, the summed score, the mean Hessian of the mean
+    negative log-likelihood, the summed meat and the per-row scores (``rows``)."""
+    n = X.shape[0]
+    ll, g, H, S2, S = 0.0, 0.0, 0.0, 0.0, []
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        for i, j, XT in t_blocks(X, n if rows else _PASS_BLOCK):
+            b = _ordinal_block(XT, np.ascontiguousarray(P[i:j].T), None if w is None else w[i:j], beta, tau,
+                               hessian, meat, rows)
+            ll, g = ll + b[0], g + b[1]
+            H = H + b[2] if hessian else None
+            S2 = S2 + b[3] if meat else None
+            if rows:
+                S.append(b[4])
+    _finite(np.atleast_1d(g), *([] if H is None else [H]))
+    return ll / n, g, (None if H is None else -H / n), S2, (np.concatenate(S) if rows else None)
+
+
+def _ordinal_start(P, w, p, start):
+    marg = (P.sum(axis=0) if w is None else w @ P) / (P.shape[0] if w is None else w.sum())
+    if np.any(marg <= 0):
+        empty = [str(k) for k in np.where(marg <= 0)[0]]
+        raise EstimationError(
+            f"ordinal model: answer categor{'y' if len(empty) == 1 else 'ies'} {', '.join(empty)} "
+            f"never occur in this sample; its threshold is not estimable -- merge it with a neighbour"
+        )
+    if start is not None and np.all(np.diff(np.asarray(start, float)[p:]) > 0):
+        return np.array(start, float)  # e.g. a fit on the pilot
+    cum = np.clip(np.cumsum(marg)[:-1], 1e-6, 1 - 1e-6)
+    return np.concatenate([np.zeros(p), np.log(cum / (1 - cum))])
+
+
+def _ordinal_newton(X, P, w, tol, max_iter, start, ridge, cov=True, rows=False):
+    """Newton's method with a line search on the (penalised) mean log-likelihood; one fused pass over
+    the rows per accepted step (its log-likelihood, score and Hessian together). The pass expected
+    to be the last also sums the meat (``cov``) or keeps the per-row scores (``rows``)."""
     n, p = X.shape
-    K = P.shape[1]
-    d = p + K - 1
-    eta = X @ beta
-    # cumulative values at cut k (k = -1 .. K-1); boundaries contribute nothing
-    A = tau[None, :] - eta[:, None]  # (n, K-1)
-    F = expit(A)
-    f = F * (1 - F)
-    fp = f * (1 - 2 * F)
-    Fz = np.column_stack([np.zeros(n), F, np.ones(n)])
-    fz = np.column_stack([np.zeros(n), f, np.zeros(n)])
-    fpz = np.column_stack([np.zeros(n), fp, np.zeros(n)])
-    pi = np.diff(Fz, axis=1)  # (n, K)
-    if np.any(pi[P > 0] <= 0):
-        raise EstimationError("ordinal model: a category probability underflowed; thresholds collapsed")
-    with np.errstate(divide="ignore"):
-        logpi = np.where(P > 0, np.log(np.where(pi > 0, pi, 1.0)), 0.0)
-    ll = float((w * (P * logpi).sum(axis=1)).sum() / n)
-    scores = np.zeros((n, d))
-    H = np.zeros((d, d)) if need_hessian else None
-    for k in range(K):
-        fa, fb = fz[:, k + 1], fz[:, k]
-        pk = pi[:, k]
-        La = fa / pk
-        Lb = -fb / pk
-        c = w * P[:, k]
-        # derivative of log pi_k wrt eta: -(La + Lb)
-        g_eta = -(La + Lb)
-        scores[:, :p] += (c * g_eta)[:, None] * X
-        if k < K - 1:
-            scores[:, p + k] += c * La
-        if k > 0:
-            scores[:, p + k - 1] += c * Lb
-        if need_hessian:
-            Laa = fpz[:, k + 1] / pk - La**2
-            Lbb = -fpz[:, k] / pk - Lb**2
-            Lab = -La * Lb  # = fa*fb/pk^2
-            # a = tau_k - eta, b = tau_{k-1} - eta; d eta/d beta = x
-            Da = np.zeros((n, d))
-            Db = np.zeros((n, d))
-            Da[:, :p] = -X
-            Db[:, :p] = -X
-            if k < K - 1:
-                Da[:, p + k] = 1.0
-            if k > 0:
-                Db[:, p + k - 1] = 1.0
-            H += (Da * (c * Laa)[:, None]).T @ Da + (Db * (c * Lbb)[:, None]).T @ Db
-            cross = (Da * (c * Lab)[:, None]).T @ Db
-            H += cross + cross.T
-    if need_hessian:
-        H = -H / n  # Hessian of the mean negative log-likelihood
-    return ll, scores, H
+    theta = np.asarray(start, float)
+    pen = np.r_[np.full(p, ridge / n), np.zeros(P.shape[1] - 1)]
+
+    def run(t, last):
+        ll, g, H, S2, S = _ordinal_pass(X, P, w, t[:p], t[p:], meat=cov and last and not rows, rows=rows and last)
+        return ll - 0.5 * float((pen * t * t).sum()), g, H + np.diag(pen), S2, S
+
+    ll, g, H, S2, S = run(theta, False)
+    prev = None
+    for it in range(1, max_iter + 1):
+        grad = -g / n + pen * theta
+        step = _solve(H, grad, "ordinal")
+        size = float(np.max(np.abs(step)))
+        near = prev is not None and size**3 / max(prev * prev, 1e-300) < tol
+        t = 1.0
+        while True:
+            cand = theta - t * step
+            if np.all(np.diff(cand[p:]) > 0):
+                try:
+                    new = run(cand, near or t * size < tol)
+                except EstimationError:
+                    new = None
+                if new is not None and new[0] >= ll - 1e-14:
+                    break
+            t /= 2
+            if t < 1e-12:
+                raise ConvergenceError("ordinal model: line search failed; the likelihood is flat or separated")
+        theta, (ll, g, H, S2, S) = cand, new
+        prev = t * size
+        if prev < tol:
+            break
+        if np.max(np.abs(theta[:p])) > 50:
+            raise EstimationError(
+                "ordinal model diverges (coefficients beyond +/-50): the answers are perfectly separated by "
+                "the predictors in this sample"
+            )
+    else:
+        raise ConvergenceError(f"ordinal model did not converge in {max_iter} Newton steps")
+    if (cov and not rows and S2 is None) or (rows and S is None):
+        _, g, H, S2, S = run(theta, True)
+    fit = Fit(theta, None, H, it)
+    if not (cov or rows):
+        return fit
+    a = pen * theta  # the penalty's part of each row's score
+    Hinv = np.linalg.inv(H)
+    if rows:
+        fit.psi = (S - a) @ Hinv.T
+    else:
+        us = g
+        S2 = S2 - np.outer(us, a) - np.outer(a, us) + n * np.outer(a, a)
+        fit.meat = Hinv @ (S2 / n) @ Hinv.T
+    return fit
 
 
-def fit_ordinal(X: np.ndarray, P: np.ndarray, w: np.ndarray, tol: float = 1e-10,
-                max_iter: int = 200, keep_psi: bool = True, start: np.ndarray | None = None) -> Fit:
+def fit_ordinal(X: np.ndarray, P: np.ndarray, w: np.ndarray | None, tol: float = 1e-10,
+                max_iter: int = 200, keep_psi: bool = True, start: np.ndarray | None = None,
+                ridge: float = 0.0) -> Fit:
     """Weighted cumulative-logit (proportional odds) regression with soft labels.
 
     ``X`` has no intercept column; ``P`` is (n, K): one-hot human answers or an LLM's answer
     distribution. Parameters are ``(beta_1..beta_p, tau_1..tau_{K-1})`` with
     ``P(y <= k | x) = logistic(tau_k - x'beta)`` (the parameterisation of statsmodels' OrderedModel,
-    but with the thresholds themselves rather than log increments).
+    but with the thresholds themselves rather than log increments). ``ridge`` adds
+    ``ridge / (2 n) * ||beta||^2`` to the mean negative log-likelihood (the thresholds are not
+    penalised). The one cumulative-logit solver of rectify: the PPI ordinal core and the covariates
+    baseline (:func:`rectify.llm.baseline.fit_cumulative_logit`) both call it.
+
+    Newton's method with a line search; each step is one fused pass over row blocks (``X`` may be a
+    :class:`ColumnDesign`). ``keep_psi=False`` (population-sized fits) starts from a fit on a
+    subsample and keeps only the second moment of the influence rows.
 
     Examples
     --------
@@ -593,52 +747,23 @@ def fit_ordinal(X: np.ndarray, P: np.ndarray, w: np.ndarray, tol: float = 1e-10,
     >>> fit.theta.shape
     (3,)
     """
-    X = np.asarray(X, dtype=float)
+    if not isinstance(X, ColumnDesign):
+        X = np.asarray(X, dtype=float)
+    P = np.asarray(P, dtype=float)
     n, p = X.shape
-    w = np.ones(n) if w is None else w
     K = P.shape[1]
     if K < 2:
         raise EstimationError("ordinal model needs at least two categories")
-    marg = (w[:, None] * P).sum(axis=0) / w.sum()
-    if np.any(marg <= 0):
-        empty = [str(k) for k in np.where(marg <= 0)[0]]
-        raise EstimationError(
-            f"ordinal model: answer categor{'y' if len(empty) == 1 else 'ies'} {', '.join(empty)} "
-            f"never occur in this sample; its threshold is not estimable -- merge it with a neighbour"
-        )
-    cum = np.clip(np.cumsum(marg)[:-1], 1e-6, 1 - 1e-6)
-    tau = np.log(cum / (1 - cum))
-    beta = np.zeros(p)
-    if start is not None and np.all(np.diff(np.asarray(start, float)[p:]) > 0):
-        beta, tau = np.array(start[:p], float), np.array(start[p:], float)  # e.g. a fit on the pilot
-    ll, scores, H = _ordinal_parts(X, P, w, beta, tau)
-    for it in range(1, max_iter + 1):
-        grad = -scores.sum(axis=0) / n
-        step = _solve(H, grad, "ordinal")
-        t = 1.0
-        while True:
-            cb, ct = beta - t * step[:p], tau - t * step[p:]
-            if np.all(np.diff(ct) > 0):
-                try:
-                    new_ll, new_scores, new_H = _ordinal_parts(X, P, w, cb, ct)
-                except EstimationError:
-                    new_ll = -np.inf
-                if new_ll >= ll - 1e-14:
-                    break
-            t /= 2
-            if t < 1e-12:
-                raise ConvergenceError("ordinal model: line search failed; the likelihood is flat or separated")
-        beta, tau, ll, scores, H = cb, ct, new_ll, new_scores, new_H
-        if np.max(np.abs(t * step)) < tol:
-            break
-        if np.max(np.abs(beta)) > 50:
-            raise EstimationError(
-                "ordinal model diverges (coefficients beyond +/-50): the answers are perfectly separated by "
-                "the predictors in this sample"
-            )
-    else:
-        raise ConvergenceError(f"ordinal model did not converge in {max_iter} Newton steps")
-    Hinv = np.linalg.inv(H)
-    if keep_psi:
-        return Fit(np.concatenate([beta, tau]), scores @ Hinv.T, H, it)
-    return Fit(np.concatenate([beta, tau]), None, H, it, meat=Hinv @ (scores.T @ scores / n) @ Hinv.T)
+    w = None if w is None else np.asarray(w, dtype=float)
+    theta = _ordinal_start(P, w, p, start)
+    with one_blas_thread() if not keep_psi else _nullcontext():
+        if not keep_psi:
+            theta = _subsample_start(lambda *a: _ordinal_newton(*a[:3], 1e-8, 50, a[3], ridge, cov=False),
+                                     X, P, w, theta)
+        return _ordinal_newton(X, P, w, tol, max_iter, theta, ridge, cov=not keep_psi, rows=keep_psi)
+
+
+def _nullcontext():
+    import contextlib
+
+    return contextlib.nullcontext()

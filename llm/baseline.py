@@ -34,7 +34,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, special
+from scipy import special
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -148,10 +148,6 @@ def check_labels(y: Any, options: Sequence | None, *, name: str = "y",
 
 
 # ----------------------------------------------------------------------------- ordinal core
-def _thresholds(a: np.ndarray) -> np.ndarray:
-    return a[0] + np.concatenate([[0.0], np.cumsum(np.exp(a[1:]))])
-
-
 def cumulative_logit_proba(X: np.ndarray, beta: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     """Option probabilities of a cumulative-logit model.
 
@@ -177,39 +173,6 @@ def cumulative_logit_proba(X: np.ndarray, beta: np.ndarray, thresholds: np.ndarr
     return np.clip(np.diff(cdf, axis=1), 0.0, 1.0)
 
 
-def _ordinal_objective(params, X, codes, K, penalty, weights):
-    p = X.shape[1]
-    beta, a = params[:p], params[p:]
-    theta = _thresholds(a)
-    eta = X @ beta
-    th_full = np.concatenate([[-np.inf], theta, [np.inf]])
-    u_hi = th_full[codes + 1] - eta
-    u_lo = th_full[codes] - eta
-    F_hi, F_lo = special.expit(u_hi), special.expit(u_lo)
-    f_hi = np.where(np.isfinite(u_hi), F_hi * (1 - F_hi), 0.0)
-    f_lo = np.where(np.isfinite(u_lo), F_lo * (1 - F_lo), 0.0)
-    # log(F_hi - F_lo) computed stably: = log F_hi + log1p(-exp(log F_lo - log F_hi))
-    log_hi = np.where(np.isfinite(u_hi), -np.logaddexp(0, -u_hi), 0.0)
-    log_lo = np.where(np.isfinite(u_lo), -np.logaddexp(0, -u_lo), -np.inf)
-    diff = np.minimum(log_lo - log_hi, -1e-300)
-    logp = log_hi + np.log1p(-np.exp(diff))
-    prob = np.exp(logp)
-    nll = -np.sum(weights * logp) + 0.5 * penalty * beta @ beta
-    prob = np.maximum(prob, 1e-300)
-    g_eta = weights * (f_hi - f_lo) / prob  # d(-logp)/d eta
-    g_beta = X.T @ g_eta + penalty * beta
-    g_theta = np.zeros(K + 1)
-    np.add.at(g_theta, codes + 1, -weights * f_hi / prob)
-    np.add.at(g_theta, codes, weights * f_lo / prob)
-    g_theta = g_theta[1:K]  # thresholds 0..K-2
-    # chain rule through theta_j = a_0 + sum_{m=1..j} exp(a_m)
-    g_a = np.empty(K - 1)
-    g_a[0] = g_theta.sum()
-    rev = np.cumsum(g_theta[::-1])[::-1]  # sum_{j >= m} g_theta_j
-    g_a[1:] = np.exp(a[1:]) * rev[1:]
-    return nll, np.concatenate([g_beta, g_a])
-
-
 def fit_cumulative_logit(X: np.ndarray, codes: np.ndarray, n_classes: int, *, C: float = np.inf,
                          sample_weight: np.ndarray | None = None, max_iter: int = 1000,
                          tol: float = 1e-10, return_n_iter: bool = False) -> tuple:
@@ -217,7 +180,8 @@ def fit_cumulative_logit(X: np.ndarray, codes: np.ndarray, n_classes: int, *, C:
 
     ``P(Y <= k | x) = expit(theta_k - x @ beta)``; no intercept in ``X`` (the thresholds play that
     role). The penalty is ``||beta||^2 / (2 C)``; ``C=inf`` is the plain MLE (statsmodels'
-    ``OrderedModel(distr="logit")`` gives the same numbers).
+    ``OrderedModel(distr="logit")`` gives the same numbers). Solved by Newton's method in
+    :func:`rectify.estimators.models.fit_ordinal`, the solver of the PPI ordinal core too.
 
     Parameters
     ----------
@@ -228,7 +192,7 @@ def fit_cumulative_logit(X: np.ndarray, codes: np.ndarray, n_classes: int, *, C:
     C : float
         Inverse penalty strength.
     sample_weight : ndarray, optional
-    max_iter, tol : optimiser settings (L-BFGS-B).
+    max_iter, tol : Newton steps at most, and the step size at which Newton stops.
     return_n_iter : bool
         Also return the number of optimiser iterations.
 
@@ -246,31 +210,26 @@ def fit_cumulative_logit(X: np.ndarray, codes: np.ndarray, n_classes: int, *, C:
     >>> bool(0.8 < beta[0] < 1.3), bool(-1.5 < th[0] < -0.5)
     (True, True)
     """
+    from rectify.errors import EstimationError
+    from rectify.estimators.models import fit_ordinal
+
     X = np.asarray(X, dtype=float)
     codes = np.asarray(codes, dtype=int)
     K = int(n_classes)
     counts = np.bincount(codes, minlength=K)
-    if np.any(counts == 0):
-        raise InputError("fit_cumulative_logit: every class must occur at least once")
-    w = np.ones(len(codes)) if sample_weight is None else np.asarray(sample_weight, float)
-    penalty = 0.0 if not np.isfinite(C) else 1.0 / float(C)
-    # start: thresholds from the marginal cumulative shares, beta = 0
-    cum = np.clip(np.cumsum(counts)[:-1] / counts.sum(), 1e-6, 1 - 1e-6)
-    theta0 = special.logit(cum)
-    a0 = np.concatenate([[theta0[0]], np.log(np.maximum(np.diff(theta0), 1e-3))])
-    x0 = np.concatenate([np.zeros(X.shape[1]), a0])
-    res = optimize.minimize(_ordinal_objective, x0, args=(X, codes, K, penalty, w), jac=True,
-                            method="L-BFGS-B",
-                            options={"maxiter": max_iter, "gtol": 1e-8, "ftol": tol})
-    if not np.all(np.isfinite(res.x)):
-        raise ConvergenceError("ordinal (cumulative-logit) fit diverged; lower 'C'")
-    if not res.success and np.max(np.abs(res.jac)) > 1e-3 * max(1.0, len(codes)):
-        warnings.warn(f"ordinal fit stopped before convergence: {res.message}", RuntimeWarning,
-                      stacklevel=2)
+    if len(counts) > K or np.any(counts == 0):
+        raise InputError("fit_cumulative_logit: every class must occur at least once (codes 0..n_classes-1)")
+    w = None if sample_weight is None else np.asarray(sample_weight, float)
+    ridge = 0.0 if not np.isfinite(C) else 1.0 / float(C)
+    try:
+        fit = fit_ordinal(X, np.eye(K)[codes], w, tol=tol, max_iter=int(max_iter), keep_psi=False, ridge=ridge)
+    except EstimationError as err:
+        raise ConvergenceError(f"ordinal (cumulative-logit) fit failed: {err}; lower 'C'") from None
     p = X.shape[1]
+    beta, thresholds = fit.theta[:p].copy(), fit.theta[p:].copy()
     if return_n_iter:
-        return res.x[:p].copy(), _thresholds(res.x[p:]), max(int(res.nit), 1)
-    return res.x[:p].copy(), _thresholds(res.x[p:])
+        return beta, thresholds, max(int(fit.iterations), 1)
+    return beta, thresholds
 
 
 # ----------------------------------------------------------------------------- design matrix
