@@ -9,6 +9,8 @@ half-width ``h`` needs ``V <= (h / z)^2``; with ``n_c = (z sigma / h)^2`` (the c
 * ``a < n < n_c``: ``N >= N_min(n) = n (n_c - n) / (n - a)``;
 * ``n <= a``: unreachable, however many LLM calls.
 
+``n = n_c`` humans with no simulation always reach the target, so a split always exists.
+
 The cost ``C = c_h n + c_l (n + N)`` (the pilot's own LLM calls included) is, with ``t = n - a`` and
 ``b = n_c rho^2``, ``(c_h + c_l)(a + t) + c_l (a b / t + b - a - t)``, convex in ``t``, minimised at
 
@@ -32,7 +34,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import norm
 
-from .errors import EstimationError, InputError
+from .errors import InputError
 from .result import check_level
 
 __all__ = ["cheapest_split", "split_cost"]
@@ -121,8 +123,6 @@ def cheapest_split(cost_human: float, cost_llm: float, half_width: float, sd: fl
     ok = np.isfinite(N) & (N >= 0)
     if max_simulated is not None:
         ok &= N <= max_simulated
-    if not ok.any():
-        raise EstimationError("no split reaches this half-width (raise 'max_simulated' or 'half_width')")
     cost = np.where(ok, split_cost(ns, N, ch, cl), np.inf)
     i = int(np.argmin(cost))
     n_best, N_best = int(ns[i]), int(N[i])
