@@ -263,3 +263,59 @@ def _add_item_means(tab: pd.DataFrame, items: list[str]) -> pd.DataFrame:
             rows.append((src, axis, "mean_abs_difference", ITEM_MEAN, gname, glabel,
                          float(np.abs(vals[ok]).mean()) if ok.any() else math.nan, int(part["n"].sum()), note))
     return pd.concat([tab, pd.DataFrame(rows, columns=tab.columns)], ignore_index=True)
+
+
+def compute_cell(shared: Mapping[str, Any], cell: tuple) -> tuple:
+    """Compute one cell ``(method name, n_pilot, repeat)`` from the comparison's shared inputs.
+
+    ``shared`` holds what every cell reads and none changes (shipped once per worker by
+    :mod:`rectify.parallel`): ``frame``, ``spec``, ``truth``, ``seed``, ``min_group_n``,
+    ``evaluate``, ``methods`` (name -> :class:`~rectify.registry.Method`) and, for a checkpoint,
+    ``folder`` and ``fingerprint`` -- the cell is then written there by whoever computed it. With
+    ``capture`` (a worker process) the warnings the cell emits are recorded and returned, so that
+    the caller can pass them on. A method that raises fails only its cell (its status says why);
+    a :class:`~rectify.errors.ConfigError` stops the comparison.
+
+    Returns
+    -------
+    (status, metrics, estimates, coefficients, warnings) -- the tables are None for a failed cell;
+    ``warnings`` is a list of (category, message).
+
+    Examples
+    --------
+    >>> from rectify.comparison import make_spec
+    >>> from rectify.datasets import load_misinfo
+    >>> from rectify.registry import get
+    >>> df = load_misinfo(); spec = make_spec(df, ["f01"])
+    >>> shared = {"frame": df, "spec": spec, "truth": _truth(df, spec), "seed": 0, "min_group_n": 20,
+    ...           "evaluate": "frame", "methods": {"classical": get("classical")}}
+    >>> status, tab, *_ = compute_cell(shared, ("classical", 50, 0))
+    >>> status["method"], "error" in status, tab["metric"].iloc[0]
+    ('classical', False, 'wasserstein1_norm')
+    """
+    import time
+
+    from .compare_checkpoint import _slug, write_cell
+    from .errors import ConfigError
+
+    name, n, r = cell
+    method = shared["methods"][name]
+    t1 = time.time()
+    rec = None
+    try:
+        with warnings.catch_warnings(record=bool(shared.get("capture"))) as rec:
+            if rec is not None:
+                warnings.simplefilter("always")
+            tab, est, coef, extra = _run_cell(method, shared["frame"], shared["spec"], shared["truth"], n, r,
+                                              shared["seed"], shared["min_group_n"], shared["evaluate"])
+        status = {"method": name, "n_pilot": n, "repeat": r, "seconds": round(time.time() - t1, 3),
+                  **{k: v for k, v in extra.items() if v}}
+    except (KeyboardInterrupt, ConfigError):
+        raise
+    except Exception as err:  # one failing method must not sink the comparison
+        final = isinstance(err, InputError)  # deterministic: the same inputs fail the same way
+        status = {"method": name, "n_pilot": n, "repeat": r, "error": f"{type(err).__name__}: {err}", "final": final}
+        tab = est = coef = None
+    if shared.get("folder"):
+        write_cell(shared["folder"], shared["fingerprint"], _slug(name, n, r), status, tab, est, coef)
+    return status, tab, est, coef, [(w.category, str(w.message)) for w in (rec or [])]

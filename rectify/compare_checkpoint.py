@@ -121,16 +121,8 @@ class _Checkpoint:
 
     def save(self, slug: str, status: dict, tab=None, est=None, coef=None) -> None:
         self.computed += 1
-        if self.folder is None:
-            return
-        status = {**status, "fingerprint": self.fingerprint, "sha256": {}}
-        for kind, d in zip(_CK_KINDS, (tab, est, coef)):
-            if d is not None:
-                data = d.to_csv(index=False, float_format="%.17g").encode("utf-8")
-                _write_atomic(self._path(slug, kind), data)
-                status["sha256"][kind] = hashlib.sha256(data).hexdigest()
-        # written last, so a cell counts as done only when all its files are whole on disk
-        _write_atomic(self._path(slug, "done"), json.dumps(status, indent=1, default=str).encode("utf-8"))
+        if self.folder is not None:
+            write_cell(self.folder, self.fingerprint, slug, status, tab, est, coef)
 
     def summary(self) -> dict:
         return {"folder": self.folder, "resumed": self.resumed, "computed": self.computed,
@@ -139,6 +131,30 @@ class _Checkpoint:
 
 _CK_FORMAT = 2
 _CK_KINDS = ("metrics", "estimates", "coefficients")
+
+
+def write_cell(folder: str, fingerprint: str, slug: str, status: dict, tab=None, est=None, coef=None) -> None:
+    """Write one finished cell into ``folder``: its CSV files, then its done file (with their checksums).
+
+    Safe with many writers at once (processes, threads or machines sharing the folder): each cell
+    has its own files, each written atomically under a name unique to its writer.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> write_cell(d, "abc", "m__n5__r0", {"method": "m"}, pd.DataFrame({"value": [0.5]}))
+    >>> sorted(os.listdir(d))
+    ['m__n5__r0.done.json', 'm__n5__r0.metrics.csv']
+    """
+    status = {**status, "fingerprint": fingerprint, "sha256": {}}
+    for kind, d in zip(_CK_KINDS, (tab, est, coef)):
+        if d is not None:
+            data = d.to_csv(index=False, float_format="%.17g").encode("utf-8")
+            _write_atomic(os.path.join(folder, f"{slug}.{kind}.csv"), data)
+            status["sha256"][kind] = hashlib.sha256(data).hexdigest()
+    # written last, so a cell counts as done only when all its files are whole on disk
+    _write_atomic(os.path.join(folder, f"{slug}.done.json"), json.dumps(status, indent=1, default=str).encode("utf-8"))
 
 
 def _read_json(path: str) -> Any:

@@ -52,12 +52,14 @@ import pandas as pd
 
 from . import registry
 from .compare_cells import (_add_item_means, _call_method, _cell_seed, _coefficient_metrics, _estimate_metrics,  # noqa: F401
-                            _human_shares, _run_cell, _Truth, _truth, _unanswered_note, _with_note, draw_cell_pilot)
+                            _human_shares, _run_cell, _Truth, _truth, _unanswered_note, _with_note, compute_cell,
+                            draw_cell_pilot)
 from .compare_checkpoint import _Checkpoint, _fingerprint, _Progress, _read_json, _slug, _write_atomic  # noqa: F401
 from .compare_spec import (CELL_KEYS, ITEM_MEAN, TABLE_COLUMNS, _fill, _formula_variables, _need_columns,  # noqa: F401
                            _pattern, make_spec)
 from .compare_tables import AXES, HEADLINE, Comparison, axes_table, headline, summarize  # noqa: F401
 from .errors import ConfigError, InputError
+from .parallel import check_backend, map_tasks
 from .registry import ALL, Spec  # noqa: F401
 
 __all__ = ["compare", "Comparison", "make_spec", "summarize", "headline", "axes_table", "AXES", "TABLE_COLUMNS"]
@@ -112,7 +114,8 @@ def compare(frame: pd.DataFrame, items: Sequence[str], methods: Sequence[str] | 
             formula: str | None = None, *, scales: Mapping[str, Any] | None = None, predicted: Any = "{item}_llm",
             probabilities: Any = None, scores: Sequence[float] | None = None, covariates: Sequence[str] | None = None,
             random_state: Any = 0, checkpoint: str | None = None, progress: bool = True, min_group_n: int = 20,
-            level: float = 0.95, evaluate: str = "frame") -> Comparison:
+            level: float = 0.95, evaluate: str = "frame", backend: Any = "sequential",
+            n_jobs: int | None = None) -> Comparison:
     """Run every method over pilot sizes and seeded random pilots; measure fidelity against humans.
 
     Parameters
@@ -158,6 +161,16 @@ def compare(frame: pd.DataFrame, items: Sequence[str], methods: Sequence[str] | 
         beside the humans of the whole frame (pilot included: the finite frame). ``"rest"``: the
         paper's protocol -- the population of each cell is the frame minus its pilot, the methods
         see only those rows as the population, and the truth is the humans outside the pilot.
+    backend : {"sequential", "joblib", "dask"}, scheduler address or distributed.Client
+        Where the cells run (:mod:`rectify.parallel`): one after another here (default), on
+        ``n_jobs`` local processes (joblib), or on a Dask cluster (the active client, else a local
+        cluster of ``n_jobs`` processes; ``"tcp://host:8786"`` or a ``Client`` for a cluster). The
+        frame and the methods (with any loaded model) are shipped once per worker. Every cell's
+        random numbers come from its own key, so every backend gives the same table, byte for byte.
+        With a checkpoint, each worker writes its finished cells into the folder itself (one set
+        of files per cell, written atomically): a crash loses only the cells then running.
+    n_jobs : int, optional
+        Worker processes for ``"joblib"`` and a local Dask cluster (default: all cores).
 
     Returns
     -------
@@ -182,6 +195,7 @@ def compare(frame: pd.DataFrame, items: Sequence[str], methods: Sequence[str] | 
     [2, 2]
     """
     t0 = time.time()
+    check_backend(backend, n_jobs)
     seed = _seed_int(random_state)
     spec = make_spec(frame, items, predicted=predicted, probabilities=probabilities, scores=scores,
                      formula=formula, scales=scales, covariates=covariates, groups=groups, level=level)
@@ -212,43 +226,54 @@ def compare(frame: pd.DataFrame, items: Sequence[str], methods: Sequence[str] | 
     ck = _Checkpoint(checkpoint, _fingerprint(frame, spec, seed, min_group_n, evaluate))
     cells = [(m, n, r) for n in sizes for r in range(int(repeats)) for m in chosen]
     prog = _Progress(len(cells), progress)
-    tabs, ests, coefs, fails, partial = [], [], [], [], []
-    try:
-        for m, n, r in cells:
-            slug = _slug(m.name, n, r)
-            loaded = ck.load(slug)
-            if loaded is None:
-                prog.start(f"{m.name} n={n} r={r}")
-                t1 = time.time()
-                try:
-                    tab, est, coef, extra = _run_cell(m, frame, spec, truth, n, r, seed, min_group_n, evaluate)
-                    status = {"method": m.name, "n_pilot": n, "repeat": r, "seconds": round(time.time() - t1, 3),
-                              **{k: v for k, v in extra.items() if v}}
-                except (KeyboardInterrupt, ConfigError):
-                    raise
-                except Exception as err:  # one failing method must not sink the comparison
-                    final = isinstance(err, InputError)  # deterministic: the same inputs fail the same way
-                    status = {"method": m.name, "n_pilot": n, "repeat": r, "error": f"{type(err).__name__}: {err}",
-                              "final": final}
-                    tab = est = coef = None
-                    warnings.warn(f"method {m.name!r} failed at n_pilot={n}, repeat={r}: {status['error']}"
-                                  + (" (an input error: fix the input)" if final else
-                                     " (with a checkpoint, rerunning retries this cell)"), RuntimeWarning, stacklevel=2)
-                ck.save(slug, status, tab, est, coef)
-            else:
-                status, tab, est, coef = loaded
-            if status.get("partial"):
-                partial.append({"method": m.name, "n_pilot": n, "repeat": r, "unanswered": status["partial"]})
-            if status.get("error"):
-                fails.append({"method": m.name, "n_pilot": n, "repeat": r, "error": status["error"]})
-            else:
-                lead = {"method": m.name, "family": m.family, "n_pilot": n, "repeat": r}
-                tabs.append(tab.assign(**lead))
-                ests.append(est.assign(**lead))
-                coefs.append(coef.assign(**lead))
+    got: dict[int, tuple] = {}  # cell position -> (status, metrics, estimates, coefficients)
+    todo = []
+    for i, (m, n, r) in enumerate(cells):
+        loaded = ck.load(_slug(m.name, n, r))
+        if loaded is None:
+            todo.append(i)
+        else:
+            got[i] = loaded
             prog.step(f"{m.name} n={n} r={r}")
+    shared = {"frame": frame, "spec": spec, "truth": truth, "seed": seed, "min_group_n": min_group_n,
+              "evaluate": evaluate, "methods": {m.name: m for m in chosen}, "folder": checkpoint,
+              "fingerprint": ck.fingerprint}
+
+    def label(j: int) -> str:
+        m, n, r = cells[todo[j]]
+        return f"{m.name} n={n} r={r}"
+
+    def finished(j: int, res: tuple) -> None:
+        status, tab, est, coef, caught = res
+        ck.computed += 1
+        for category, message in caught:  # warnings a worker recorded, passed on here
+            warnings.warn(message, category if isinstance(category, type) else RuntimeWarning, stacklevel=4)
+        if status.get("error"):
+            m, n, r = cells[todo[j]]
+            final = status.get("final")
+            warnings.warn(f"method {m.name!r} failed at n_pilot={n}, repeat={r}: {status['error']}"
+                          + (" (an input error: fix the input)" if final else
+                             " (with a checkpoint, rerunning retries this cell)"), RuntimeWarning, stacklevel=4)
+        got[todo[j]] = (status, tab, est, coef)
+        prog.step(label(j))
+
+    try:
+        map_tasks(compute_cell, shared, [(cells[i][0].name, cells[i][1], cells[i][2]) for i in todo],
+                  backend=backend, n_jobs=n_jobs, on_result=finished, on_start=lambda j: prog.start(label(j)))
     finally:
         prog.close()
+    tabs, ests, coefs, fails, partial = [], [], [], [], []
+    for i, (m, n, r) in enumerate(cells):  # in the cells' order, whatever order they finished in
+        status, tab, est, coef = got[i]
+        if status.get("partial"):
+            partial.append({"method": m.name, "n_pilot": n, "repeat": r, "unanswered": status["partial"]})
+        if status.get("error"):
+            fails.append({"method": m.name, "n_pilot": n, "repeat": r, "error": status["error"]})
+        else:
+            lead = {"method": m.name, "family": m.family, "n_pilot": n, "repeat": r}
+            tabs.append(tab.assign(**lead))
+            ests.append(est.assign(**lead))
+            coefs.append(coef.assign(**lead))
 
     def cat(parts, cols):
         parts = [p for p in parts if p is not None and len(p)]
@@ -268,5 +293,5 @@ def compare(frame: pd.DataFrame, items: Sequence[str], methods: Sequence[str] | 
         methods={m.name: (m.family, m.description) for m in chosen},
         pilot_sizes=tuple(sizes), repeats=int(repeats), random_state=seed, seconds=time.time() - t0,
         meta={"n_frame": int(len(frame)), "planning": planning, "checkpoint": ck.summary(), "evaluate": evaluate,
-              "partial": partial},
+              "partial": partial, "backend": backend if isinstance(backend, str) else "dask"},
     )
