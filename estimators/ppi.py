@@ -47,6 +47,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import special
 
+from rectify import estimand as E
 from rectify.errors import InputError
 from rectify.result import Result, check_level
 
@@ -131,8 +132,13 @@ def _satterthwaite(va: np.ndarray, vb: np.ndarray, dfa: float, dfb: float) -> np
 
 
 def _combine(A: np.ndarray | None, MB: np.ndarray | None, n: int, N: int, p: int,
-             convention: str, tuned: int = 0, leverage: np.ndarray | None = None):
-    """Covariance of ``mean(A) + mean(B)`` over independent pilot and population, and Satterthwaite df.
+             convention: str, tuned: int = 0, leverage: np.ndarray | None = None,
+             target: E.Target | None = None, psi_y: np.ndarray | None = None):
+    """Covariance of ``mean(A) + mean(B)`` and Satterthwaite df, for the estimand and overlap of ``target``.
+
+    ``target=None`` (or the superpopulation with a separate pilot): pilot and population independent.
+    Otherwise :func:`rectify.estimand.variance_parts` applies (finite-population correction, and for
+    the superpopulation with the pilot inside the frame the human answers' ``psi_y`` rows).
 
     ``A`` holds the pilot's influence rows and ``MB = B'B / N`` the population rows' second moment.
     Small-sample convention: the pilot rows are divided by ``1 - h_ii`` (HC3, where the model has a
@@ -157,10 +163,16 @@ def _combine(A: np.ndarray | None, MB: np.ndarray | None, n: int, N: int, p: int
     else:
         cov_a = A.T @ A / (n * (n - ddof_a))
     cov_b = np.zeros((d, d)) if MB is None else MB / (N - ddof_b)
-    cov = cov_a + cov_b
     if convention == "ppi_py":
-        return cov, None
-    df = _satterthwaite(np.diag(cov_a), np.diag(cov_b), n - ddof_a, N - ddof_b)
+        return cov_a + cov_b, None
+    df_b = N - ddof_b
+    if A is not None and target is not None:
+        def cov_y():
+            return _combine(psi_y, None, n, N, p, convention, leverage=leverage)[0]
+        cov_a, cov_b, from_pilot = E.variance_parts(cov_a, cov_b, cov_y, n, N, target)
+        df_b = n - p if from_pilot else df_b
+    cov = cov_a + cov_b
+    df = _satterthwaite(np.diag(cov_a), np.diag(cov_b), n - ddof_a, df_b)
     return cov, df
 
 
@@ -171,7 +183,7 @@ def _usable_leverage(fit):
     return fit.leverage
 
 
-def _lambda(method: str, lam: Any, psi_y, psi_f, var_pop, N, mode, bounds, d) -> np.ndarray:
+def _lambda(method: str, lam: Any, psi_y, psi_f, var_pop, N, mode, bounds, d, target=None) -> np.ndarray:
     if method == "ppi":
         return np.ones(d)
     if lam is not None:
@@ -179,6 +191,8 @@ def _lambda(method: str, lam: Any, psi_y, psi_f, var_pop, N, mode, bounds, d) ->
         if not np.all(np.isfinite(arr)):
             raise InputError("argument 'lam' must be finite")
         return arr
+    if not E.tunes_with_frame_variance(target):
+        var_pop = np.zeros_like(var_pop)  # mean_U(b) carries no variance of its own (see rectify.estimand)
     out = _optimal_lambda(psi_y, psi_f, var_pop, N, mode, bounds)
     return np.broadcast_to(np.asarray(out, float), (d,)).copy()
 
@@ -206,26 +220,27 @@ def _check_common(method, convention, level, lambda_mode, lambda_bounds):
 
 
 def _difference_estimator(fit_y: Fit | None, fit_f: Fit | None, fit_pop: Fit | None, method, lam,
-                          lambda_mode, lambda_bounds, n, N, p, convention):
-    """theta_y - lam (theta_f - theta_f~) with its covariance, df and lambda."""
+                          lambda_mode, lambda_bounds, n, N, p, convention, target=None, frame_size=None):
+    """theta_y - lam (theta_f - theta_f~) with its covariance, df and lambda (``target``: see :func:`_combine`)."""
     d = (fit_y or fit_pop).theta.shape[0]
     lev = _usable_leverage(fit_y)
+    comb = partial(_combine, target=target, psi_y=None if fit_y is None else fit_y.psi)
     if method == "classical":
-        cov, df = _combine(fit_y.psi, None, n, N, p, convention, leverage=lev)
+        cov, df = comb(fit_y.psi, None, n, frame_size or N, p, convention, leverage=lev)
         return fit_y.theta, cov, df, None
     M = fit_pop.second_moment()
     if method == "naive":
         cov, df = _combine(None, M, n, N, p, convention)
         return fit_pop.theta, cov, df, None
-    lam_vec = _lambda(method, lam, fit_y.psi, fit_f.psi, np.diag(M), N, lambda_mode, lambda_bounds, d)
+    lam_vec = _lambda(method, lam, fit_y.psi, fit_f.psi, np.diag(M), N, lambda_mode, lambda_bounds, d, target)
     tuned = 1 if (method == "ppi++" and lam is None) else 0
     est = fit_y.theta - lam_vec * (fit_f.theta - fit_pop.theta)
     A = fit_y.psi - lam_vec * fit_f.psi
-    cov, df = _combine(A, M * np.outer(lam_vec, lam_vec), n, N, p, convention, tuned=tuned, leverage=lev)
+    cov, df = comb(A, M * np.outer(lam_vec, lam_vec), n, N, p, convention, tuned=tuned, leverage=lev)
     if tuned and convention == "small-sample":
         # a tuned lambda that does not beat the pilot alone (after paying its degree of freedom) falls
         # back to lambda = 0: PPI++ is then the classical estimate, never a wider interval
-        cov0, df0 = _combine(fit_y.psi, None, n, N, p, convention, leverage=lev)
+        cov0, df0 = comb(fit_y.psi, None, n, N, p, convention, leverage=lev)
         worse = np.diag(cov) >= np.diag(cov0) if lambda_mode == "element" else \
             np.full(d, np.trace(cov) >= np.trace(cov0))
         if worse.any():
@@ -233,9 +248,26 @@ def _difference_estimator(fit_y: Fit | None, fit_f: Fit | None, fit_pop: Fit | N
             est = fit_y.theta - lam_vec * (fit_f.theta - fit_pop.theta)
             A = fit_y.psi - lam_vec * fit_f.psi
             tuned = 0 if worse.all() else 1
-            cov, df = _combine(A, M * np.outer(lam_vec, lam_vec), n, N, p, convention, tuned=tuned,
-                               leverage=lev)
+            cov, df = comb(A, M * np.outer(lam_vec, lam_vec), n, N, p, convention, tuned=tuned, leverage=lev)
     return est, cov, df, lam_vec
+
+
+def _frame_size(frame_size, N, method, target):
+    """N for the finite-population correction: the frame rows read, else ``frame_size`` (classical)."""
+    if N:
+        return N
+    if frame_size is None:
+        return 0
+    if isinstance(frame_size, bool) or not isinstance(frame_size, (int, np.integer)) or frame_size < 1:
+        raise InputError(f"argument 'frame_size' must be a positive integer (the number of frame rows), got "
+                         f"{frame_size!r}")
+    return int(frame_size)
+
+
+def _target_fields(target: E.Target, N: int, method: str) -> dict:
+    """Result fields that state the estimand and where the pilot stands (None: no frame known)."""
+    known = bool(N) and method != "naive"
+    return {"target": target.estimand, "pilot_in_frame": target.inside if known else None}
 
 
 # ----------------------------------------------------------------------------- means and shares
@@ -294,7 +326,8 @@ def _ppi_py_mean_lambda(Y, F, Fp, w, wp, pop_mean):
     return float(np.clip(np.trace(cov) / (2 * (1 + n / N) * np.trace(var)), 0, 1))
 
 
-def _mean_core(Y, F, Fp, w, wp, method, lam, lambda_mode, lambda_bounds, convention):
+def _mean_core(Y, F, Fp, w, wp, method, lam, lambda_mode, lambda_bounds, convention, target=None,
+               frame_size=None):
     n = 0 if Y is None else Y.shape[0]
     N = 0 if Fp is None else Fp.shape[0]
     d = Y.shape[1] if method != "naive" else Fp.shape[1]
@@ -321,7 +354,7 @@ def _mean_core(Y, F, Fp, w, wp, method, lam, lambda_mode, lambda_bounds, convent
         cov = A.T @ A / n**2 + np.outer(lam_vec, lam_vec) * CB / N**2
         return est, cov, None, lam_vec
     return _difference_estimator(fit_y, fit_f, fit_pop, method, lam, lambda_mode, lambda_bounds,
-                                 n, N, 1, convention)
+                                 n, N, 1, convention, target, frame_size)
 
 
 def _float_array(x, name: str, ndim) -> np.ndarray:
@@ -424,7 +457,8 @@ def _stratified(core, Y, F, Fp, w, wp, s, sp, method, lam, lambda_mode, lambda_b
 
 def ppi_mean(y=None, yhat=None, yhat_pop=None, method: str = "ppi++", *, weights=None, weights_pop=None,
              lam=None, lambda_mode: str = "overall", lambda_bounds=None, strata=None, strata_pop=None,
-             level: float = 0.95, convention: str = "small-sample", terms: Sequence[str] | None = None) -> Result:
+             level: float = 0.95, convention: str = "small-sample", terms: Sequence[str] | None = None,
+             estimand: str | None = None, overlap: str = "separate", frame_size: int | None = None) -> Result:
     """Population mean of a human answer, corrected with LLM predictions.
 
     Parameters
@@ -450,6 +484,16 @@ def ppi_mean(y=None, yhat=None, yhat_pop=None, method: str = "ppi++", *, weights
     level : float, default 0.95
     convention : {"small-sample", "ppi_py"}
         Student-t intervals with Satterthwaite df (default) or ppi_py's normal intervals.
+    estimand : {"frame", "superpopulation"}, optional
+        The finite frame's mean (default; ``"superpopulation"`` under ``convention="ppi_py"``) or the
+        superpopulation's (see :mod:`rectify.estimand`).
+    overlap : {"separate", "inside"}
+        Whether the pilot is a separate sample (default) or a sample from the frame whose
+        predictions ``yhat_pop`` include the pilot's own rows: then the variance carries the
+        finite-population correction ``1 - n/N``. The formula verbs detect it.
+    frame_size : int, optional
+        Number of frame rows N when ``yhat_pop`` is not given (``method="classical"``), for the
+        finite-population correction.
 
     Returns
     -------
@@ -467,7 +511,9 @@ def ppi_mean(y=None, yhat=None, yhat_pop=None, method: str = "ppi++", *, weights
     True
     """
     lambda_bounds = _check_common(method, convention, level, lambda_mode, lambda_bounds)
+    target = E.core_target(estimand, overlap, convention)
     Y, F, Fp, w, wp, n, N = _prepare_mean_inputs(y, yhat, yhat_pop, method, weights, weights_pop)
+    frame_size = _frame_size(frame_size, N, method, target)
     d = (Y if Y is not None else Fp).shape[1]
     if F is not None and F.shape[1] != d:
         raise InputError(f"'yhat' has {F.shape[1]} columns but 'y' has {d}")
@@ -480,18 +526,19 @@ def ppi_mean(y=None, yhat=None, yhat_pop=None, method: str = "ppi++", *, weights
             raise InputError("give both 'strata' (pilot) and 'strata_pop' (population) for stratified estimation")
         s = _strata_codes(strata, n, "strata") if method != "naive" else None
         sp = _strata_codes(strata_pop, N, "strata_pop")
-        est, cov, df, lams = _stratified(_mean_core, Y, F, Fp, w, wp, s, sp, method, lam, lambda_mode,
-                                         lambda_bounds, convention, 1)
+        est, cov, df, lams = _stratified(partial(_mean_core, target=target), Y, F, Fp, w, wp, s, sp, method, lam,
+                                         lambda_mode, lambda_bounds, convention, 1)
         tuning = {"lambda_by_stratum": lams} if lams else {}
         diagnostics["strata"] = len(lams) or len(set(sp.tolist()))
         meth = f"stratified {method}"
     else:
-        est, cov, df, lam_vec = _mean_core(Y, F, Fp, w, wp, method, lam, lambda_mode, lambda_bounds, convention)
+        est, cov, df, lam_vec = _mean_core(Y, F, Fp, w, wp, method, lam, lambda_mode, lambda_bounds, convention,
+                                           target, frame_size)
         tuning = {} if lam_vec is None else _lambda_tuning(lam_vec, lambda_mode, method)
         meth = method
     names = list(terms) if terms is not None else (["mean"] if d == 1 else [f"mean[{j}]" for j in range(d)])
-    return Result(est, cov, names, meth, "mean", n, N, level=level, df=df, tuning=tuning,
-                  diagnostics=diagnostics)
+    return Result(est, cov, names, meth, "mean", n, frame_size, level=level, df=df, tuning=tuning,
+                  diagnostics=diagnostics, **_target_fields(target, frame_size, method))
 
 
 def _one_hot(labels, categories, name) -> np.ndarray:
@@ -538,7 +585,8 @@ def _as_shares_matrix(a, categories, name):
 
 def ppi_shares(y=None, yhat=None, yhat_pop=None, method: str = "ppi++", *, categories=None, weights=None,
                weights_pop=None, lam=None, lambda_bounds=None, strata=None, strata_pop=None,
-               level: float = 0.95, convention: str = "small-sample") -> Result:
+               level: float = 0.95, convention: str = "small-sample", estimand: str | None = None,
+               overlap: str = "separate", frame_size: int | None = None) -> Result:
     """Population option shares of a categorical (e.g. Likert) item, with their joint covariance.
 
     Human answers ``y`` are labels; LLM predictions may be labels or an (n, K) matrix of answer
@@ -591,7 +639,8 @@ def ppi_shares(y=None, yhat=None, yhat_pop=None, method: str = "ppi++", *, categ
         raise InputError("argument 'yhat' is required for PPI")
     r = ppi_mean(Y, F, Fp, method, weights=weights, weights_pop=weights_pop, lam=lam, lambda_mode="overall",
                  lambda_bounds=lambda_bounds, strata=strata, strata_pop=strata_pop, level=level,
-                 convention=convention, terms=[f"share[{c}]" for c in categories])
+                 convention=convention, terms=[f"share[{c}]" for c in categories], estimand=estimand,
+                 overlap=overlap, frame_size=frame_size)
     from dataclasses import replace
     fn = partial(_logit_share_interval, estimate=r.estimate, se=r.std_error, df=r.df)
     return replace(r, estimand="shares", bounds=(0.0, 1.0), interval_fn=fn,
@@ -623,6 +672,10 @@ def _logit_share_interval(level, *, estimate, se, df):
 
 
 # ----------------------------------------------------------------------------- quantiles
+def _split_sum(a, b, _from_pilot):
+    return a + b
+
+
 def _rectified_cdf_parts(grid, y, f, fp, w, wp):
     Iy = (y[:, None] <= grid[None, :]) * w[:, None]
     If = (f[:, None] <= grid[None, :]) * w[:, None]
@@ -641,7 +694,8 @@ def _quantile_ci(level, *, grid, cdf, se, df, q, estimate):
 
 def ppi_quantile(y=None, yhat=None, yhat_pop=None, q: float = 0.5, method: str = "ppi++", *, weights=None,
                  weights_pop=None, lam=None, lambda_bounds=None, level: float = 0.95,
-                 convention: str = "small-sample", grid_size: int = 5000) -> Result:
+                 convention: str = "small-sample", grid_size: int = 5000, estimand: str | None = None,
+                 overlap: str = "separate", frame_size: int | None = None) -> Result:
     """Population quantile from the (power-tuned) rectified distribution function.
 
     The rectified CDF is ``F(t) = lam * F~_f(t) + F_y(t) - lam * F_f(t)``; the estimate is the grid
@@ -649,6 +703,8 @@ def ppi_quantile(y=None, yhat=None, yhat_pop=None, q: float = 0.5, method: str =
     (Angelopoulos et al., 2023), so it is not symmetric. Lambda is tuned at the estimate:
     ``Cov(1{y<=t}, 1{f<=t}) / (Var(1{f<=t}) + (n/N) Var(1{f~<=t}))``. Small-sample convention uses
     t critical values with n - 1 df; ``"ppi_py"`` uses normal values, ddof = 0 and lambda = 1.
+    ``estimand``, ``overlap`` and ``frame_size`` as in :func:`ppi_mean`: the CDF's variance at each grid
+    point follows :mod:`rectify.estimand` (indicator rows as the influence rows).
 
     Examples
     --------
@@ -661,7 +717,10 @@ def ppi_quantile(y=None, yhat=None, yhat_pop=None, q: float = 0.5, method: str =
     lambda_bounds = _check_common(method, convention, level, "overall", lambda_bounds)
     if not (0 < float(q) < 1):
         raise InputError(f"argument 'q' must lie strictly between 0 and 1, got {q!r}")
+    target = E.core_target(estimand, overlap, convention)
     Y, F, Fp, w, wp, n, N = _prepare_mean_inputs(y, yhat, yhat_pop, method, weights, weights_pop, ndim=1)
+    frame_size = _frame_size(frame_size, N, method, target)
+    part = None if convention == "ppi_py" else target
     wp = None if Fp is None else _weights_or_ones(wp, N)
     y1 = None if Y is None else Y[:, 0]
     f1 = None if F is None else F[:, 0]
@@ -672,6 +731,7 @@ def ppi_quantile(y=None, yhat=None, yhat_pop=None, q: float = 0.5, method: str =
     if method == "classical":
         Iy = (y1[:, None] <= grid) * w[:, None]
         cdf, var = Iy.mean(0), Iy.var(0, ddof=ddof) / n
+        var = _split_sum(*E.variance_parts(var, 0 * var, var, n, frame_size, part))
         lam_val = None
     elif method == "naive":
         Ip = (p1[:, None] <= grid) * wp[:, None]
@@ -686,10 +746,12 @@ def ppi_quantile(y=None, yhat=None, yhat_pop=None, q: float = 0.5, method: str =
         else:
             c1 = Ip.mean(0) + (Iy - If).mean(0)
             k = int(np.argmin(np.abs(c1 - q)))
-            lam_val = float(optimal_lambda(Iy[:, [k]], If[:, [k]], Ip[:, [k]], bounds=lambda_bounds))
+            var_p = np.array([Ip[:, k].var() if E.tunes_with_frame_variance(part) else 0.0])
+            lam_val = float(_optimal_lambda(Iy[:, [k]], If[:, [k]], var_p, N, "overall", lambda_bounds))
         R = Iy - lam_val * If
         cdf = lam_val * Ip.mean(0) + R.mean(0)
-        var = R.var(0, ddof=ddof) / n + lam_val**2 * Ip.var(0, ddof=ddof) / N
+        var = _split_sum(*E.variance_parts(R.var(0, ddof=ddof) / n, lam_val**2 * Ip.var(0, ddof=ddof) / N,
+                                           lambda: Iy.var(0, ddof=ddof) / n, n, N, part))
     k = int(np.argmin(np.abs(cdf - q)))
     est = grid[k]
     df = None if convention == "ppi_py" else float(max(n - 1, 1) if method != "naive" else N - 1)
@@ -698,8 +760,8 @@ def ppi_quantile(y=None, yhat=None, yhat_pop=None, q: float = 0.5, method: str =
     lo, hi = fn(level)
     se = (hi[0] - lo[0]) / (2 * special.ndtri(0.5 + level / 2))
     tuning = {} if lam_val is None else {"lambda": lam_val, "lambda_mode": "overall" if method == "ppi++" else "fixed"}
-    return Result([est], [[se**2]], [f"quantile[{q:g}]"], method, "quantile", n, N, level=level, df=None,
-                  tuning=tuning, interval_fn=fn,
+    return Result([est], [[se**2]], [f"quantile[{q:g}]"], method, "quantile", n, frame_size, level=level, df=None,
+                  tuning=tuning, interval_fn=fn, **_target_fields(target, frame_size, method),
                   diagnostics={"std_error": "interval half-width / z; the interval inverts the CDF test"})
 
 
@@ -762,11 +824,13 @@ def _pop_fit(fitter, Xp, Fp, wp):
 
 
 def _regression(fitter, X, y, yhat, X_pop, yhat_pop, method, weights, weights_pop, lam, lambda_mode,
-                lambda_bounds, level, convention, terms, estimand, label_dim=1, check_labels=None,
-                ppi_py_fn=None, extra_terms=None):
+                lambda_bounds, level, convention, terms, kind, label_dim=1, check_labels=None,
+                ppi_py_fn=None, extra_terms=None, estimand=None, overlap="separate", frame_size=None):
     lambda_bounds = _check_common(method, convention, level, lambda_mode, lambda_bounds)
+    target = E.core_target(estimand, overlap, convention)
     Xa, Y, F, Xp, Fp, w, wp, n, N, p, terms = _prepare_regression(
         X, y, yhat, X_pop, yhat_pop, method, weights, weights_pop, terms, label_dim)
+    frame_size = _frame_size(frame_size, N, method, target)
     if check_labels is not None:
         Y, F, Fp = check_labels(Y, F, Fp)
     n_par = p + (0 if extra_terms is None else len(extra_terms(Y if Y is not None else Fp)))
@@ -783,12 +847,13 @@ def _regression(fitter, X, y, yhat, X_pop, yhat_pop, method, weights, weights_po
             pop_fitter = partial(pop_fitter, start=fit_f.theta)
         fit_pop = _pop_fit(pop_fitter, Xp, Fp, wp) if method != "classical" else None
         est, cov, df, lam_vec = _difference_estimator(fit_y, fit_f, fit_pop, method, lam, lambda_mode,
-                                                      lambda_bounds, n, N, n_par, convention)
+                                                      lambda_bounds, n, N, n_par, convention, target, frame_size)
         diag = {"iterations": {k: f.iterations for k, f in (("pilot", fit_y), ("pilot_pred", fit_f),
                                                              ("population", fit_pop)) if f is not None}}
     names = terms + ([] if extra_terms is None else extra_terms(Y if Y is not None else Fp))
     tuning = {} if lam_vec is None else _lambda_tuning(lam_vec, lambda_mode, method)
-    return Result(est, cov, names, method, estimand, n, N, level=level, df=df, tuning=tuning, diagnostics=diag)
+    return Result(est, cov, names, method, kind, n, frame_size, level=level, df=df, tuning=tuning, diagnostics=diag,
+                  **_target_fields(target, frame_size, method))
 
 
 class _PopScores:
@@ -919,7 +984,8 @@ def _ppi_py_logistic(X, Y, F, Xp, Fp, w, wp, method, lam):
 
 def ppi_ols(X=None, y=None, yhat=None, X_pop=None, yhat_pop=None, method: str = "ppi++", *, weights=None,
             weights_pop=None, lam=None, lambda_mode: str = "overall", lambda_bounds=None, level: float = 0.95,
-            convention: str = "small-sample", terms=None) -> Result:
+            convention: str = "small-sample", terms=None, estimand: str | None = None, overlap: str = "separate",
+            frame_size: int | None = None) -> Result:
     """Linear-regression coefficients of the human answer on covariates, corrected with LLM predictions.
 
     ``theta = b_y - lam (b_f - b_f~)`` where ``b`` are (weighted) least-squares fits of the human answers
@@ -949,7 +1015,8 @@ def ppi_ols(X=None, y=None, yhat=None, X_pop=None, yhat_pop=None, method: str = 
     True
     """
     return _regression(fit_ols, X, y, yhat, X_pop, yhat_pop, method, weights, weights_pop, lam, lambda_mode,
-                       lambda_bounds, level, convention, terms, "ols", ppi_py_fn=_ppi_py_ols)
+                       lambda_bounds, level, convention, terms, "ols", ppi_py_fn=_ppi_py_ols, estimand=estimand,
+                       overlap=overlap, frame_size=frame_size)
 
 
 def _check_binary(Y, F, Fp):
@@ -967,7 +1034,8 @@ def _check_binary(Y, F, Fp):
 
 def ppi_logistic(X=None, y=None, yhat=None, X_pop=None, yhat_pop=None, method: str = "ppi++", *, weights=None,
                  weights_pop=None, lam=None, lambda_mode: str = "overall", lambda_bounds=None,
-                 level: float = 0.95, convention: str = "small-sample", terms=None, ridge: float = 0.0) -> Result:
+                 level: float = 0.95, convention: str = "small-sample", terms=None, ridge: float = 0.0,
+                 estimand: str | None = None, overlap: str = "separate", frame_size: int | None = None) -> Result:
     """Logistic-regression coefficients of a binary human answer, corrected with LLM predictions.
 
     Predictions may be probabilities (soft labels). Default estimator: the one-step PPI++ form
@@ -993,12 +1061,14 @@ def ppi_logistic(X=None, y=None, yhat=None, X_pop=None, yhat_pop=None, method: s
     fitter = fit_logistic if not ridge else partial(fit_logistic, ridge=ridge)
     return _regression(fitter, X, y, yhat, X_pop, yhat_pop, method, weights, weights_pop, lam,
                        lambda_mode, lambda_bounds, level, convention, terms, "logistic",
-                       check_labels=_check_binary, ppi_py_fn=_ppi_py_logistic)
+                       check_labels=_check_binary, ppi_py_fn=_ppi_py_logistic, estimand=estimand, overlap=overlap,
+                       frame_size=frame_size)
 
 
 def ppi_ordinal(X=None, y=None, yhat=None, X_pop=None, yhat_pop=None, method: str = "ppi++", *,
                 categories=None, weights=None, weights_pop=None, lam=None, lambda_mode: str = "overall",
-                lambda_bounds=None, level: float = 0.95, convention: str = "small-sample", terms=None) -> Result:
+                lambda_bounds=None, level: float = 0.95, convention: str = "small-sample", terms=None,
+                estimand: str | None = None, overlap: str = "separate", frame_size: int | None = None) -> Result:
     """Cumulative-logit (proportional-odds) coefficients and thresholds, corrected with LLM predictions.
 
     ``P(y <= k | x) = logistic(tau_k - x'beta)``. ``X`` has no intercept. Human answers ``y`` are
@@ -1028,4 +1098,4 @@ def ppi_ordinal(X=None, y=None, yhat=None, X_pop=None, yhat_pop=None, method: st
     thr = [f"threshold[{a}|{b}]" for a, b in zip(categories[:-1], categories[1:])]
     return _regression(fit_ordinal, X, Y, F, X_pop, Fp, method, weights, weights_pop, lam, lambda_mode,
                        lambda_bounds, level, convention, terms, "ordinal", label_dim=2,
-                       extra_terms=lambda _: thr)
+                       extra_terms=lambda _: thr, estimand=estimand, overlap=overlap, frame_size=frame_size)

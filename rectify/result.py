@@ -112,6 +112,11 @@ class Result:
         The parameter space (e.g. ``(0, 1)`` for shares); intervals are intersected with it.
     posterior : object, optional
         An ArviZ ``InferenceData`` for Bayesian fits.
+    target : {"frame", "superpopulation"}, optional
+        Whether the interval covers the finite frame's quantity or the superpopulation's
+        (see :mod:`rectify.estimand`); ``None`` where the estimator does not say.
+    pilot_in_frame : bool, optional
+        Whether the pilot's people are frame rows (``None``: unknown or no frame).
 
     Examples
     --------
@@ -140,6 +145,8 @@ class Result:
     interval_fn: Callable[[float], tuple] | None = None
     bounds: tuple | None = None
     posterior: Any = None
+    target: str | None = None
+    pilot_in_frame: bool | None = None
 
     def __post_init__(self) -> None:
         est = _frozen(self.estimate, ndim=1)
@@ -284,6 +291,8 @@ class Result:
     def _header(self) -> list[str]:
         lines = [f"{self.estimand} estimated by {self.method}"]
         lines.append(f"pilot n = {self.n_pilot}, population N = {self.n_population}")
+        if self.target is not None:
+            lines.append(self._target_line())
         if self.tuning:
             parts = []
             for k, v in self.tuning.items():
@@ -304,6 +313,16 @@ class Result:
         else:
             lines.append("intervals: Student t, df = " + ", ".join(f"{d:.1f}" for d in np.unique(np.round(self.df, 1))[:4]))
         return lines
+
+    def _target_line(self) -> str:
+        head = "target: the finite frame" if self.target == "frame" else f"target: the {self.target}"
+        if self.pilot_in_frame is None:
+            return head + ("; no frame size given, so no finite-population correction" if self.target == "frame"
+                           and not self.n_population else "")
+        if not self.pilot_in_frame:
+            return head + "; pilot a separate sample from the frame"
+        fpc = 1 - self.n_pilot / self.n_population if self.n_population else float("nan")
+        return head + f"; pilot inside the frame (finite-population correction 1 - n/N = {fpc:.3g})"
 
     def summary(self, level: float | None = None, html_output: bool = False) -> str:
         """A readable summary table (text, or HTML with ``html_output=True``).

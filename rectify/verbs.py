@@ -55,6 +55,24 @@ def _needs(method):
     return method != "naive", method != "classical"
 
 
+def _placement(pilot, population, estimand, overlap, id, predicted, method) -> dict:
+    """The estimand and the pilot's place for the core (see :mod:`rectify.estimand`): ``overlap`` resolved
+    to ``"inside"`` or ``"separate"`` once, before any subgroup split."""
+    from .estimand import pilot_in_frame, resolve_estimand
+
+    resolve_estimand(estimand)  # refuse a bad value before any work
+    if method == "naive" or pilot is None or population is None:
+        return {"estimand": estimand, "overlap": "separate" if overlap == "auto" else overlap, "id": None}
+    inside = pilot_in_frame(_frame(pilot, "pilot"), _frame(population, "population"), overlap, id, predicted)
+    return {"estimand": estimand, "overlap": "inside" if inside else "separate", "id": None}
+
+
+def _target_args(place: dict, population) -> dict:
+    """Core keywords: estimand, overlap and the frame size for the finite-population correction."""
+    return {"estimand": place["estimand"], "overlap": place["overlap"],
+            "frame_size": None if population is None else len(population)}
+
+
 def _column(df, col, frame):
     col = as_label(col, "column") if not isinstance(col, str) else col
     check_columns(df, [col], frame)
@@ -165,6 +183,8 @@ def _by(fn: Callable[..., Result], by: str, pilot, population, kwargs) -> Result
         diagnostics={"by": by, "groups": [str(g) for g in levels]},
         groups=groups,
         bounds=first.bounds,
+        target=first.target,
+        pilot_in_frame=first.pilot_in_frame,
         # shares (logit-scale) and quantiles (test-inverted) have their own intervals: keep each group's
         interval_fn=None if all(r.interval_fn is None for r in results) else partial(_stacked_intervals,
                                                                                       parts=tuple(results)),
@@ -201,7 +221,8 @@ def _inputs(y, pilot, population, predicted, method, strata, read_y, read_pred, 
 def mean(y: str, pilot: pd.DataFrame | None = None, population: pd.DataFrame | None = None,
          predicted: str | None = None, method: str = "ppi++", *, weights=None, weights_pop=None,
          by: str | None = None, strata: str | None = None, lam=None, lambda_bounds=None,
-         level: float = 0.95, convention: str = "small-sample") -> Result:
+         level: float = 0.95, convention: str = "small-sample", estimand: str | None = None, overlap: str = "auto",
+         id: str | None = None) -> Result:
     """Population mean of a numeric answer (e.g. a 1-5 score), corrected with the LLM's predictions.
 
     Parameters
@@ -223,6 +244,13 @@ def mean(y: str, pilot: pd.DataFrame | None = None, population: pd.DataFrame | N
         Stratified PPI++: one lambda per stratum, combined with population stratum shares.
     lam, lambda_bounds, level, convention
         See :func:`rectify.estimators.ppi.ppi_mean`.
+    estimand : {"frame", "superpopulation"}, optional
+        The finite frame's quantity (default) or the superpopulation's; see :mod:`rectify.estimand`.
+    overlap : {"auto", "inside", "separate"}
+        Whether the pilot's people are frame rows. ``"auto"`` detects it from ``id`` or the index labels
+        (``draw_pilot`` keeps the frame's index) and refuses input it cannot tell apart.
+    id : str, optional
+        Respondent-id column present in both frames, used by ``overlap="auto"``.
 
     Returns
     -------
@@ -240,6 +268,7 @@ def mean(y: str, pilot: pd.DataFrame | None = None, population: pd.DataFrame | N
     """
     kwargs = dict(y=y, predicted=predicted, method=method, weights=weights, weights_pop=weights_pop,
                   strata=strata, lam=lam, lambda_bounds=lambda_bounds, level=level, convention=convention)
+    kwargs.update(place := _placement(pilot, population, estimand, overlap, id, predicted, method))
     if by is not None:
         return _by(mean, by, pilot, population, kwargs)
     from rectify.estimators.ppi import ppi_mean
@@ -251,7 +280,7 @@ def mean(y: str, pilot: pd.DataFrame | None = None, population: pd.DataFrame | N
     r = _call_core(ppi_mean, cols, yv, f, fp, method, weights=_weights(weights, pilot, "weights", "pilot"),
                    weights_pop=_weights(weights_pop, population, "weights_pop", "population"), lam=lam,
                    lambda_bounds=lambda_bounds, strata=s, strata_pop=sp, level=level, convention=convention,
-                   terms=[f"mean({as_label(y, 'y')})"])
+                   **_target_args(place, population), terms=[f"mean({as_label(y, 'y')})"])
     return r
 
 
@@ -274,11 +303,13 @@ def _prob_columns(df, predicted, frame):
 def shares(item: str, pilot: pd.DataFrame | None = None, population: pd.DataFrame | None = None,
            predicted: str | Sequence[str] | None = None, method: str = "ppi++", *, categories=None,
            weights=None, weights_pop=None, by: str | None = None, strata: str | None = None, lam=None,
-           lambda_bounds=None, level: float = 0.95, convention: str = "small-sample") -> Result:
+           lambda_bounds=None, level: float = 0.95, convention: str = "small-sample", estimand: str | None = None,
+           overlap: str = "auto", id: str | None = None) -> Result:
     """Population option shares of an item (a probability vector with its joint covariance).
 
     ``predicted`` is a column of predicted answers (labels) or a list of columns holding the LLM's
-    probability for each option, in the order of ``categories``.
+    probability for each option, in the order of ``categories``. ``estimand``, ``overlap`` and ``id``
+    as in :func:`mean`.
 
     Examples
     --------
@@ -294,6 +325,7 @@ def shares(item: str, pilot: pd.DataFrame | None = None, population: pd.DataFram
     kwargs = dict(item=item, predicted=predicted, method=method, categories=categories, weights=weights,
                   weights_pop=weights_pop, strata=strata, lam=lam, lambda_bounds=lambda_bounds, level=level,
                   convention=convention)
+    kwargs.update(place := _placement(pilot, population, estimand, overlap, id, predicted, method))
     if by is not None:
         return _by(shares, by, pilot, population, kwargs)
     from rectify.estimators.ppi import ppi_shares
@@ -305,14 +337,18 @@ def shares(item: str, pilot: pd.DataFrame | None = None, population: pd.DataFram
     r = _call_core(ppi_shares, cols, yv, f, fp, method, categories=categories,
                    weights=_weights(weights, pilot, "weights", "pilot"),
                    weights_pop=_weights(weights_pop, population, "weights_pop", "population"), lam=lam,
-                   lambda_bounds=lambda_bounds, strata=s, strata_pop=sp, level=level, convention=convention)
+                   lambda_bounds=lambda_bounds, strata=s, strata_pop=sp, level=level, convention=convention,
+                   **_target_args(place, population))
     return replace(r, terms=tuple(f"{as_label(item, 'item')}={c}" for c in r.diagnostics["categories"]))
 
 
 def quantile(y: str, q: float = 0.5, pilot: pd.DataFrame | None = None, population: pd.DataFrame | None = None,
              predicted: str | None = None, method: str = "ppi++", *, weights=None, weights_pop=None,
-             by: str | None = None, lam=None, level: float = 0.95, convention: str = "small-sample") -> Result:
+             by: str | None = None, lam=None, level: float = 0.95, convention: str = "small-sample",
+             estimand: str | None = None, overlap: str = "auto", id: str | None = None) -> Result:
     """Population quantile of a numeric answer (see :func:`rectify.estimators.ppi.ppi_quantile`).
+
+    ``estimand``, ``overlap`` and ``id`` as in :func:`mean`.
 
     Examples
     --------
@@ -327,6 +363,7 @@ def quantile(y: str, q: float = 0.5, pilot: pd.DataFrame | None = None, populati
                  hint="; give one probability strictly between 0 and 1, e.g. 0.5 (call quantile once per q)")
     kwargs = dict(y=y, q=q, predicted=predicted, method=method, weights=weights, weights_pop=weights_pop,
                   lam=lam, level=level, convention=convention)
+    kwargs.update(place := _placement(pilot, population, estimand, overlap, id, predicted, method))
     if by is not None:
         return _by(quantile, by, pilot, population, kwargs)
     from rectify.estimators.ppi import ppi_quantile
@@ -338,14 +375,16 @@ def quantile(y: str, q: float = 0.5, pilot: pd.DataFrame | None = None, populati
     r = _call_core(ppi_quantile, cols, yv, f, fp, q=q, method=method,
                    weights=_weights(weights, pilot, "weights", "pilot"),
                    weights_pop=_weights(weights_pop, population, "weights_pop", "population"), lam=lam,
-                   level=level, convention=convention)
+                   level=level, convention=convention, **_target_args(place, population))
     return replace(r, terms=(f"quantile[{q:g}]({as_label(y, 'y')})",))
 
 
 def _regression_verb(core_name, formula, pilot, population, predicted, method, weights, weights_pop, by, lam,
-                     lambda_mode, lambda_bounds, level, convention, verb, intercept=True, categories=None):
+                     lambda_mode, lambda_bounds, level, convention, verb, intercept=True, categories=None,
+                     estimand=None, overlap="auto", id=None):
     kwargs = dict(predicted=predicted, method=method, weights=weights, weights_pop=weights_pop, lam=lam,
                   lambda_mode=lambda_mode, lambda_bounds=lambda_bounds, level=level, convention=convention)
+    kwargs.update(place := _placement(pilot, population, estimand, overlap, id, predicted, method))
     if categories is not None:
         kwargs["categories"] = categories
     if by is not None:
@@ -358,7 +397,7 @@ def _regression_verb(core_name, formula, pilot, population, predicted, method, w
         raise InputError(f"method {method!r} needs 'predicted', the column of LLM predictions of the outcome; pass "
                          f"predicted=... (or use method='classical' for the pilot alone)")
     args = (core_name, formula, pilot, population, predicted, method, weights, weights_pop, lam, lambda_mode,
-            lambda_bounds, level, convention, intercept, categories)
+            lambda_bounds, level, convention, intercept, categories, place)
     if need_pop:
         r = _fast_regression(*args)
         if r is not None:
@@ -375,7 +414,7 @@ def _plain_numeric(df, name):
 
 
 def _fast_regression(core_name, formula, pilot, population, predicted, method, weights, weights_pop, lam,
-                     lambda_mode, lambda_bounds, level, convention, intercept, categories):
+                     lambda_mode, lambda_bounds, level, convention, intercept, categories, place=None):
     """The regression verbs when every term is a plain numeric column: no formulaic on the frame.
 
     The pilot's spec is learned by formulaic as always; replaying it on the frame is reading those
@@ -412,23 +451,23 @@ def _fast_regression(core_name, formula, pilot, population, predicted, method, w
             return None
     try:
         return _run_core(core_name, mf, formula, pilot, population, predicted, method, weights, weights_pop, lam,
-                         lambda_mode, lambda_bounds, level, convention, categories, X_pop, fp)
+                         lambda_mode, lambda_bounds, level, convention, categories, X_pop, fp, place)
     except (RectifyError, NonFiniteData):
         return None
 
 
 def _checked_regression(core_name, formula, pilot, population, predicted, method, weights, weights_pop, lam,
-                        lambda_mode, lambda_bounds, level, convention, intercept, categories):
+                        lambda_mode, lambda_bounds, level, convention, intercept, categories, place=None):
     """The regression verbs through formulaic's strict replay of the pilot's spec on the frame."""
     need_pop = _needs(method)[1]
     mf = build_design(formula, pilot, population if need_pop else None, intercept=intercept)
     fp = _prob_columns(population, predicted, "population") if need_pop else None
     return _run_core(core_name, mf, formula, pilot, population, predicted, method, weights, weights_pop, lam,
-                     lambda_mode, lambda_bounds, level, convention, categories, mf.X_pop, fp)
+                     lambda_mode, lambda_bounds, level, convention, categories, mf.X_pop, fp, place)
 
 
 def _run_core(core_name, mf, formula, pilot, population, predicted, method, weights, weights_pop, lam,
-              lambda_mode, lambda_bounds, level, convention, categories, X_pop, fp):
+              lambda_mode, lambda_bounds, level, convention, categories, X_pop, fp, place=None):
     import rectify.estimators.ppi as core
 
     need_pilot, need_pop = _needs(method)
@@ -445,15 +484,19 @@ def _run_core(core_name, mf, formula, pilot, population, predicted, method, weig
         weights=_weights(weights, pilot, "weights", "pilot"),
         weights_pop=_weights(weights_pop, population, "weights_pop", "population"), lam=lam,
         lambda_mode=lambda_mode, lambda_bounds=lambda_bounds, level=level, convention=convention,
-        terms=mf.terms, **extra)
+        terms=mf.terms, **extra, **_target_args(place or {"estimand": None, "overlap": "separate"}, population))
     return replace(r, diagnostics={**r.diagnostics, "formula": formula})
 
 
 def ols(formula: str, pilot: pd.DataFrame | None = None, population: pd.DataFrame | None = None,
         predicted: str | None = None, method: str = "ppi++", *, weights=None, weights_pop=None,
         by: str | None = None, lam=None, lambda_mode: str = "overall", lambda_bounds=None, level: float = 0.95,
-        convention: str = "small-sample") -> Result:
+        convention: str = "small-sample", estimand: str | None = None, overlap: str = "auto",
+        id: str | None = None) -> Result:
     """Linear regression of a human answer on covariates, corrected with the LLM's predictions.
+
+    ``estimand="frame"`` (default) targets the frame's census coefficients; ``overlap`` and ``id`` as
+    in :func:`mean`. The default variance is HC3 (see :func:`rectify.estimators.ppi.ppi_ols`).
 
     The formula's spec is learned on the pilot and replayed on the population; a population category
     the pilot never showed, or a missing covariate, raises an error.
@@ -471,14 +514,18 @@ def ols(formula: str, pilot: pd.DataFrame | None = None, population: pd.DataFram
     ('Intercept', 'age')
     """
     return _regression_verb("ppi_ols", formula, pilot, population, predicted, method, weights, weights_pop, by,
-                            lam, lambda_mode, lambda_bounds, level, convention, ols)
+                            lam, lambda_mode, lambda_bounds, level, convention, ols, estimand=estimand,
+                            overlap=overlap, id=id)
 
 
 def logit(formula: str, pilot: pd.DataFrame | None = None, population: pd.DataFrame | None = None,
           predicted: str | None = None, method: str = "ppi++", *, weights=None, weights_pop=None,
           by: str | None = None, lam=None, lambda_mode: str = "overall", lambda_bounds=None,
-          level: float = 0.95, convention: str = "small-sample") -> Result:
+          level: float = 0.95, convention: str = "small-sample", estimand: str | None = None,
+          overlap: str = "auto", id: str | None = None) -> Result:
     """Logistic regression of a binary (0/1) human answer; ``predicted`` holds probabilities or 0/1.
+
+    ``estimand``, ``overlap`` and ``id`` as in :func:`mean` and :func:`ols`.
 
     Examples
     --------
@@ -493,16 +540,19 @@ def logit(formula: str, pilot: pd.DataFrame | None = None, population: pd.DataFr
     'logistic'
     """
     return _regression_verb("ppi_logistic", formula, pilot, population, predicted, method, weights, weights_pop,
-                            by, lam, lambda_mode, lambda_bounds, level, convention, logit)
+                            by, lam, lambda_mode, lambda_bounds, level, convention, logit, estimand=estimand,
+                            overlap=overlap, id=id)
 
 
 def ordinal(formula: str, pilot: pd.DataFrame | None = None, population: pd.DataFrame | None = None,
             predicted: str | Sequence[str] | None = None, method: str = "ppi++", *, categories=None,
             weights=None, weights_pop=None, by: str | None = None, lam=None, lambda_mode: str = "overall",
-            lambda_bounds=None, level: float = 0.95, convention: str = "small-sample") -> Result:
+            lambda_bounds=None, level: float = 0.95, convention: str = "small-sample", estimand: str | None = None,
+            overlap: str = "auto", id: str | None = None) -> Result:
     """Cumulative-logit (proportional-odds) regression of a Likert answer.
 
     ``predicted`` is a column of predicted answers or the list of option-probability columns.
+    ``estimand``, ``overlap`` and ``id`` as in :func:`mean` and :func:`ols`.
 
     Examples
     --------
@@ -520,4 +570,4 @@ def ordinal(formula: str, pilot: pd.DataFrame | None = None, population: pd.Data
     """
     return _regression_verb("ppi_ordinal", formula, pilot, population, predicted, method, weights, weights_pop,
                             by, lam, lambda_mode, lambda_bounds, level, convention, ordinal, intercept=False,
-                            categories=categories)
+                            categories=categories, estimand=estimand, overlap=overlap, id=id)

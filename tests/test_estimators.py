@@ -120,7 +120,7 @@ def test_mean_ppi_plus_plus_lambda_and_variance_closed_form():
     f = rng.normal(size=n)
     y = 0.8 * f + 0.6 * rng.normal(size=n) + 1
     fp = rng.normal(size=N)
-    r = ppi_mean(y, f, fp)
+    r = ppi_mean(y, f, fp, estimand="superpopulation")
     lam = np.cov(y, f, ddof=0)[0, 1] / (f.var() + n / N * fp.var())
     assert r.tuning["lambda"] == pytest.approx(lam, rel=1e-12)
     est = y.mean() - lam * (f.mean() - fp.mean())
@@ -131,7 +131,8 @@ def test_mean_ppi_plus_plus_lambda_and_variance_closed_form():
     assert r.std_error[0] == pytest.approx(np.sqrt(var_a + var_b), rel=1e-12)
     df = (var_a + var_b) ** 2 / (var_a**2 / (n - 2) + var_b**2 / (N - 1))
     assert r.df[0] == pytest.approx(df, rel=1e-12)
-    fixed = ppi_mean(y, f, fp, lam=lam)  # a fixed lambda costs no degree of freedom
+    # a fixed lambda costs no degree of freedom
+    fixed = ppi_mean(y, f, fp, lam=lam, estimand="superpopulation")
     assert fixed.std_error[0] < r.std_error[0]
 
 
@@ -243,8 +244,9 @@ def test_ordinal_ppi_with_soft_labels_runs_and_tunes():
     yp = np.array([rng.choice(4, p=p) for p in P]) + 1
     idx = rng.choice(N, n, replace=False)
     F = 0.5 * np.eye(4)[yp - 1] + 0.5 * P  # an answer distribution informed by the person's answer
-    r = ppi_ordinal(Xp[idx], yp[idx], F[idx], Xp, F, categories=[1, 2, 3, 4], terms=["x"])
-    c = ppi_ordinal(Xp[idx], yp[idx], method="classical", categories=[1, 2, 3, 4], terms=["x"])
+    sup = dict(estimand="superpopulation", overlap="inside")  # the truth 1.0 is the superpopulation's
+    r = ppi_ordinal(Xp[idx], yp[idx], F[idx], Xp, F, categories=[1, 2, 3, 4], terms=["x"], **sup)
+    c = ppi_ordinal(Xp[idx], yp[idx], method="classical", categories=[1, 2, 3, 4], terms=["x"], **sup)
     assert r.std_error[0] < c.std_error[0]
     lo, hi = r.conf_int()
     assert lo[0] < 1.0 < hi[0]
@@ -272,7 +274,7 @@ def test_optimal_lambda_bounds():
 def test_lambda_zero_is_classical(seed, n):
     rng = np.random.default_rng(seed)
     y, f, fp = rng.normal(size=n), rng.normal(size=n), rng.normal(size=200)
-    r0 = ppi_mean(y, f, fp, lam=0.0)
+    r0 = ppi_mean(y, f, fp, lam=0.0, estimand="superpopulation")
     rc = ppi_mean(y, method="classical")
     assert r0.estimate[0] == pytest.approx(rc.estimate[0], rel=1e-12, abs=1e-12)
     assert r0.std_error[0] == pytest.approx(rc.std_error[0], rel=1e-10)
@@ -282,7 +284,7 @@ def test_lambda_zero_is_classical(seed, n):
 @given(seed=st.integers(0, 10_000))
 def test_ols_lambda_zero_is_classical(seed):
     X, y, f, Xp, fp = _reg_data(seed, n=40, N=300)
-    r0 = ppi_ols(X, y, f, Xp, fp, lam=0.0)
+    r0 = ppi_ols(X, y, f, Xp, fp, lam=0.0, estimand="superpopulation")
     rc = ppi_ols(X, y, method="classical")
     np.testing.assert_allclose(r0.estimate, rc.estimate, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(r0.std_error, rc.std_error, rtol=1e-8)
@@ -359,7 +361,7 @@ def test_useless_predictor_falls_back_to_classical():
     n, N = 60, 5000
     y = rng.normal(size=n)
     f, fp = rng.normal(size=n), rng.normal(size=N)  # predictions unrelated to the answers
-    r = ppi_mean(y, f, fp)
+    r = ppi_mean(y, f, fp, estimand="superpopulation")
     c = ppi_mean(y, method="classical")
     # the raw tuned lambda is not zero, but its variance gain does not pay for its degree of freedom
     from rectify.estimators.ppi import optimal_lambda

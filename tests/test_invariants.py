@@ -188,23 +188,28 @@ def test_lambda_zero_is_classical_for_the_cores(seed, n, d):
     f = y + rng.normal(size=(n, d))
     fp = rng.normal(size=(N, d))
     lam0 = np.zeros(d)
-    assert_same_result(ppi_mean(y, f, fp, lam=lam0, lambda_mode="element"),
-                       ppi_mean(y, method="classical"), EXACT)
+    sup = {"estimand": "superpopulation"}  # the frame estimand adds the frame's own 1/N term (rectify.estimand)
+    assert_same_result(ppi_mean(y, f, fp, lam=lam0, lambda_mode="element", **sup),
+                       ppi_mean(y, method="classical", **sup), EXACT)
+    # with the pilot inside the frame, lambda = 0 is the classical estimate with the same correction
+    inside = {"overlap": "inside", "frame_size": N}
+    assert_same_result(ppi_mean(y, f, fp, lam=lam0, lambda_mode="element", **inside),
+                       ppi_mean(y, method="classical", **inside), EXACT)
     assert_same_result(ppi_mean(y, f, fp, lam=0.0, convention="ppi_py"),
                        ppi_mean(y, method="classical", convention="ppi_py"), EXACT)
     X = np.column_stack([np.ones(n), rng.normal(size=(n, d))])
     Xp = np.column_stack([np.ones(N), rng.normal(size=(N, d))])
     yy, ff, ffp = y[:, 0], f[:, 0], fp[:, 0]
     for conv in ("small-sample", "ppi_py"):
-        a, b = ppi_ols(X, yy, ff, Xp, ffp, lam=0.0, convention=conv), ppi_ols(X, yy, method="classical",
-                                                                            convention=conv)
+        kw = {"convention": conv, "estimand": "superpopulation"}
+        a, b = ppi_ols(X, yy, ff, Xp, ffp, lam=0.0, **kw), ppi_ols(X, yy, method="classical", **kw)
         np.testing.assert_allclose(a.estimate, b.estimate, rtol=EXACT, atol=EXACT)
         if conv == "small-sample":
             assert_same_result(a, b, EXACT)
         yq = yy.copy()
         fq, fpq = np.clip(ff, yq.min(), yq.max()), np.clip(ffp, yq.min(), yq.max())
-        assert_same_result(ppi_quantile(yq, fq, fpq, q=0.3, lam=0.0, convention=conv),
-                           ppi_quantile(yq, q=0.3, method="classical", convention=conv), EXACT)
+        assert_same_result(ppi_quantile(yq, fq, fpq, q=0.3, lam=0.0, **kw),
+                           ppi_quantile(yq, q=0.3, method="classical", **kw), EXACT)
     # logistic, ordinal and shares cores (small-sample convention), soft-label predictions
     b = (yy + 0.3 * rng.normal(size=n) > 0).astype(float)
     b[:2] = [0.0, 1.0]
@@ -213,13 +218,13 @@ def test_lambda_zero_is_classical_for_the_cores(seed, n, d):
     lab[:3] = [1, 2, 3]
     P = np.column_stack([1 - pb, pb * 0.5, pb * 0.5])
     Pp = np.column_stack([1 - pbp, pbp * 0.5, pbp * 0.5])
-    assert_same_result(ppi_shares(lab, P, Pp, lam=0.0, categories=[1, 2, 3]),
-                       ppi_shares(lab, method="classical", categories=[1, 2, 3]), EXACT)
+    assert_same_result(ppi_shares(lab, P, Pp, lam=0.0, categories=[1, 2, 3], **sup),
+                       ppi_shares(lab, method="classical", categories=[1, 2, 3], **sup), EXACT)
     if n >= 20:  # the logistic and ordinal fits need a few answers per category
-        assert_same_result(ppi_logistic(X[:, :2], b, pb, Xp[:, :2], pbp, lam=0.0),
-                           ppi_logistic(X[:, :2], b, method="classical"), EXACT)
-        assert_same_result(ppi_ordinal(X[:, 1:2], lab, P, Xp[:, 1:2], Pp, lam=0.0, categories=[1, 2, 3]),
-                           ppi_ordinal(X[:, 1:2], lab, method="classical", categories=[1, 2, 3]), EXACT)
+        assert_same_result(ppi_logistic(X[:, :2], b, pb, Xp[:, :2], pbp, lam=0.0, **sup),
+                           ppi_logistic(X[:, :2], b, method="classical", **sup), EXACT)
+        assert_same_result(ppi_ordinal(X[:, 1:2], lab, P, Xp[:, 1:2], Pp, lam=0.0, categories=[1, 2, 3], **sup),
+                           ppi_ordinal(X[:, 1:2], lab, method="classical", categories=[1, 2, 3], **sup), EXACT)
 
 
 # ----------------------------------------------------------------------------- 2. perfect predictions
@@ -237,8 +242,10 @@ def _onehot(df):
 @given(seed=SEEDS, weighted=st.booleans())
 def test_perfect_predictions_give_the_population_value(seed, weighted):
     """With ``yhat = y`` on the pilot and the population's true answers as its predictions, PPI
-    (lambda = 1) returns the population statistic itself and the interval of the population part
-    alone (the naive interval): the pilot's rectifier is exactly zero.
+    (lambda = 1) returns the population statistic itself: the pilot's rectifier is exactly zero. For the
+    frame (the default estimand, the pilot drawn from it) that value is known exactly: zero standard
+    error; for the superpopulation with a separate pilot the interval is the population part's alone
+    (the naive interval).
 
     Checked for the mean, shares and OLS against the population statistic computed here with numpy,
     and for every verb (logistic and ordinal regression, quantile included) against the naive method,
@@ -255,9 +262,15 @@ def test_perfect_predictions_give_the_population_value(seed, weighted):
         "ols": _wls(pop, wp),
     }
     for name, fn in VERBS.items():
-        r = fn(pilot, pop, method="ppi", **kw)
+        frame = fn(pilot, pop, method="ppi", **kw)
+        r = fn(pilot, pop, method="ppi", estimand="superpopulation", overlap="separate", **kw)
         naive = fn(pilot, pop, method="naive", **kw)
         rtol = tol(name)
+        assert frame.pilot_in_frame and frame.target == "frame"
+        np.testing.assert_allclose(frame.estimate, r.estimate, rtol=rtol, atol=rtol, err_msg=name)
+        if name != "quantile":
+            np.testing.assert_allclose(frame.std_error, 0.0, atol=rtol * max(1.0, np.abs(r.estimate).max()),
+                                       err_msg=name)
         if name == "quantile":
             # the rectified CDF is the population's on the same grid, so the same grid point; the
             # interval is the population's test inverted with t(n - 1) instead of t(N - 1)
@@ -292,7 +305,7 @@ def test_perfect_predictions_tuned_lambda(seed, n, N):
     y_pop = rng.gamma(2.0, 1.0, N)
     pilot = rng.choice(N, n, replace=False)
     y = y_pop[pilot]
-    r = ppi_mean(y, y, y_pop)
+    r = ppi_mean(y, y, y_pop, estimand="superpopulation")
     lam = r.tuning["lambda"]
     var_f, var_p = y.var(), y_pop.var()
     assert lam == pytest.approx(var_f / (var_f + n / N * var_p), rel=EXACT)
@@ -302,7 +315,7 @@ def test_perfect_predictions_tuned_lambda(seed, n, N):
     # OLS: the same convex combination, coefficient by coefficient
     X = np.column_stack([np.ones(N), rng.normal(size=N)])
     z = X @ [1.0, 2.0] + rng.normal(size=N)
-    ro = ppi_ols(X[pilot], z[pilot], z[pilot], X, z)
+    ro = ppi_ols(X[pilot], z[pilot], z[pilot], X, z, estimand="superpopulation")
     lo = ro.tuning["lambda"]
     b_pilot = ppi_ols(X[pilot], z[pilot], method="classical").estimate
     b_pop = ppi_ols(X=None, X_pop=X, yhat_pop=z, method="naive").estimate

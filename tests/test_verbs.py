@@ -28,7 +28,7 @@ def data():
 def test_mean_verb_equals_core(data):
     pilot, pop = data
     r = rectify.mean("trust", pilot, pop, predicted="trust_llm")
-    c = ppi_mean(pilot["trust"], pilot["trust_llm"], pop["trust_llm"])
+    c = ppi_mean(pilot["trust"], pilot["trust_llm"], pop["trust_llm"], overlap="inside")
     np.testing.assert_allclose(r.estimate, c.estimate)
     np.testing.assert_allclose(r.cov, c.cov)
     assert r.terms == ("mean(trust)",)
@@ -42,7 +42,7 @@ def test_ols_verb_equals_core_and_classical_equals_statsmodels(data):
                          pilot["ideology"] == "moderate"]).astype(float)
     Xp = np.column_stack([np.ones(len(pop)), pop["age"], pop["ideology"] == "liberal",
                           pop["ideology"] == "moderate"]).astype(float)
-    c = ppi_ols(X, pilot["trust"], pilot["trust_llm"], Xp, pop["trust_llm"])
+    c = ppi_ols(X, pilot["trust"], pilot["trust_llm"], Xp, pop["trust_llm"], overlap="inside")
     np.testing.assert_allclose(r.estimate, c.estimate, rtol=1e-10)
     assert r.terms == ("Intercept", "age", "C(ideology)[T.liberal]", "C(ideology)[T.moderate]")
     ref = smf.ols(formula, pilot).fit(cov_type="HC3")
