@@ -40,6 +40,7 @@ number of processes or on how repetitions are split between them.
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import sys
 import time
@@ -148,15 +149,20 @@ def realised_rho(estimand: str, strength: str, m: int = 1_000_000) -> float:
     return float(np.corrcoef(y, f)[0, 1])
 
 
+# the study's target is the superpopulation parameter with a frame drawn separately from the pilot;
+# code that knows estimands (issue 13) is told so (its default is the finite frame)
+TARGET = {"estimand": "superpopulation"} if "estimand" in inspect.signature(ppi_mean).parameters else {}
+
+
 def fit(estimand, method, y, f, X, fp, Xp):
     """One rectify call; returns the Result."""
     if estimand == "mean":
-        return ppi_mean(y, f, fp, method)
+        return ppi_mean(y, f, fp, method, **TARGET)
     if estimand == "shares":
-        return ppi_shares(y, f, fp, method, categories=CATEGORIES)
+        return ppi_shares(y, f, fp, method, categories=CATEGORIES, **TARGET)
     if estimand == "ols":
-        return ppi_ols(X, y, f, Xp, fp, method)
-    return ppi_logistic(X, y, f, Xp, fp, method)
+        return ppi_ols(X, y, f, Xp, fp, method, **TARGET)
+    return ppi_logistic(X, y, f, Xp, fp, method, **TARGET)
 
 
 # ----------------------------------------------------------------------------- one block of repetitions
