@@ -38,6 +38,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from rectify._checks import check_number, check_url_secrets
 from rectify.errors import BackendError, ConfigError, InputError
 from rectify.llm.base import Scores
 from rectify.llm.cache import ResponseCache, RunRecord, request_key
@@ -149,8 +150,9 @@ def _safe_url(url: str | None) -> str:
 
 
 def _refuse_url_credentials(url: Any) -> None:
-    """A ``base_url`` may not carry a secret (``user:key@host`` or ``?api-key=...``): it would reach
-    pickles, logs of the HTTP stack and error messages. The message never repeats the URL.
+    """A ``base_url`` may not carry a secret anywhere (userinfo, a query parameter of any name, the
+    fragment, the path; :func:`rectify._checks.check_url_secrets`): it would reach pickles, logs of
+    the HTTP stack and error messages. The message never repeats the URL.
 
     Examples
     --------
@@ -161,18 +163,7 @@ def _refuse_url_credentials(url: Any) -> None:
     ...     print(str(err)[:61])
     argument 'base_url' carries credentials (user:password@host);
     """
-    if not isinstance(url, str):
-        raise InputError(f"argument 'base_url' must be a URL string, got {type(url).__name__}")
-    p = urllib.parse.urlsplit(url)
-    secret = re.compile(r"(?i)key|token|secret|pass|auth|sig|cred")
-    if p.username or p.password or "@" in p.netloc:
-        what = "credentials (user:password@host)"
-    elif any(secret.search(k) for k, _ in urllib.parse.parse_qsl(p.query, keep_blank_values=True)):
-        what = "a secret in its query string"
-    else:
-        return
-    raise ConfigError(f"argument 'base_url' carries {what}; remove it from the URL and export the key in the "
-                      "environment variable named by api_key_env (rectify sends it as a bearer token)")
+    check_url_secrets(url, "base_url")
 
 
 def _is_async_client(client: Any) -> bool:
@@ -440,10 +431,15 @@ class OpenAIBackend:
             _refuse_url_credentials(base_url)
         if mode not in _MODES:
             raise InputError(f"argument 'mode' must be one of {_MODES}, got {mode!r}")
-        if not 0 <= int(top_logprobs) <= 20:
-            raise InputError(f"argument 'top_logprobs' must be in 0..20, got {top_logprobs}")
-        if int(max_concurrency) < 1 or int(n_samples) < 1 or int(max_retries) < 0:
-            raise InputError("max_concurrency and n_samples must be >= 1 and max_retries >= 0")
+        check_number(top_logprobs, "top_logprobs", low=0, high=20, integer=True)
+        check_number(max_concurrency, "max_concurrency", low=1, high=1024, integer=True)
+        check_number(n_samples, "n_samples", low=1, high=1000, integer=True)
+        check_number(max_retries, "max_retries", low=0, high=100, integer=True)
+        check_number(timeout, "timeout", low=0, high=86400, low_open=True,
+                     hint="; give the seconds one request may take, e.g. 60")
+        check_number(temperature, "temperature", low=0, high=2)
+        check_number(backoff, "backoff", low=0)
+        check_number(max_backoff, "max_backoff", low=0)
         if max_tokens_param not in ("max_tokens", "max_completion_tokens"):
             raise InputError("argument 'max_tokens_param' must be 'max_tokens' or 'max_completion_tokens'")
         self.model = model

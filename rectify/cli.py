@@ -44,7 +44,8 @@ same command again: it prints ``Checkpoint DIR: resumed N finished cells, comput
 recomputes only the unfinished cells, any cell whose files were found damaged, every failed cell
 (except a deterministic input error) and every cell whose answers were partly missing.
 
-A bad configuration, bad data or an unreachable server gives one line on stderr and exit code 2.
+A bad configuration, bad data or an unreachable server gives one line on stderr and exit code 2; so
+does an error no check foresaw (``RECTIFY_DEBUG=1`` shows its traceback).
 """
 
 from __future__ import annotations
@@ -333,6 +334,12 @@ def main(argv: list[str] | None = None) -> int:
     except RectifyError as err:  # bad data, non-convergence, cache or backend trouble: no traceback
         print(f"rectify: {_ERROR_WORDS.get(type(err).__name__, 'error')}: {' '.join(str(err).split())}",
               file=sys.stderr)
+        return 2
+    except Exception as err:  # a case no check foresaw: still one line; RECTIFY_DEBUG=1 shows the traceback
+        if os.environ.get("RECTIFY_DEBUG"):
+            raise
+        print(f"rectify: unexpected error: {type(err).__name__}: {' '.join(str(err).split())[:300]} (rerun with "
+              "RECTIFY_DEBUG=1 for the traceback, and please report it)", file=sys.stderr)
         return 2
     parser.print_help()
     return 2

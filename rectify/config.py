@@ -80,6 +80,7 @@ from dataclasses import replace
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
+from ._checks import check_number, check_url_secrets
 from .errors import BackendError, ConfigError, InputError
 
 __all__ = ["CONFIG_KEYS", "DESIGNS", "SEED_METHODS", "BUNDLED", "load_config", "apply_design", "prepare",
@@ -93,6 +94,9 @@ CONFIG_KEYS: dict[str, Any] = {
     "simulators": dict, "strategies": list, "k": int, "selection": str, "finetune": dict, "pipelines": dict,
     "design": str, "backend": (str, dict),
 }
+
+#: the most random pilots per size a configuration may ask for (each is a full set of fits)
+MAX_REPEATS = 10_000
 
 #: every family, for ``methods = "all"`` (the configuration's simulators and pipelines are added)
 SEED_METHODS = ("classical", "simulator", "ppi++", "greg", "raking", "bayes-chain", "covariates", "covariates+ppi",
@@ -211,8 +215,14 @@ def _check_simulators(sims: Mapping[str, Any], path: str) -> dict:
             raise ConfigError(f"{where}: 'model' (the model's name on the server) is required")
         if kind == "columns" and "predicted" not in sim:
             raise ConfigError(f"{where}: 'predicted' (e.g. \"{{item}}_llm\") is required")
-        if "base_url" in sim and urlsplit(sim["base_url"]).scheme not in ("http", "https"):
-            raise ConfigError(f"{where}: base_url {sim['base_url']!r} must start with http:// or https://")
+        if "base_url" in sim:
+            check_url_secrets(sim["base_url"], f"{where}: base_url")  # never echoes the URL
+            if urlsplit(sim["base_url"]).scheme not in ("http", "https"):
+                raise ConfigError(f"{where}: base_url {sim['base_url']!r} must start with http:// or https://")
+        for key, low, high in (("timeout", 0.0, 86400.0), ("max_retries", 0, 100), ("top_logprobs", 1, 20)):
+            if key in sim:
+                check_number(sim[key], key, low=low, high=high, low_open=key == "timeout", error=ConfigError,
+                             hint=f" in {where}")
         out[str(name)] = dict(sim)
     return out
 
@@ -321,6 +331,9 @@ def check_config(raw: Mapping[str, Any], base: str, path: str, design: str | Non
     for key in ("repeats", "k", "min_group_n"):
         if key in cfg and cfg[key] < 1:
             raise ConfigError(f"{path}: {key!r} must be a positive whole number, got {cfg[key]}")
+    if cfg.get("repeats", 1) > MAX_REPEATS:
+        raise ConfigError(f"{path}: 'repeats' = {cfg['repeats']} is more random pilots per size than a comparison "
+                          f"can run (at most {MAX_REPEATS}); give e.g. 5 to 200")
     if "pilot_fraction" in cfg and not 0 < cfg["pilot_fraction"] < 1:
         raise ConfigError(f"{path}: 'pilot_fraction' must be between 0 and 1 (e.g. 0.05), got {cfg['pilot_fraction']}")
     if cfg.get("evaluate", "frame") not in ("frame", "rest"):
@@ -339,6 +352,10 @@ def check_config(raw: Mapping[str, Any], base: str, path: str, design: str | Non
     for name, sc in cfg.get("scales", {}).items():
         if not isinstance(sc, dict) or set(sc) - {"plus", "minus"} or "plus" not in sc:
             raise ConfigError(f"{path}: scale {name!r} must be a table with 'plus' (and optionally 'minus') lists")
+        for side in ("plus", "minus"):
+            if side in sc and not (isinstance(sc[side], list) and all(isinstance(v, str) for v in sc[side])):
+                raise ConfigError(f"{path}: scale {name!r}: {side!r} must be a list of item names in double quotes, "
+                                  f"e.g. {side} = [\"q1\", \"q2\"]; got {sc[side]!r}")
         scales[name] = (list(sc["plus"]), list(sc.get("minus", [])))
 
     def local(p):

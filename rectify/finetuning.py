@@ -34,7 +34,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import pandas as pd
 
-from .errors import ConfigError, InSamplePredictionWarning
+from .errors import ConfigError, InputError, InSamplePredictionWarning
 from .registry import (
     Method,
     MethodOutput,
@@ -92,6 +92,13 @@ def check_finetune_settings(settings: Mapping[str, Any] | None, where: str = "[f
             raise ConfigError(f"{where}: {key!r} must be a positive integer, got {v}")
     if out.get("folds", 2) < 2:
         raise ConfigError(f"{where}: 'folds' must be at least 2 for cross-fitting")
+    from .llm.finetune import LoRAClassifier, _check_params
+
+    try:  # ranges (lr > 0, val_fraction < 0.5, ...) as the classifier checks them
+        _check_params(LoRAClassifier(**{FINETUNE_KEYS[k][0]: v for k, v in out.items()
+                                        if FINETUNE_KEYS[k][0] not in (None, "backbone")}))
+    except InputError as err:
+        raise ConfigError(f"{where}: {err}") from None
     return out
 
 
