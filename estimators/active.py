@@ -43,6 +43,7 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Sequence
 
 import numpy as np
@@ -55,6 +56,9 @@ from ._validate import as_float_array
 __all__ = ["active_mean", "active_shares", "active_ols", "design_variance", "SAMPLINGS"]
 
 SAMPLINGS = ("poisson", "fixed", "stratified")
+# the frame target and pilot placement, where Result records them (rectify.estimand)
+_PLACE = {k: v for k, v in (("target", "frame"), ("pilot_in_frame", True))
+          if k in {f.name for f in dataclasses.fields(Result)}}
 
 
 def _pi(pi: Any, n: int) -> np.ndarray:
@@ -209,7 +213,7 @@ def _active_linear(X, Y, F, X_pop, F_pop, pi, sampling, strata, lam, level, term
                   tuning={"lambda": lam_v, "lambda_mode": "tuned" if lam_fixed is None else "fixed"},
                   diagnostics={"sampling": sampling, "target": "frame", "n_certain": int((pi >= 1).sum()),
                                "sum_inverse_pi": float((1 / pi).sum()), "design_effect": d_eff},
-                  bounds=bounds)
+                  bounds=bounds, **_PLACE)
 
 
 def _design_effect(E, pi, N, V, Hinv, X) -> float | None:

@@ -37,6 +37,9 @@ _LAZY_ATTRS = {
     "Item": "llm.items", "Scale": "llm.items",
     "bayes_shares": "bayes", "BayesianCalibrator": "bayes",
     "conclusions_text": "conclusions",
+    "design_pilot": "pilot_design", "llm_uncertainty": "pilot_design", "fit_error_model": "pilot_design",
+    "active_mean": "active", "active_shares": "active", "active_ols": "active",
+    "predict_widths": "design_planning", "cheapest_split": "budget",
 }
 
 
@@ -73,6 +76,14 @@ __all__ = [
     "bayes_shares",
     "BayesianCalibrator",
     "conclusions_text",
+    "design_pilot",
+    "llm_uncertainty",
+    "fit_error_model",
+    "active_mean",
+    "active_shares",
+    "active_ols",
+    "predict_widths",
+    "cheapest_split",
     "datasets",
     "errors",
     "RectifyError",
