@@ -94,8 +94,10 @@ def check_design_weights(d, n: int | None = None, name: str = "design_weights",
         raise InputError(f"argument '{name}' must be one-dimensional, got shape {d.shape}")
     if n is not None and d.shape[0] != n:
         raise InputError(f"argument '{name}' has {d.shape[0]} values for {n} sample rows; give one per row")
-    # the usual case in two passes (a comparison is False for NaN; a sum is finite only if every value is)
-    if ((d >= 0) if allow_zero else (d > 0)).all() and np.isfinite(d.sum()):
+    # the usual case in two reductions, no temporaries (a comparison with NaN is False; a sum is
+    # finite only if every value is)
+    low = d.min(initial=np.inf)
+    if ((low >= 0) if allow_zero else (low > 0)) and np.isfinite(d.sum()):
         return d
     if np.isnan(d).any():
         raise InputError(

@@ -97,7 +97,8 @@ def _margin_from(spec, name: str) -> pd.Series:
     if isinstance(spec, pd.Series):
         return spec.astype(float)
     if isinstance(spec, Mapping):
-        return pd.Series({k: float(v) for k, v in spec.items()}, dtype=float)
+        # an object index: a handful of labels, built without the string-array machinery
+        return pd.Series([float(v) for v in spec.values()], index=pd.Index(list(spec), dtype=object), dtype=float)
     raise InputError(f"margin {name!r} must be a mapping level -> population count (or a number "
                      f"for a numeric total), got {type(spec).__name__}")
 
