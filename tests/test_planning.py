@@ -126,3 +126,67 @@ def test_effective_size_invariants(n, N, r1, r2):
     assert e1 >= n - 1e-9
     if abs(r1) <= abs(r2):
         assert e1 <= e2 * (1 + 1e-12)
+
+
+@pytest.mark.parametrize("estimand", ["frame", "superpopulation"])
+def test_pilot_inside_the_frame_variance_matches_simulation(estimand):
+    """Pilot drawn from a frame of N = 2n: the variance of rectify's PPI++ mean (frame estimand: around the
+    frame's mean, one fixed frame; superpopulation: around the model mean, a new frame per repetition)
+    matches ppi_variance(overlap="inside") within 3 Monte Carlo standard errors of a variance
+    (relative SE sqrt(2 / R)) plus 3% for the tuned lambda's own noise at n = 100."""
+    from rectify.estimators.ppi import ppi_mean
+
+    rng = np.random.default_rng(21)
+    n, N, R = 100, 200, 3000
+    rho, sy, sf = 0.8, 1.5, 1.0
+
+    def frame():
+        f = rng.normal(0, sf, N)
+        y = 2.0 + rho * sy / sf * f + rng.normal(0, sy * math.sqrt(1 - rho**2), N)
+        return f, y
+
+    f, y = frame()
+    err = np.empty(R)
+    for r in range(R):
+        if estimand == "superpopulation":
+            f, y = frame()
+        idx = rng.choice(N, n, replace=False)
+        est = ppi_mean(y[idx], f[idx], f, estimand=estimand, overlap="inside").estimate[0]
+        err[r] = est - (y.mean() if estimand == "frame" else 2.0)
+    if estimand == "frame":  # the frame's own moments
+        rho_, sy_, sf_ = np.corrcoef(y, f)[0, 1], y.std(), f.std()
+    else:
+        rho_, sy_, sf_ = rho, sy, sf
+    V = ppi_variance(n, rho_, sy_, sf_, N, overlap="inside", estimand=estimand)
+    assert np.mean(err**2) == pytest.approx(V, rel=3 * math.sqrt(2 / R) + 0.03)
+    # and the separate-sample formula applied to the whole frame is off (it ignores the overlap)
+    assert abs(ppi_variance(n, rho_, sy_, sf_, N) / np.mean(err**2) - 1) > 0.15
+
+
+def test_effective_sample_size_inside_the_frame():
+    # n_eff = n / (1 - rho^2 (1 - n/N)): the separate formula with the N - n other people
+    assert effective_sample_size(100, 0.6, 400, overlap="inside") == pytest.approx(100 / (1 - 0.36 * 0.75))
+    assert effective_sample_size(100, 0.6, 400, overlap="inside") == pytest.approx(effective_sample_size(100, 0.6, 300))
+    assert effective_sample_size(100, 0.9, 100, overlap="inside") == pytest.approx(100.0)  # a census
+    # a classical pilot of n_eff from the same frame has PPI++'s variance, for either target
+    m = effective_sample_size(100, 0.6, 400, overlap="inside")
+    v = ppi_variance(100, 0.6, 1.0, 1.0, 400, overlap="inside", estimand="frame")
+    assert (1 - m / 400) / m == pytest.approx(v, rel=1e-12)
+    v = ppi_variance(100, 0.6, 1.0, 1.0, 400, overlap="inside", estimand="superpopulation")
+    assert 1 / m == pytest.approx(v, rel=1e-12)
+    with pytest.raises(InputError, match="cannot be inside"):
+        effective_sample_size(500, 0.5, 400, overlap="inside")
+
+
+@pytest.mark.parametrize("estimand", ["frame", "superpopulation"])
+def test_humans_needed_inside_the_frame_is_the_smallest(estimand):
+    z = norm.ppf(0.975)
+    for method, rho in (("classical", 0.0), ("ppi++", 0.7)):
+        n = humans_needed(0.1, 1.0, rho, 2000, method=method, overlap="inside", estimand=estimand)
+        lam = 0.0 if method == "classical" else None
+        assert z * math.sqrt(ppi_variance(n, rho, 1.0, 1.0, 2000, lam=lam, overlap="inside",
+                                          estimand=estimand)) <= 0.1 * (1 + 1e-12)
+        assert z * math.sqrt(ppi_variance(n - 1, rho, 1.0, 1.0, 2000, lam=lam, overlap="inside",
+                                          estimand=estimand)) > 0.1
+    with pytest.raises(EstimationError, match="frame itself"):
+        humans_needed(0.01, 1.0, 0.5, 2000, overlap="inside", estimand="superpopulation")
