@@ -124,10 +124,13 @@ def as_codes(values: Any, name: str, n_levels: int) -> np.ndarray:
     return codes
 
 
-def label_codes(values: Any, categories, name: str) -> np.ndarray:
+def label_codes(values: Any, categories, name: str, frame: str | None = None) -> np.ndarray:
     """Codes ``0 .. K - 1`` of labels among ``categories``, vectorised (no Python work per row).
 
-    Unknown labels and missing values raise an :class:`~rectify.errors.InputError` naming them.
+    Integer columns with integer options go through a lookup table (one pass), categorical columns
+    through their own codes, anything else through one ``pandas.factorize``. Unknown labels and
+    missing values raise an :class:`~rectify.errors.InputError` naming them and the column ``name``
+    (of the ``frame`` data, when given).
 
     Examples
     --------
@@ -137,16 +140,47 @@ def label_codes(values: Any, categories, name: str) -> np.ndarray:
     import pandas as pd
 
     cats = list(categories)
-    local, uniques = pd.factorize(pd.Series(values) if not isinstance(values, pd.Series) else values,
-                                  use_na_sentinel=True)
+    label = f"column '{name}' of the {frame} data" if frame else f"'{name}'"
+    s = values if isinstance(values, pd.Series) else pd.Series(values)
+    codes = _integer_codes(s, cats)
+    if codes is not None:
+        return codes
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        local, uniques = s.cat.codes.to_numpy(), s.cat.categories
+        used = np.bincount(local[local >= 0], minlength=len(uniques)) > 0
+    else:
+        local, uniques = pd.factorize(s, use_na_sentinel=True)
+        used = np.ones(len(uniques), bool)
     if (local < 0).any():
-        raise InputError(f"'{name}' has {int((local < 0).sum())} missing value(s); remove or impute them first")
+        raise InputError(f"{label} has {int((local < 0).sum())} missing value(s); remove or impute them first")
     where = pd.Index(cats).get_indexer(pd.Index(uniques, dtype=object)) if len(uniques) else np.zeros(0, int)
-    if (where < 0).any():
-        bad = [u for u, k in zip(uniques, where) if k < 0]
-        raise InputError(f"'{name}' has value(s) {bad[:5]} that are not among the options {cats}; recode them "
+    if ((where < 0) & used).any():
+        bad = [u for u, k, x in zip(uniques, where, used) if k < 0 and x]
+        raise InputError(f"{label} has value(s) {bad[:5]} that are not among the options {cats}; recode them "
                          "(or declare missing codes as missing) before estimating")
     return where.astype(np.int64)[local]
+
+
+def _integer_codes(s, cats: list) -> np.ndarray | None:
+    """Codes of an integer column among integer options by a lookup table; None where that does not
+    apply (other dtypes, options that are not integers, a wide range of values, unknown values)."""
+    if s.dtype.kind not in "iu" or not cats or not all(
+            isinstance(c, (int, np.integer)) and not isinstance(c, (bool, np.bool_)) for c in cats):
+        return None
+    v = s.to_numpy()
+    if not len(v):
+        return np.zeros(0, np.int64)
+    lo, hi = int(v.min()), int(v.max())
+    base = min(lo, 0)  # non-negative values index the table directly (no shifted copy)
+    if hi - base > 4 * len(cats) + 1024:
+        return None
+    lut = np.full(hi - base + 1, -1, np.int64)
+    for k, c in enumerate(cats):
+        if base <= int(c) <= hi:
+            lut[int(c) - base] = k
+    if lut[lo - base:].min() < 0 and np.any(lut[np.unique(v) - base] < 0):
+        return None  # unknown values: the general path names them
+    return np.take(lut, v if base == 0 else v - base)
 
 
 def llm_labels(yhat: Any, name: str, n_levels: int) -> np.ndarray:

@@ -281,6 +281,31 @@ def test_label_codes_match_a_lookup_per_row_and_refuse_unknown_labels():
         label_codes(pd.Series(["agree", None]), cats, "llm")
 
 
+def test_label_codes_integer_and_categorical_paths_match_a_lookup_per_row():
+    """Integer columns (lookup table), categorical columns (their own codes) and the factorize path
+    give the codes a dictionary look-up gives, and name the unknown labels."""
+    from rectify.estimators.bayes_chain import label_codes
+
+    rng = np.random.default_rng(3)
+    for cats in ([1, 2, 3, 4, 5], [0, 2, 7], [-1, 0, 1], [10, 20]):
+        vals = rng.choice(cats, size=400)
+        pos = {c: i for i, c in enumerate(cats)}
+        expect = [pos[v] for v in vals.tolist()]
+        np.testing.assert_array_equal(label_codes(pd.Series(vals), cats, "llm"), expect)
+        np.testing.assert_array_equal(label_codes(pd.Series(vals.astype(np.uint8 if min(cats) >= 0 else np.int8)),
+                                                  cats, "llm"), expect)
+        np.testing.assert_array_equal(label_codes(pd.Series(pd.Categorical(vals)), cats, "llm"), expect)
+    with pytest.raises(InputError, match=r"column 'h' of the pilot data has value\(s\) \[4\]"):
+        label_codes(pd.Series([1, 2, 4, 5]), [1, 2, 3, 5], "h", "pilot")  # 4 lies inside the options' range
+    with pytest.raises(InputError, match=r"\[9\]"):
+        label_codes(pd.Series([1, 9]), [1, 2], "llm")
+    # a categorical column with an unused category outside the options is fine; a used one is named
+    cat = pd.Series(pd.Categorical(["a", "b"], categories=["a", "b", "zzz"]))
+    np.testing.assert_array_equal(label_codes(cat, ["b", "a"], "llm"), [1, 0])
+    with pytest.raises(InputError, match=r"\['zzz'\]"):
+        label_codes(pd.Series(pd.Categorical(["a", "zzz"])), ["a", "b"], "llm")
+
+
 def test_as_codes_refuses_out_of_range_integer_codes():
     from rectify.estimators.bayes_chain import as_codes
 
