@@ -37,16 +37,10 @@ def _categories(categories) -> list:
 
 
 def _codes(df: pd.DataFrame, col: str, cats: list, frame: str) -> np.ndarray:
+    from rectify.estimators.bayes_chain import label_codes
+
     check_columns(df, [col], frame)
-    pos = {c: i for i, c in enumerate(cats)}
-    vals = df[col].tolist()
-    bad = [v for v in dict.fromkeys(vals) if v not in pos]
-    if bad:
-        raise InputError(
-            f"column '{col}' of the {frame} data has value(s) {bad[:5]} that are not among the options "
-            f"{cats}; recode them (or declare missing codes as missing) before estimating"
-        )
-    return np.array([pos[v] for v in vals], dtype=np.int64)
+    return label_codes(df[col], cats, col, frame)
 
 
 def _llm(df: pd.DataFrame, predicted, cats: list, frame: str) -> np.ndarray:
