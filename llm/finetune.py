@@ -37,6 +37,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
+from rectify._checks import refuse_special_tokens
 from rectify.errors import ConfigError, InputError
 from rectify.llm.base import progress
 from rectify.llm.lora_backbone import (EMBEDDED, auto_dtype, auto_target_modules, build_net,
@@ -573,6 +574,7 @@ class LoRAClassifier(ClassifierMixin, BaseEstimator):
 
     def _tokenize(self, texts: list[str]):
         tok = self._tok
+        refuse_special_tokens(tok, texts, "persona")
         enc = tok(texts, add_special_tokens=True, truncation=False)
         lengths = np.array([len(ids) for ids in enc["input_ids"]])
         limit = int(self.max_length)

@@ -37,6 +37,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from rectify._checks import refuse_special_tokens
 from rectify.errors import ConfigError, InputError
 from rectify.llm.base import Scores, progress
 from rectify.llm.cache import ResponseCache, RunRecord, request_key
@@ -90,7 +91,10 @@ def _convert_embedded(target: str) -> None:
     cfg = src.config
     if hasattr(cfg, "quantization_config"):
         del cfg.quantization_config
-    dst = AutoModelForCausalLM.from_config(cfg)
+    import torch
+
+    with torch.random.fork_rng(devices=[]):  # a random initialisation, overwritten: leave the caller's RNG as it was
+        dst = AutoModelForCausalLM.from_config(cfg)
     dst.load_state_dict(src.state_dict())
     parent = os.path.dirname(target)
     os.makedirs(parent, exist_ok=True)
@@ -333,6 +337,9 @@ class LocalBackend:
         self.load()
         run = RunRecord(backend=self.name, model=f"{self.model_id} [{self.dtype_}]")
         K = len(prompts[0].labels)
+        contents = [(f"prompt {i + 1}, message {j + 1} ({m.get('role')})", m["content"])
+                    for i, p in enumerate(prompts) for j, m in enumerate(p.messages) if isinstance(m.get("content"), str)]
+        refuse_special_tokens(self._tok, [c for _, c in contents], [n for n, _ in contents])
         texts = [self.render(p) for p in prompts]
         keys = []
         for p, t in zip(prompts, texts):

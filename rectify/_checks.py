@@ -41,6 +41,7 @@ argument 'y' must name one column (a string), got a list of
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import re
@@ -295,7 +296,12 @@ def _special_tokens(tokenizer: Any) -> list[str]:
     return sorted((t for t in found if isinstance(t, str) and t.strip()), key=len, reverse=True)
 
 
-def refuse_special_tokens(tokenizer: Any, texts: Sequence[str], where: str) -> None:
+@functools.lru_cache(maxsize=8)
+def _special_pattern(specials: tuple[str, ...]) -> re.Pattern:
+    return re.compile("|".join(re.escape(t) for t in specials))
+
+
+def refuse_special_tokens(tokenizer: Any, texts: Sequence[str], where: str | Sequence[str]) -> None:
     """Refuse text holding any of the tokenizer's special or added tokens (not only chat-turn
     markers: e.g. SmolLM2's ``<file_sep>``), which the tokenizer would read as control tokens.
 
@@ -315,11 +321,12 @@ def refuse_special_tokens(tokenizer: Any, texts: Sequence[str], where: str) -> N
     specials = _special_tokens(tokenizer)
     if not specials:
         return
-    pat = re.compile("|".join(re.escape(t) for t in specials))
+    pat = _special_pattern(tuple(specials))
     for i, t in enumerate(texts):
         m = pat.search(t)
         if m is not None:
-            raise InputError(f"{where} {i + 1} contains the tokenizer's special token {m.group(0)!r}; the model would "
+            name = f"{where} {i + 1}" if isinstance(where, str) else where[i]
+            raise InputError(f"{name} contains the tokenizer's special token {m.group(0)!r}; the model would "
                              f"read it as a control token, not as text. Remove or rewrite it in the data")
 
 
