@@ -19,7 +19,7 @@ _LAZY = {
                                   "BayesDiagnosticWarning")},
     **{k: "bayes_misclass" for k in ("misclassification", "misclassification_importance", "MisclassificationModel")},
     **{k: "bayes_hier" for k in ("hierarchical_calibration", "HierarchicalCalibrator")},
-    **{k: "active" for k in ("active_mean", "active_shares", "active_ols", "design_variance")},
+    **{k: "active" for k in ("active_mean", "active_shares", "active_ols", "active_logistic", "design_variance")},
     **{k: "crossfit" for k in ("CrossFit", "cross_fit", "make_folds", "crossppi_mean", "crossppi_shares", "crossfit_ppi")},
     **{k: "calibration" for k in ("CalibrationFit", "calibrate_weights", "poststratify", "rake", "trim_g",
                                   "trim_weights")},
@@ -46,5 +46,5 @@ __all__ = [
     "chain_rule", "chain_rule_posterior", "chain_rule_moments", "misclassification", "misclassification_importance",
     "MisclassificationModel", "hierarchical_calibration", "HierarchicalCalibrator", "PriorOnlyWarning",
     "BayesDiagnosticWarning", "CrossFit", "cross_fit", "make_folds", "crossppi_mean", "crossppi_shares", "crossfit_ppi",
-    "active_mean", "active_shares", "active_ols", "design_variance",
+    "active_mean", "active_shares", "active_ols", "active_logistic", "design_variance",
 ]

@@ -39,7 +39,7 @@ _LAZY_ATTRS = {
     "conclusions_text": "conclusions",
     "missingness_diagnostic": "missingness",
     "design_pilot": "pilot_design", "llm_uncertainty": "pilot_design", "fit_error_model": "pilot_design",
-    "active_mean": "active", "active_shares": "active", "active_ols": "active",
+    "active_mean": "active", "active_shares": "active", "active_ols": "active", "active_logit": "active",
     "predict_widths": "design_planning", "cheapest_split": "budget",
 }
 
@@ -84,6 +84,7 @@ __all__ = [
     "active_mean",
     "active_shares",
     "active_ols",
+    "active_logit",
     "predict_widths",
     "cheapest_split",
     "datasets",

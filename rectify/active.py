@@ -1,6 +1,6 @@
 """Formula verbs for pilots drawn with known inclusion probabilities (issue 15).
 
-``active_mean``, ``active_shares`` and ``active_ols`` take a pilot from :func:`rectify.design_pilot`
+``active_mean``, ``active_shares``, ``active_ols`` and ``active_logit`` take a pilot from :func:`rectify.design_pilot`
 (or any pilot with an inclusion-probability column) and the frame it was drawn from, and call the cores
 of :mod:`rectify.estimators.active`. An active pilot is by definition inside the frame and the target
 is the frame's quantity: the pilot's index labels must be frame rows, and the frame must be the one
@@ -30,7 +30,7 @@ import pandas as pd
 from .errors import InputError
 from .result import Result
 
-__all__ = ["active_mean", "active_shares", "active_ols"]
+__all__ = ["active_mean", "active_shares", "active_ols", "active_logit"]
 
 
 def _design(pilot: pd.DataFrame, frame: pd.DataFrame, pi: Any, sampling: Any, strata: Any):
@@ -183,11 +183,34 @@ def active_ols(formula: str, pilot: pd.DataFrame, frame: pd.DataFrame, predicted
     >>> rectify.active_ols("self_lr ~ age + educ", pilot, a, "self_lr_llm").terms
     ('Intercept', 'age', 'educ')
     """
-    from .estimators.active import active_ols as core
+    return _regression("active_ols", formula, pilot, frame, predicted, pi, sampling, strata, lam, level)
+
+
+def active_logit(formula: str, pilot: pd.DataFrame, frame: pd.DataFrame, predicted: str, *, pi: Any = None,
+                 sampling: str | None = None, strata: Any = None, lam: Any = "tuned", level: float = 0.95) -> Result:
+    """Census logistic-regression coefficients of a 0/1 answer; ``predicted`` holds probabilities or 0/1.
+
+    Examples
+    --------
+    >>> import rectify
+    >>> from rectify.datasets import load_anes96_llm
+    >>> a = load_anes96_llm()
+    >>> a["right"] = (a["self_lr"] >= 5).astype(float)
+    >>> a["right_llm"] = a[[f"self_lr_p{k}" for k in (5, 6, 7)]].sum(axis=1)
+    >>> pilot = rectify.design_pilot(a, 300, "srs", random_state=4)
+    >>> rectify.active_logit("right ~ age", pilot, a, "right_llm").estimand
+    'logistic'
+    """
+    return _regression("active_logistic", formula, pilot, frame, predicted, pi, sampling, strata, lam, level)
+
+
+def _regression(core_name, formula, pilot, frame, predicted, pi, sampling, strata, lam, level) -> Result:
+    from .estimators import active as cores
     from .formula import build_design
 
     p, kind, st = _design(pilot, frame, pi, sampling, strata)
     mf = build_design(formula, pilot, frame)
     y = np.asarray(mf.y, dtype=float)
-    return core(mf.X, y, _predictions(pilot, predicted, "pilot"), mf.X_pop, _predictions(frame, predicted, "frame"), p,
-                sampling=kind, strata=st, lam=lam, level=level, terms=list(mf.terms))
+    return getattr(cores, core_name)(mf.X, y, _predictions(pilot, predicted, "pilot"), mf.X_pop,
+                                     _predictions(frame, predicted, "frame"), p, sampling=kind, strata=st, lam=lam,
+                                     level=level, terms=list(mf.terms))

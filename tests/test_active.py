@@ -154,3 +154,30 @@ def test_refuses_unestimable_designs():
     with pytest.raises(InputError, match="categories"):
         active_shares(np.array([1, 2, 4]), np.full((3, 2), 0.5), np.full((9, 2), 0.5), np.full(3, 0.3),
                       categories=[1, 2])
+
+
+def test_logistic_covers_census_coefficients_and_refuses_non_binary():
+    from scipy.optimize import root
+
+    from rectify.estimators.active import active_logistic
+
+    rng = np.random.default_rng(12)
+    N = 2000
+    x = rng.normal(size=N)
+    X = np.column_stack([np.ones(N), x])
+    yp = (rng.random(N) < 1 / (1 + np.exp(-(0.3 + 0.8 * x)))).astype(float)
+    fp = 1 / (1 + np.exp(-(0.3 + 0.8 * x + rng.normal(0, 1, N))))  # a noisy predicted probability
+    truth = root(lambda t: X.T @ (yp - 1 / (1 + np.exp(-(X @ t)))), np.zeros(2)).x
+    err = np.sqrt(fp * (1 - fp))
+    pi, _ = inclusion_probabilities(err, 200, "active")
+    reps, hits, est = 500, np.zeros(2), np.empty((500, 2))
+    for r in range(reps):
+        pos = draw_positions(pi, "fixed", rng)
+        res = active_logistic(X[pos], yp[pos], fp[pos], X, fp, pi[pos], sampling="fixed")
+        lo, hi = res.conf_int()
+        hits += (lo <= truth) & (truth <= hi)
+        est[r] = res.estimate
+    assert (np.abs(est.mean(axis=0) - truth) <= 3 * est.std(axis=0) / np.sqrt(reps) + 0.01).all()  # O(1/n) bias
+    assert (np.abs(hits / reps - 0.95) <= 3 * np.sqrt(0.95 * 0.05 / reps)).all()
+    with pytest.raises(InputError, match="0/1"):
+        active_logistic(X[:10], np.arange(10.0), fp[:10], X, fp, np.full(10, 0.1))

@@ -80,3 +80,12 @@ def test_refusals(frame):
         rectify.active_shares("ans", pilot, frame, "p0")
     with pytest.raises(InputError, match="'pi'"):
         rectify.active_mean("y", pilot, frame, "f", pi="nope")
+
+
+def test_logit_verb_matches_the_core(frame):
+    pilot = rectify.design_pilot(frame, 150, "active", error="err", random_state=6)
+    r = rectify.active_logit("ans ~ x", pilot, frame, "p1")
+    X = np.column_stack([np.ones(len(frame)), frame["x"]])
+    pos = frame.index.get_indexer(pilot.index)
+    ref = core.active_logistic(X[pos], pilot["ans"], pilot["p1"], X, frame["p1"], pilot["pi"], sampling="fixed")
+    assert r.terms == ("Intercept", "x") and np.allclose(r.estimate, ref.estimate) and np.allclose(r.cov, ref.cov)
