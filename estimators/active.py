@@ -378,16 +378,7 @@ def active_ols(X: Any, y: Any, yhat: Any, X_pop: Any, yhat_pop: Any, pi: Any, *,
     >>> bool((abs(r.estimate - truth) < 3 * r.std_error).all())
     True
     """
-    Xs = as_float_array(X, "X", 2)
-    Xp = as_float_array(X_pop, "X_pop", 2)
-    if Xp.shape[1] != Xs.shape[1]:
-        raise InputError(f"argument 'X_pop' has {Xp.shape[1]} columns but 'X' has {Xs.shape[1]}")
-    Y, F, Fp, p = _inputs(y, yhat, yhat_pop, pi, 1)
-    if Xs.shape[0] != Y.shape[0] or Xp.shape[0] != Fp.shape[0]:
-        raise InputError("arguments 'X'/'y' and 'X_pop'/'yhat_pop' must have matching rows")
-    st = _sampling(sampling, strata, Y.shape[0])
-    names = [f"x{j}" for j in range(Xs.shape[1])] if terms is None else list(terms)
-    return _active_linear(Xs, Y[:, None], F[:, None], Xp, Fp[:, None], p, sampling, st, lam, level, names, "ols")
+    return _regression(X, y, yhat, X_pop, yhat_pop, pi, sampling, strata, lam, level, terms, "ols")
 
 
 def active_logistic(X: Any, y: Any, yhat: Any, X_pop: Any, yhat_pop: Any, pi: Any, *, sampling: str = "poisson",
@@ -413,16 +404,20 @@ def active_logistic(X: Any, y: Any, yhat: Any, X_pop: Any, yhat_pop: Any, pi: An
     >>> bool((abs(r.estimate - truth) < 3 * r.std_error).all())
     True
     """
+    return _regression(X, y, yhat, X_pop, yhat_pop, pi, sampling, strata, lam, level, terms, "logistic")
+
+
+def _regression(X, y, yhat, X_pop, yhat_pop, pi, sampling, strata, lam, level, terms, estimand) -> Result:
     Xs = as_float_array(X, "X", 2)
     Xp = as_float_array(X_pop, "X_pop", 2)
     if Xp.shape[1] != Xs.shape[1]:
         raise InputError(f"argument 'X_pop' has {Xp.shape[1]} columns but 'X' has {Xs.shape[1]}")
     Y, F, Fp, p = _inputs(y, yhat, yhat_pop, pi, 1)
-    if not np.isin(Y, (0.0, 1.0)).all():
+    if estimand == "logistic" and not np.isin(Y, (0.0, 1.0)).all():
         raise InputError("argument 'y' must be coded 0/1 for a logistic regression; recode the answers")
     if Xs.shape[0] != Y.shape[0] or Xp.shape[0] != Fp.shape[0]:
         raise InputError("arguments 'X'/'y' and 'X_pop'/'yhat_pop' must have matching rows")
     st = _sampling(sampling, strata, Y.shape[0])
     names = [f"x{j}" for j in range(Xs.shape[1])] if terms is None else list(terms)
-    return _active_linear(Xs, Y[:, None], F[:, None], Xp, Fp[:, None], p, sampling, st, lam, level, names,
-                          "logistic", link="logit")
+    return _active_linear(Xs, Y[:, None], F[:, None], Xp, Fp[:, None], p, sampling, st, lam, level, names, estimand,
+                          link="logit" if estimand == "logistic" else "identity")

@@ -190,6 +190,8 @@ def active_logit(formula: str, pilot: pd.DataFrame, frame: pd.DataFrame, predict
                  sampling: str | None = None, strata: Any = None, lam: Any = "tuned", level: float = 0.95) -> Result:
     """Census logistic-regression coefficients of a 0/1 answer; ``predicted`` holds probabilities or 0/1.
 
+    Arguments as in :func:`active_ols`; the answer must be coded 0/1.
+
     Examples
     --------
     >>> import rectify
