@@ -16,6 +16,14 @@ estimator): the plain linearization under-states the variance when a few heavily
 carry a calibration category, because those rows' residuals are pulled towards zero by the fit.
 The default (``None``) is R's ``svyrecvar``, which has no such correction.
 
+Estimand (:mod:`rectify.estimand`): with ``SurveyDesign(target=Target(...), frame_size=N)`` the
+linearization follows the estimand and the pilot's place in the frame: ``a`` are the residualized
+influence values, ``psi(y)`` the raw ones and ``b = psi(y) - a`` the part the calibration totals
+carry. Frame, inside: ``(1 - n/N) V(a)``; superpopulation, inside: ``(1 - n/N) V(a) + (n/N) V(psi(y))``;
+frame, separate: ``(1 + n/N) V(a)``; superpopulation, separate: ``V(a) + (n/N) V(b)`` (``V``: the
+with-replacement linearization of the pilot rows). A design with its own ``fpc`` keeps it and is
+not adjusted again; ``target=None`` is R's variance.
+
 Replicate-weight variance (jackknife or bootstrap) is the alternative: the weights are
 recomputed (recalibrated) per replicate by the caller and the estimator is rerun on each column;
 :func:`jkn_factors` and :func:`bootstrap_factors` build the replicate factors.
@@ -180,6 +188,10 @@ class SurveyDesign:
     small_sample : {None, "hc3", "hc2"}
         Leverage-adjusted linearization and Student-t intervals for means, totals and shares (see
         the module notes). ``None`` (default) reproduces R's ``survey``.
+    target : rectify.estimand.Target or None
+        The estimand and whether the sample is inside the frame (module notes); ``None``: R's variance.
+    frame_size : int
+        Frame rows N for ``target``.
     """
 
     weights: np.ndarray
@@ -190,6 +202,8 @@ class SurveyDesign:
     replicates: Replicates | None = None
     info: dict = field(default_factory=dict)
     small_sample: str | None = None
+    target: object = None
+    frame_size: int = 0
 
     def __post_init__(self):
         if self.small_sample not in SMALL_SAMPLE:
@@ -296,11 +310,22 @@ def _lin_cov(x: np.ndarray, design: SurveyDesign) -> np.ndarray:
     x = np.asarray(x, float)
     if x.ndim == 1:
         x = x[:, None]
+    raw = x
     for step in design.steps:
         x = step.apply(x)
+    b = raw - x
     if design.small_sample is not None:
         x = x * _leverage_factor(design)[:, None]
-    return stratified_cov(x, design.strata, design.fpc, design.clusters)
+    cov = stratified_cov(x, design.strata, design.fpc, design.clusters)
+    if design.target is None or design.fpc is not None or not design.frame_size:
+        return cov
+    from rectify.estimand import variance_parts
+
+    n, N = design.n, design.frame_size
+    cov_b = stratified_cov(b, design.strata, None, design.clusters) * (n / N)
+    a, bb, _ = variance_parts(cov, cov_b, lambda: stratified_cov(raw, design.strata, None, design.clusters),
+                              n, N, design.target)
+    return a + bb
 
 
 def _rep_cov(thetas: np.ndarray, full: np.ndarray, rep: Replicates) -> np.ndarray:
@@ -316,6 +341,14 @@ def _drive(design: SurveyDesign, point: Callable, infl: Callable) -> tuple[np.nd
     R = design.replicates.weights
     thetas = np.stack([np.atleast_1d(point(R[:, r])) for r in range(R.shape[1])])
     return est, _rep_cov(thetas, est, design.replicates)
+
+
+def _tfields(design: SurveyDesign) -> dict:
+    """Result fields stating the estimand, where the linearization applied it."""
+    t = design.target
+    if t is None or design.replicates is not None or not design.frame_size:
+        return {}
+    return {"target": t.estimand, "pilot_in_frame": t.inside}
 
 
 def _method(design: SurveyDesign) -> str:
@@ -366,7 +399,7 @@ def survey_mean(y, design: SurveyDesign, terms: Sequence[str] | None = None, n_p
         return w[:, None] * (Y2 - est) / w.sum()
 
     est, cov = _drive(design, point, infl)
-    return Result(est, cov, terms, _method(design), "mean", design.n, n_population,
+    return Result(est, cov, terms, _method(design), "mean", design.n, n_population, **_tfields(design),
                   df=_mean_df(design, len(est)), diagnostics=_diag(design))
 
 
@@ -383,7 +416,7 @@ def survey_total(y, design: SurveyDesign, terms: Sequence[str] | None = None, n_
     Y2 = Y[:, None] if Y.ndim == 1 else Y
     terms = list(terms) if terms is not None else ["total"] if Y2.shape[1] == 1 else [f"y{j}" for j in range(Y2.shape[1])]
     est, cov = _drive(design, lambda w: w @ Y2, lambda w, e: w[:, None] * Y2)
-    return Result(est, cov, terms, _method(design), "total", design.n, n_population,
+    return Result(est, cov, terms, _method(design), "total", design.n, n_population, **_tfields(design),
                   df=_mean_df(design, len(est)), diagnostics=_diag(design))
 
 
@@ -434,7 +467,7 @@ def survey_shares(codes, labels: Sequence, design: SurveyDesign, n_population: i
 
     diag = dict(r.diagnostics)
     diag["interval"] = interval
-    return Result(r.estimate, r.cov, r.terms, r.method, "shares", r.n_pilot, r.n_population,
+    return Result(r.estimate, r.cov, r.terms, r.method, "shares", r.n_pilot, r.n_population, **_tfields(design),
                   df=r.df, diagnostics=diag, bounds=(0.0, 1.0), interval_fn=fn)
 
 
@@ -573,7 +606,7 @@ def survey_ols(X, y, design: SurveyDesign, terms: Sequence[str] | None = None, n
 
     est, cov = _drive(design, lambda w: _wls(X, y, w), infl)
     df = max(design.degf() - p + 1, 1)
-    return Result(est, cov, terms, _method(design), "ols", design.n, n_population,
+    return Result(est, cov, terms, _method(design), "ols", design.n, n_population, **_tfields(design),
                   df=np.full(p, float(df)), diagnostics=_diag(design))
 
 
@@ -620,7 +653,7 @@ def survey_logit(X, y, design: SurveyDesign, terms: Sequence[str] | None = None,
 
     est, cov = _drive(design, lambda w: _logit_fit(X, y, w), infl)
     df = max(design.degf() - p + 1, 1)
-    return Result(est, cov, terms, _method(design), "logit", design.n, n_population,
+    return Result(est, cov, terms, _method(design), "logit", design.n, n_population, **_tfields(design),
                   df=np.full(p, float(df)), diagnostics=_diag(design))
 
 

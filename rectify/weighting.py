@@ -337,6 +337,9 @@ def calibrate(
     random_state=None,
     max_iter: int = 1000,
     tol: float = 1e-12,
+    estimand: str | None = None,
+    overlap: str = "auto",
+    id: str | None = None,
 ) -> "CalibratedWeights":
     """Calibrate the design weights of a sample to population totals.
 
@@ -397,6 +400,15 @@ def calibrate(
         shares and quantiles only; not with replicate variance or clusters.
     random_state : int or Generator, optional
         Seed for the bootstrap.
+    estimand : {None, "frame", "superpopulation"}
+        ``None`` (default): R ``survey``'s with-replacement linearization (conservative for the frame
+        when the sample is drawn from it). ``"frame"``/``"superpopulation"``: the variance of that
+        estimand with the sample inside the frame or separate (:mod:`rectify.estimand`; the
+        linearization's finite-population correction, or the frame's own sampling variance).
+    overlap, id : str
+        Whether the sample's people are rows of ``population`` (``"auto"``: detected from ``id`` or the
+        index labels, as the formula verbs do; with ``margins`` only, state ``"inside"`` or
+        ``"separate"``). Used only with an explicit ``estimand``.
     max_iter, tol : int, float
         Iteration limit and convergence tolerance (relative margin error); failure to converge
         raises :class:`~rectify.errors.ConvergenceError`.
@@ -454,6 +466,7 @@ def calibrate(
     cw._design_columns(strata, fpc, clusters)
     cw._rake_variance = rake_variance
     cw.small_sample = small_sample
+    cw._target = _calibration_target(sample, population, estimand, overlap, id)
     if replicate_factors is not None:
         if replicate_scale is None:
             raise InputError("argument 'replicate_factors' needs 'replicate_scale' = (scale, rscales)")
@@ -469,6 +482,20 @@ def calibrate(
                                              random_state=random_state)
         cw._set_replicates(d[:, None] * F, sc, rs, variance)
     return cw
+
+
+def _calibration_target(sample, population, estimand, overlap, id):
+    """The :class:`rectify.estimand.Target` of a calibration, or None (R's variance) without an estimand."""
+    from .estimand import Target, pilot_in_frame, resolve_estimand
+
+    if estimand is None:
+        return None
+    est = resolve_estimand(estimand)
+    if population is None and overlap == "auto":
+        raise InputError("with 'margins' rectify cannot tell whether the sample is drawn from the frame: pass "
+                         "overlap='inside' or overlap='separate' with estimand=")
+    inside = overlap == "inside" if population is None else pilot_in_frame(sample, population, overlap, id)
+    return Target(est, bool(inside))
 
 
 class CalibratedWeights:
@@ -643,7 +670,8 @@ class CalibratedWeights:
         return se.SurveyDesign(weights=self._final, strata=self._strata, fpc=self._fpc,
                                clusters=self._clusters, steps=steps, replicates=self._reps,
                                info={"calibration": self.method, "kish_deff": self.diagnostics["kish_deff"]},
-                               small_sample=self.small_sample if self._reps is None else None)
+                               small_sample=self.small_sample if self._reps is None else None,
+                               target=getattr(self, "_target", None), frame_size=self.n_population)
 
     def _num(self, col: str) -> np.ndarray:
         s = _column(self.sample, col, "sample")
