@@ -71,7 +71,7 @@ def _design(pilot: pd.DataFrame, frame: pd.DataFrame, pi: Any, sampling: Any, st
         if st not in pilot.columns:
             raise InputError(f"argument 'strata' names column {st!r}, which the pilot lacks")
         st = pilot[st].to_numpy()
-    return p, kind, st
+    return p, kind, st, rec.get("design")
 
 
 def _answers(pilot: pd.DataFrame, col: str, numeric: bool = True) -> np.ndarray:
@@ -137,10 +137,10 @@ def active_mean(y: str, pilot: pd.DataFrame, frame: pd.DataFrame, predicted: str
     """
     from .estimators.active import active_mean as core
 
-    p, kind, st = _design(pilot, frame, pi, sampling, strata)
+    p, kind, st, design = _design(pilot, frame, pi, sampling, strata)
     r = core(_answers(pilot, y), _predictions(pilot, predicted, "pilot"), _predictions(frame, predicted, "frame"), p,
              sampling=kind, strata=st, lam=lam, level=level, terms=[f"mean({y})"])
-    return r
+    return _recorded(r, design)
 
 
 def active_shares(item: str, pilot: pd.DataFrame, frame: pd.DataFrame, predicted: Sequence[str], *,
@@ -163,11 +163,11 @@ def active_shares(item: str, pilot: pd.DataFrame, frame: pd.DataFrame, predicted
 
     if isinstance(predicted, str):
         raise InputError("argument 'predicted' must list the LLM's option-probability columns, one per category")
-    p, kind, st = _design(pilot, frame, pi, sampling, strata)
+    p, kind, st, design = _design(pilot, frame, pi, sampling, strata)
     r = core(_answers(pilot, item, numeric=False), _predictions(pilot, predicted, "pilot"),
              _predictions(frame, predicted, "frame"), p, categories=categories, sampling=kind, strata=st, lam=lam,
              level=level)
-    return r
+    return _recorded(r, design)
 
 
 def active_ols(formula: str, pilot: pd.DataFrame, frame: pd.DataFrame, predicted: str, *, pi: Any = None,
@@ -210,9 +210,17 @@ def _regression(core_name, formula, pilot, frame, predicted, pi, sampling, strat
     from .estimators import active as cores
     from .formula import build_design
 
-    p, kind, st = _design(pilot, frame, pi, sampling, strata)
+    p, kind, st, design = _design(pilot, frame, pi, sampling, strata)
     mf = build_design(formula, pilot, frame)
     y = np.asarray(mf.y, dtype=float)
-    return getattr(cores, core_name)(mf.X, y, _predictions(pilot, predicted, "pilot"), mf.X_pop,
-                                     _predictions(frame, predicted, "frame"), p, sampling=kind, strata=st, lam=lam,
-                                     level=level, terms=list(mf.terms))
+    r = getattr(cores, core_name)(mf.X, y, _predictions(pilot, predicted, "pilot"), mf.X_pop,
+                                  _predictions(frame, predicted, "frame"), p, sampling=kind, strata=st, lam=lam,
+                                  level=level, terms=list(mf.terms))
+    return _recorded(r, design)
+
+
+def _recorded(r: Result, design: str | None) -> Result:
+    """The result with the pilot's design name (``design_pilot``'s record) in its diagnostics."""
+    from dataclasses import replace
+
+    return replace(r, diagnostics={**r.diagnostics, "design": design})

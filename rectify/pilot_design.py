@@ -358,7 +358,8 @@ def draw_positions(pi: np.ndarray, sampling: str, rng: np.random.Generator, stra
 
 
 def design_pilot(frame: pd.DataFrame, n: int, design: str = "active", *, error: Any = None,
-                 probs: Sequence[str] | None = None, scores: Any = None, strata: str | Sequence[str] | None = None,
+                 probs: Sequence[str] | None = None, scores: Any = None, uncertainty: str = "sd",
+                 strata: str | Sequence[str] | None = None,
                  n_bins: int = 4, uniform: float = 0.2, sampling: str = "fixed", random_state: Any = None,
                  column: str = "pi") -> pd.DataFrame:
     """Draw a pilot from the frame under a design and return it with its inclusion probabilities.
@@ -378,6 +379,10 @@ def design_pilot(frame: pd.DataFrame, n: int, design: str = "active", *, error: 
         The LLM's option-probability columns (needed for ``"neyman"``/``"active"`` without ``error``).
     scores : array-like, optional
         Option scores for ``probs`` (default 1..K).
+    uncertainty : {"sd", "entropy"}, default "sd"
+        Which uncertainty of the answer distribution stands for the expected error when it comes from
+        ``probs`` (:func:`llm_uncertainty`); the sd is on the scale of the error itself, the entropy only
+        ranks rows (fine for ``"neyman"`` bins, a cruder size for ``"active"``).
     strata : str or list of str, optional
         Covariate columns crossed with the error bins in ``"neyman"``.
     n_bins : int, default 4
@@ -434,7 +439,7 @@ def design_pilot(frame: pd.DataFrame, n: int, design: str = "active", *, error: 
             absent = [c for c in cols if c not in frame.columns]
             if absent:
                 raise InputError(f"argument 'probs' names columns not in the frame: {absent}")
-            e = llm_uncertainty(frame[cols].to_numpy(dtype=float), scores)
+            e = llm_uncertainty(frame[cols].to_numpy(dtype=float), scores, kind=uncertainty)
         else:
             raise InputError(f"design {design!r} needs the expected error of the LLM's prediction: pass "
                              f"error=<column or array> or probs=<the LLM's option-probability columns>")

@@ -33,7 +33,7 @@ def test_verb_matches_the_core_with_the_recorded_design(frame, design, sampling)
     ref = core.active_mean(pilot["y"], pilot["f"], frame["f"], pilot["pi"], sampling=kind,
                            strata=pilot["stratum"] if design == "neyman" else None)
     assert r.estimate[0] == pytest.approx(ref.estimate[0]) and r.cov[0, 0] == pytest.approx(ref.cov[0, 0])
-    assert r.diagnostics["sampling"] == kind and r.terms == ("mean(y)",)
+    assert r.diagnostics["sampling"] == kind and r.diagnostics["design"] == design and r.terms == ("mean(y)",)
 
 
 def test_shares_and_ols_verbs(frame):

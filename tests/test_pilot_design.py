@@ -105,6 +105,11 @@ def test_design_pilot_from_probabilities_uses_the_llm_sd():
     pi_ref, _ = inclusion_probabilities(llm_uncertainty(P), 6, "active")
     p = design_pilot(df, 6, "active", probs=["p1", "p2", "p3"], random_state=0, sampling="poisson")
     assert np.allclose(p["pi"], pi_ref[p.index])
+    # Neyman strata of the entropy: the certain rows (entropy 0) form the low bin
+    ent = llm_uncertainty(P, kind="entropy")
+    pi_e, st_e = inclusion_probabilities(ent, 8, "neyman", n_bins=2)
+    q = design_pilot(df, 8, "neyman", probs=["p1", "p2", "p3"], uncertainty="entropy", n_bins=2, random_state=0)
+    assert np.allclose(q["pi"], pi_e[q.index]) and (q["stratum"] == st_e[q.index]).all()
 
 
 def test_llm_uncertainty_reference_values():
