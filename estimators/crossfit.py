@@ -27,6 +27,13 @@ and the joint covariance of the vector.
 Intervals: ``interval="t"`` (default) uses variances with ``ddof=1`` and Student-t with ``n-1``
 degrees of freedom (a small-pilot correction); ``interval="z"`` uses ``ddof=0`` and the normal
 distribution, which reproduces ``ppi_py.crossppi_mean_ci`` exactly.
+
+Estimand (:mod:`rectify.estimand`): ``estimand="frame"`` (default with ``interval="t"``) or
+``"superpopulation"`` (default with ``interval="z"``, ppi_py's target); ``overlap="inside"`` when the
+population is the frame the pilot was drawn from. Then give ``pilot_rows`` (the pilot's positions in
+the frame): those rows' fold-averaged predictions come from models trained on them, so they are
+replaced by the pilot's out-of-fold predictions -- the frame total is then the pilot's part plus the
+rest's, and the variance carries ``1 - n/N`` (the formula above is the superpopulation, separate case).
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ import numpy as np
 import pandas as pd
 
 from rectify.errors import InputError
+from rectify.estimand import core_target, tunes_with_frame_variance, variance_parts
 from rectify.result import Result, check_level
 
 __all__ = [
@@ -342,7 +350,7 @@ def _pop_folds(yhat_population: Any, name: str, ndim_unit: int) -> np.ndarray:
 
 
 def _crossppi_core(Y: np.ndarray, F: np.ndarray, Fpop: np.ndarray, lam: Any, ddof: int,
-                   one_lambda: bool = False):
+                   one_lambda: bool = False, target=None):
     """Y, F: (n, d) labels/out-of-fold predictions; Fpop: (N, d) fold-averaged predictions.
 
     ``lam="tune"`` picks one lambda per column, or with ``one_lambda`` the single lambda that minimises
@@ -356,7 +364,7 @@ def _crossppi_core(Y: np.ndarray, F: np.ndarray, Fpop: np.ndarray, lam: Any, ddo
         vf = F.var(axis=0, ddof=ddof)
         vpop = Fpop.var(axis=0, ddof=ddof)
         cyf = ((Y - Y.mean(0)) * (F - F.mean(0))).sum(0) / (n - ddof)
-        denom = vf + (n / N) * vpop
+        denom = vf + (n / N) * vpop if tunes_with_frame_variance(target) else vf
         if one_lambda:
             tot = float(denom.sum())
             lam_v = np.full(d, float(cyf.sum()) / tot if tot > 0 else 0.0)
@@ -370,8 +378,26 @@ def _crossppi_core(Y: np.ndarray, F: np.ndarray, Fpop: np.ndarray, lam: Any, ddo
     R = Y - lam_v * F
     cov_imp = np.atleast_2d(np.cov(Fpop, rowvar=False, ddof=ddof)) if N > ddof else np.zeros((d, d))
     cov_rect = np.atleast_2d(np.cov(R, rowvar=False, ddof=ddof))
-    cov = np.outer(lam_v, lam_v) * cov_imp / N + cov_rect / n
-    return est, cov, lam_v
+    a, b, _ = variance_parts(cov_rect / n, np.outer(lam_v, lam_v) * cov_imp / N,
+                             lambda: np.atleast_2d(np.cov(Y, rowvar=False, ddof=ddof)) / n, n, N, target)
+    return est, a + b, lam_v
+
+
+def _placed(estimand, overlap, interval, pilot_rows, oof, P):
+    """The target, and the frame predictions with the pilot's rows replaced by their out-of-fold ones."""
+    target = core_target(estimand, overlap if pilot_rows is None else "inside",
+                         "ppi_py" if interval == "z" else "small-sample")
+    if pilot_rows is None:
+        return target, P
+    rows = np.asarray(pilot_rows)
+    if rows.ndim != 1 or rows.shape[0] != oof.shape[0] or rows.dtype.kind not in "iu":
+        raise InputError(f"argument 'pilot_rows' must hold the {oof.shape[0]} pilot rows' integer positions in the "
+                         f"population predictions")
+    if rows.min(initial=0) < 0 or rows.max(initial=0) >= P.shape[1] or len(np.unique(rows)) != rows.shape[0]:
+        raise InputError("argument 'pilot_rows' has positions outside the population or repeated ones")
+    P = P.copy()
+    P[:, rows] = oof
+    return target, P
 
 
 def _interval_args(interval: str, n: int) -> tuple[int, Any]:
@@ -383,7 +409,8 @@ def _interval_args(interval: str, n: int) -> tuple[int, Any]:
 
 
 def crossppi_mean(y: Any, yhat: Any, yhat_population: Any, *, lam: Any = 1.0, level: float = 0.95,
-                  interval: str = "t") -> Result:
+                  interval: str = "t", estimand: str | None = None, overlap: str = "separate",
+                  pilot_rows: Any = None) -> Result:
     """Cross-prediction-powered estimate of a mean.
 
     Parameters
@@ -400,6 +427,8 @@ def crossppi_mean(y: Any, yhat: Any, yhat_population: Any, *, lam: Any = 1.0, le
     level : float, default 0.95
     interval : {"t", "z"}
         ``"t"``: ddof=1 variances, Student-t with n-1 df; ``"z"``: ddof=0, normal (ppi_py).
+    estimand, overlap, pilot_rows
+        See the module notes (``pilot_rows`` implies ``overlap="inside"``).
 
     Returns
     -------
@@ -426,9 +455,10 @@ def crossppi_mean(y: Any, yhat: Any, yhat_population: Any, *, lam: Any = 1.0, le
     _check_finite(F, "yhat")
     P = _pop_folds(yhat_population, "yhat_population", 1)
     ddof, df = _interval_args(interval, Y.size)
-    est, cov, lam_v = _crossppi_core(Y[:, None], F[:, None], P.mean(0)[:, None], lam, ddof)
+    target, P = _placed(estimand, overlap, interval, pilot_rows, F, P)
+    est, cov, lam_v = _crossppi_core(Y[:, None], F[:, None], P.mean(0)[:, None], lam, ddof, target=target)
     tuned = isinstance(lam, str)
-    return Result(estimate=est, cov=cov, terms=["mean"],
+    return Result(estimate=est, cov=cov, terms=["mean"], target=target.estimand, pilot_in_frame=target.inside,
                   method="crossppi++" if tuned else "crossppi", estimand="mean",
                   n_pilot=int(Y.size), n_population=int(P.shape[1]), level=level,
                   df=None if df is None else [df],
@@ -438,7 +468,8 @@ def crossppi_mean(y: Any, yhat: Any, yhat_population: Any, *, lam: Any = 1.0, le
 
 
 def crossppi_shares(y: Any, proba: Any, proba_population: Any, *, options: Sequence | None = None,
-                    lam: Any = 1.0, level: float = 0.95, interval: str = "t") -> Result:
+                    lam: Any = 1.0, level: float = 0.95, interval: str = "t", estimand: str | None = None,
+                    overlap: str = "separate", pilot_rows: Any = None) -> Result:
     """Cross-prediction-powered option shares, with their joint covariance.
 
     Parameters
@@ -452,6 +483,7 @@ def crossppi_shares(y: Any, proba: Any, proba_population: Any, *, options: Seque
         The options in column order (default: sorted distinct answers, which must then number K).
     lam, level, interval : as in :func:`crossppi_mean` (``lam="tune"``: one lambda for all options,
         the one that minimises the summed variance, so that the shares still sum to one).
+    estimand, overlap, pilot_rows : as in :func:`crossppi_mean`.
 
     Returns
     -------
@@ -486,9 +518,11 @@ def crossppi_shares(y: Any, proba: Any, proba_population: Any, *, options: Seque
         raise InputError(f"argument 'proba_population' has {P.shape[2]} columns, expected {K}")
     Y = np.eye(K)[codes]
     ddof, df = _interval_args(interval, codes.size)
-    est, cov, lam_v = _crossppi_core(Y, F, P.mean(0), lam, ddof, one_lambda=True)
+    target, P = _placed(estimand, overlap, interval, pilot_rows, F, P)
+    est, cov, lam_v = _crossppi_core(Y, F, P.mean(0), lam, ddof, one_lambda=True, target=target)
     tuned = isinstance(lam, str)
-    return Result(estimate=est, cov=cov, terms=[str(c) for c in classes.tolist()],
+    return Result(estimate=est, cov=cov, terms=[str(c) for c in classes.tolist()], target=target.estimand,
+                  pilot_in_frame=target.inside,
                   method="crossppi++" if tuned else "crossppi", estimand="shares",
                   n_pilot=int(codes.size), n_population=int(P.shape[1]), level=level,
                   df=None if df is None else [df] * K,
@@ -498,7 +532,8 @@ def crossppi_shares(y: Any, proba: Any, proba_population: Any, *, options: Seque
 
 def crossfit_ppi(estimator: Any, X: Any, y: Any, X_population: Any, *, estimand: str = "mean",
                  scores: Sequence[float] | None = None, n_folds: int = 5, lam: Any = 1.0,
-                 level: float = 0.95, interval: str = "t", random_state: Any = None) -> Result:
+                 level: float = 0.95, interval: str = "t", random_state: Any = None, target: str | None = None,
+                 pilot_rows: Any = None) -> Result:
     """Cross-fit a simulator on the pilot and return cross-PPI for the mean or option shares.
 
     Parameters
@@ -512,6 +547,11 @@ def crossfit_ppi(estimator: Any, X: Any, y: Any, X_population: Any, *, estimand:
         Numeric score of each option for the mean (default: the options if numeric).
     n_folds, lam, level, interval, random_state : see :func:`cross_fit` and
         :func:`crossppi_mean`.
+    target : {None, "frame", "superpopulation"}
+        The estimand in the sense of :mod:`rectify.estimand` (named ``target`` here because
+        ``estimand`` picks the mean or the shares); passed as ``estimand=`` to the cross-PPI core.
+    pilot_rows : array of int, optional
+        The pilot's positions in ``X_population`` when the pilot is inside that frame.
 
     Returns
     -------
@@ -556,7 +596,7 @@ def crossfit_ppi(estimator: Any, X: Any, y: Any, X_population: Any, *, estimand:
         codes, _, _ = check_labels(np.asarray(y), list(classes), name="y")
     if estimand == "shares":
         res = crossppi_shares(codes, cf.oof, cf.population_folds, options=list(range(len(classes))),
-                              lam=lam, level=level, interval=interval)
+                              lam=lam, level=level, interval=interval, estimand=target, pilot_rows=pilot_rows)
         res = replace(res, terms=[str(c) for c in np.asarray(classes).tolist()])
     else:
         if scores is None:
@@ -568,7 +608,7 @@ def crossfit_ppi(estimator: Any, X: Any, y: Any, X_population: Any, *, estimand:
         if s.shape != (len(classes),):
             raise InputError(f"argument 'scores' needs {len(classes)} values, got {s.shape}")
         res = crossppi_mean(s[codes], cf.oof @ s, cf.population_folds @ s, lam=lam, level=level,
-                            interval=interval)
+                            interval=interval, estimand=target, pilot_rows=pilot_rows)
     diag = dict(res.diagnostics)
     diag["crossfit"] = cf
     return replace(res, diagnostics=diag)

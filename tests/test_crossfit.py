@@ -84,9 +84,13 @@ def test_lambda_zero_is_classical_and_shares_sum_to_one():
     x, y = _draw(120, rng)
     xp, _ = _draw(500, rng)
     cf = cross_fit(LogisticRegression(), x, y, X_population=xp, n_folds=4, random_state=0)
-    r0 = crossppi_mean(y, cf.oof @ np.arange(1, 5), cf.population_folds @ np.arange(1, 5), lam=0)
+    r0 = crossppi_mean(y, cf.oof @ np.arange(1, 5), cf.population_folds @ np.arange(1, 5), lam=0,
+                       estimand="superpopulation")
     assert r0.estimate[0] == pytest.approx(y.mean(), rel=1e-12)
     assert r0.std_error[0] == pytest.approx(y.std(ddof=1) / np.sqrt(y.size), rel=1e-12)
+    # the frame estimand with a separate pilot adds the frame's own deviation: factor 1 + n/N
+    rf = crossppi_mean(y, cf.oof @ np.arange(1, 5), cf.population_folds @ np.arange(1, 5), lam=0)
+    assert rf.std_error[0] == pytest.approx(r0.std_error[0] * np.sqrt(1 + y.size / 500), rel=1e-12)
     assert r0.df[0] == y.size - 1
     sh = crossppi_shares(y, cf.oof, cf.population_folds, options=[1, 2, 3, 4])
     assert sh.estimate.sum() == pytest.approx(1.0, abs=1e-12)
@@ -116,12 +120,13 @@ def test_tuned_shares_use_one_trace_optimal_lambda():
     n, N = Y.shape[0], P.shape[0]
     cyf = ((Y - Y.mean(0)) * (F - F.mean(0))).sum(0) / (n - 1)
     lam = cyf.sum() / (F.var(axis=0, ddof=1) + n / N * P.var(axis=0, ddof=1)).sum()
-    sh = crossppi_shares(y, cf.oof, cf.population_folds, options=[1, 2, 3, 4], lam="tune")
+    sup = {"estimand": "superpopulation"}  # the n/N term of lambda belongs to a separate pilot's superpopulation
+    sh = crossppi_shares(y, cf.oof, cf.population_folds, options=[1, 2, 3, 4], lam="tune", **sup)
     assert sh.tuning["lambda"] == pytest.approx(lam, rel=1e-12)
-    fixed = crossppi_shares(y, cf.oof, cf.population_folds, options=[1, 2, 3, 4], lam=lam)
+    fixed = crossppi_shares(y, cf.oof, cf.population_folds, options=[1, 2, 3, 4], lam=lam, **sup)
     np.testing.assert_allclose(sh.estimate, fixed.estimate, rtol=1e-12)
     assert sh.estimate.sum() == pytest.approx(1.0, abs=1e-12)
-    grid = [crossppi_shares(y, cf.oof, cf.population_folds, options=[1, 2, 3, 4], lam=lam + d)
+    grid = [crossppi_shares(y, cf.oof, cf.population_folds, options=[1, 2, 3, 4], lam=lam + d, **sup)
             for d in (-0.05, 0.05)]
     assert all(np.trace(g.cov) >= np.trace(sh.cov) - 1e-15 for g in grid)
 
@@ -169,7 +174,8 @@ def test_crossfit_ppi_with_the_covariate_classifier():
     x, y = _draw(3000, rng)
     frame = pd.DataFrame({"x0": x[:, 0], "x1": x[:, 1]})
     res = crossfit_ppi(CovariateClassifier(kind="ordinal", options=[1, 2, 3, 4]), frame.iloc[:300],
-                       y[:300], frame.iloc[300:], estimand="shares", lam="tune", random_state=0)
+                       y[:300], frame.iloc[300:], estimand="shares", lam="tune", random_state=0,
+                       target="superpopulation")
     assert res.terms == ("1", "2", "3", "4")
     low, high = res.conf_int()
     truth = _true_shares()
@@ -276,3 +282,24 @@ def test_crossppi_mean_is_shift_equivariant(c, seed):
     perm = rng.permutation(30)
     p = crossppi_mean(y[perm], f[perm], pop)
     assert p.estimate[0] == pytest.approx(a.estimate[0], abs=1e-12)
+
+
+def test_pilot_rows_inside_the_frame_use_out_of_fold_predictions():
+    """With the pilot inside the frame, its rows' frame predictions become their out-of-fold ones: the
+    estimate is then the frame total (pilot's answers + the rest's rectified predictions) and the
+    frame estimand's variance carries 1 - n/N."""
+    rng = np.random.default_rng(8)
+    x, y = _draw(400, rng)
+    rows = rng.choice(400, 100, replace=False)
+    cf = cross_fit(LogisticRegression(), x[rows], y[rows], X_population=x, n_folds=4, random_state=0)
+    s = np.arange(1, 5)
+    f, P = cf.oof @ s, cf.population_folds @ s
+    r = crossppi_mean(y[rows], f, P, lam=1.0, pilot_rows=rows)
+    assert r.pilot_in_frame is True and r.target == "frame"
+    rest = np.setdiff1d(np.arange(400), rows)
+    total = y[rows].sum() + P.mean(0)[rest].sum() + len(rest) * (y[rows] - f).mean()
+    assert r.estimate[0] == pytest.approx(total / 400, rel=1e-12)
+    a = y[rows] - f
+    assert r.std_error[0] == pytest.approx(np.sqrt((1 - 100 / 400) * a.var(ddof=1) / 100), rel=1e-12)
+    with pytest.raises(InputError, match="pilot_rows"):
+        crossppi_mean(y[rows], f, P, pilot_rows=rows[:5])
