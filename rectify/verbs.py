@@ -266,6 +266,9 @@ def mean(y: str, pilot: pd.DataFrame | None = None, population: pd.DataFrame | N
     >>> r.method
     'ppi++'
     """
+    if population is not None and not isinstance(population, pd.DataFrame):  # a frame on disk: rectify.streaming
+        from .streaming import stream_verb
+        return stream_verb("mean", locals())
     kwargs = dict(y=y, predicted=predicted, method=method, weights=weights, weights_pop=weights_pop,
                   strata=strata, lam=lam, lambda_bounds=lambda_bounds, level=level, convention=convention)
     kwargs.update(place := _placement(pilot, population, estimand, overlap, id, predicted, method))
@@ -322,6 +325,9 @@ def shares(item: str, pilot: pd.DataFrame | None = None, population: pd.DataFram
     >>> round(float(r.estimate.sum()), 10)
     1.0
     """
+    if population is not None and not isinstance(population, pd.DataFrame):  # a frame on disk: rectify.streaming
+        from .streaming import stream_verb
+        return stream_verb("shares", locals())
     kwargs = dict(item=item, predicted=predicted, method=method, categories=categories, weights=weights,
                   weights_pop=weights_pop, strata=strata, lam=lam, lambda_bounds=lambda_bounds, level=level,
                   convention=convention)
@@ -359,6 +365,9 @@ def quantile(y: str, q: float = 0.5, pilot: pd.DataFrame | None = None, populati
     >>> r.terms
     ('quantile[0.5](age)',)
     """
+    if population is not None and not isinstance(population, pd.DataFrame):  # a frame on disk: rectify.streaming
+        from .streaming import stream_verb
+        return stream_verb("quantile", locals())
     check_number(q, "q", low=0, high=1, low_open=True, high_open=True,
                  hint="; give one probability strictly between 0 and 1, e.g. 0.5 (call quantile once per q)")
     kwargs = dict(y=y, q=q, predicted=predicted, method=method, weights=weights, weights_pop=weights_pop,
@@ -513,6 +522,9 @@ def ols(formula: str, pilot: pd.DataFrame | None = None, population: pd.DataFram
     >>> r.terms[:2]
     ('Intercept', 'age')
     """
+    if population is not None and not isinstance(population, pd.DataFrame):  # a frame on disk: rectify.streaming
+        from .streaming import stream_verb
+        return stream_verb("ols", locals())
     return _regression_verb("ppi_ols", formula, pilot, population, predicted, method, weights, weights_pop, by,
                             lam, lambda_mode, lambda_bounds, level, convention, ols, estimand=estimand,
                             overlap=overlap, id=id)
@@ -539,6 +551,9 @@ def logit(formula: str, pilot: pd.DataFrame | None = None, population: pd.DataFr
     >>> r.estimand
     'logistic'
     """
+    if population is not None and not isinstance(population, pd.DataFrame):  # a frame on disk: rectify.streaming
+        from .streaming import stream_verb
+        return stream_verb("logit", locals())
     return _regression_verb("ppi_logistic", formula, pilot, population, predicted, method, weights, weights_pop,
                             by, lam, lambda_mode, lambda_bounds, level, convention, logit, estimand=estimand,
                             overlap=overlap, id=id)
@@ -568,6 +583,9 @@ def ordinal(formula: str, pilot: pd.DataFrame | None = None, population: pd.Data
     >>> r.terms[-1]
     'threshold[3|4]'
     """
+    if population is not None and not isinstance(population, pd.DataFrame):  # a frame on disk: rectify.streaming
+        from .streaming import stream_verb
+        return stream_verb("ordinal", locals())
     return _regression_verb("ppi_ordinal", formula, pilot, population, predicted, method, weights, weights_pop,
                             by, lam, lambda_mode, lambda_bounds, level, convention, ordinal, intercept=False,
                             categories=categories, estimand=estimand, overlap=overlap, id=id)

@@ -1,0 +1,463 @@
+"""Frames larger than memory: the verbs' population read in chunks from Parquet, Arrow, DuckDB, Polars
+or Dask, reduced to the sums the estimators need.
+
+The verbs (:func:`rectify.mean`, :func:`~rectify.shares`, :func:`~rectify.ols`, :func:`~rectify.logit`)
+accept as ``population`` a Parquet file or folder (a path), a :mod:`pyarrow.dataset` dataset or an
+Arrow table, a DuckDB relation, a Polars LazyFrame or a Dask DataFrame. The pilot stays a pandas
+DataFrame. What the frame contributes is a handful of sums:
+
+* mean and shares: ``N``, ``sum f`` and ``sum (f - c)(f - c)'`` (``c``: the pilot's mean prediction,
+  a shift that keeps the second moment accurate) -- **one pass**;
+* OLS: ``sum x x'`` and ``sum x f`` (pass one), then the meat ``sum r^2 x x'`` at the fit -- **two
+  passes**;
+* logistic: the gradient and Hessian sums at each Newton iterate -- **one pass per iteration**,
+  starting from the fit on the pilot's predictions (the last pass also sums the meat).
+
+The formula's model spec is learned on the pilot and replayed strictly on every chunk: a category
+the pilot never saw, a missing covariate or a missing prediction in any chunk raises a rectify
+error naming the column (the in-memory rule, chunk by chunk). The pilot side, the choice of lambda,
+the finite-population correction and the intervals are those of the in-memory estimators
+(:mod:`rectify.estimators.ppi`), so the results agree with them to rounding (tests: 1e-10).
+
+Not streamed (a clear error says so): ``by=``, ``strata=``, survey weights, the ``ppi_py``
+convention, ordinal models and quantiles -- group the frame first, or load it into memory.
+
+Examples
+--------
+>>> import tempfile, os
+>>> from rectify.datasets import load_misinfo, draw_pilot
+>>> df = load_misinfo()
+>>> path = os.path.join(tempfile.mkdtemp(), "frame.parquet")
+>>> df.to_parquet(path, row_group_size=300)
+>>> pilot = draw_pilot(df, 200, random_state=1).dropna(subset=["f01"])
+>>> a = stream_verb("mean", dict(y="f01", pilot=pilot, population=path, predicted="f01_llm", overlap="inside"))
+>>> b = __import__("rectify").mean("f01", pilot, df, predicted="f01_llm", overlap="inside")
+>>> bool(abs(a.estimate[0] - b.estimate[0]) < 1e-10 and abs(a.std_error[0] - b.std_error[0]) < 1e-10)
+True
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError
+
+__all__ = ["is_streamed", "iter_chunks", "count_rows", "stream_verb", "population_sums", "CHUNK_ROWS"]
+
+#: rows per chunk read from a streamed frame (a chunk of 10 columns of float64 is ~80 MB)
+CHUNK_ROWS = 1_000_000
+
+
+# ---------------------------------------------------------------------------------------------
+# sources
+# ---------------------------------------------------------------------------------------------
+def _kind(obj: Any) -> str | None:
+    if isinstance(obj, (str, os.PathLike)):
+        return "parquet"
+    mod, name = type(obj).__module__, type(obj).__name__
+    if mod.startswith("pyarrow") and name in ("Table", "RecordBatch") or mod.startswith("pyarrow._dataset"):
+        return "arrow"
+    if name == "DuckDBPyRelation":
+        return "duckdb"
+    if mod.startswith("polars") and name in ("LazyFrame", "DataFrame"):
+        return "polars"
+    if mod.startswith("dask") and hasattr(obj, "npartitions") and hasattr(obj, "partitions"):
+        return "dask"
+    return None
+
+
+def is_streamed(population: Any) -> bool:
+    """True for a population the verbs read in chunks (a path, Arrow, DuckDB, Polars, Dask).
+
+    Examples
+    --------
+    >>> is_streamed("frame.parquet"), is_streamed(pd.DataFrame({"a": [1]})), is_streamed(None)
+    (True, False, False)
+    """
+    return _kind(population) is not None
+
+
+def _dataset(source: Any):
+    import pyarrow.dataset as ds
+
+    if isinstance(source, (str, os.PathLike)):
+        if not os.path.exists(source):
+            raise InputError(f"argument 'population': no Parquet file or folder at {os.fspath(source)!r}; check the "
+                             "path")
+        return ds.dataset(os.fspath(source), format="parquet")
+    if type(source).__name__ in ("Table", "RecordBatch"):
+        return ds.dataset(source)
+    return source
+
+
+def _columns_of(source: Any) -> list[str]:
+    kind = _kind(source)
+    if kind in ("parquet", "arrow"):
+        return list(_dataset(source).schema.names)
+    if kind == "duckdb":
+        return list(source.columns)
+    if kind == "polars":
+        return list(source.collect_schema().names()) if hasattr(source, "collect_schema") else list(source.columns)
+    return list(source.columns)
+
+
+def iter_chunks(source: Any, columns: Sequence[str], rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+    """The ``columns`` of a streamed frame as pandas DataFrames of at most about ``rows`` rows each.
+
+    A missing column raises :class:`~rectify.errors.InputError` naming it.
+
+    Examples
+    --------
+    >>> import pyarrow as pa
+    >>> t = pa.table({"x": [1.0, 2.0, 3.0], "g": ["a", "b", "a"]})
+    >>> [len(c) for c in iter_chunks(t, ["x"], rows=2)]
+    [2, 1]
+    """
+    kind = _kind(source)
+    if kind is None:
+        raise InputError(f"argument 'population' must be a DataFrame, a Parquet path, an Arrow table or dataset, a "
+                         f"DuckDB relation, a Polars LazyFrame or a Dask DataFrame; got {type(source).__name__}")
+    columns = list(dict.fromkeys(columns))
+    have = _columns_of(source)
+    absent = [c for c in columns if c not in have]
+    if absent:
+        raise InputError(f"columns {absent} are not in the population (it has {have[:12]}); check the names")
+    if kind in ("parquet", "arrow"):
+        for batch in _dataset(source).to_batches(columns=columns, batch_size=rows):
+            if batch.num_rows:
+                yield batch.to_pandas()
+    elif kind == "duckdb":
+        rel = source.select(*[f'"{c}"' for c in columns])
+        reader = rel.to_arrow_reader(rows) if hasattr(rel, "to_arrow_reader") else rel.fetch_record_batch(rows)
+        for batch in reader:
+            if batch.num_rows:
+                yield batch.to_pandas()
+    elif kind == "polars":
+        lazy = source.lazy() if hasattr(source, "lazy") else source
+        frame = lazy.select(columns).collect()  # Polars reads what the plan needs; sliced below
+        for start in range(0, frame.height, rows):
+            yield frame.slice(start, rows).to_pandas()
+    else:  # dask: one partition at a time
+        for i in range(source.npartitions):
+            part = source.partitions[i][columns].compute()
+            if len(part):
+                yield part
+
+
+def count_rows(source: Any) -> int:
+    """Rows of a streamed frame (Parquet and Arrow: from the metadata, without reading the data).
+
+    Examples
+    --------
+    >>> import pyarrow as pa
+    >>> count_rows(pa.table({"x": [1, 2, 3]}))
+    3
+    """
+    if _kind(source) in ("parquet", "arrow"):
+        return int(_dataset(source).count_rows())
+    return sum(len(c) for c in iter_chunks(source, _columns_of(source)[:1]))
+
+
+# ---------------------------------------------------------------------------------------------
+# chunks -> arrays, strictly
+# ---------------------------------------------------------------------------------------------
+def _numbers(chunk: pd.DataFrame, cols: Sequence[str], start: int) -> np.ndarray:
+    """``chunk[cols]`` as floats; a missing or infinite value or a non-numeric column raises."""
+    bad = [c for c in cols if not pd.api.types.is_numeric_dtype(chunk[c])]
+    if bad:
+        raise InputError(f"columns {bad} of the population must be numeric (got {chunk[bad[0]].dtype}); recode them")
+    arr = chunk[list(cols)].to_numpy(dtype=float)
+    holes = ~np.isfinite(arr)
+    if holes.any():
+        r, c = np.argwhere(holes)[0]
+        what = "missing" if np.isnan(arr[r, c]) else "infinite"
+        raise InputError(f"column '{cols[c]}' of the population has a {what} value at row {start + int(r)} (and "
+                         f"{int(holes.sum()) - 1} more in rows {start}..{start + len(arr) - 1}); rectify does not "
+                         "drop rows silently: fill or remove them first")
+    return arr
+
+
+def _design_chunks(source, spec, variables, pred_cols, labels=None):
+    """(X, F) per chunk: the pilot's model spec replayed on the chunk (strict), the predictions as floats
+    (``labels``: one-hot over these categories, a label outside them raises)."""
+    from .formula import replay_design
+
+    have = set(_columns_of(source))
+    variables = [v for v in variables if v in have or not hasattr(np, v)]  # np.log etc. are not columns
+    start = 0
+    for chunk in iter_chunks(source, [*variables, *pred_cols]):
+        X = None if spec is None else replay_design(spec, chunk, "population")
+        if labels is not None and len(pred_cols) == 1:  # predicted answers: one-hot over the options
+            F = _one_hot(chunk[pred_cols[0]].to_numpy(), labels, pred_cols[0], start)
+        else:
+            F = _numbers(chunk, pred_cols, start)
+            if labels is not None:  # option probabilities: checked as the in-memory path checks them
+                from .estimators.ppi import _as_shares_matrix
+
+                F = _as_shares_matrix(F, labels, "yhat_pop")
+        yield X, F
+        start += len(chunk)
+
+
+def _one_hot(values: np.ndarray, labels: Sequence, col: str, start: int) -> np.ndarray:
+    index = {lab: k for k, lab in enumerate(labels)}
+    codes = np.array([index.get(v, -1) for v in values.tolist()])
+    if (codes < 0).any():
+        r = int(np.argmax(codes < 0))
+        raise InputError(f"column '{col}' of the population has the label {values[r]!r} at row {start + r}, which is "
+                         f"not among the categories {list(labels)}; pass categories=[...] with every option")
+    out = np.zeros((len(values), len(labels)))
+    out[np.arange(len(values)), codes] = 1.0
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# population sums -> Fit
+# ---------------------------------------------------------------------------------------------
+def population_sums(chunks: Iterator[np.ndarray], shift: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """``N``, ``sum (f - shift)`` and ``sum (f - shift)(f - shift)'`` over chunks of an (N, d) matrix.
+
+    Examples
+    --------
+    >>> n, s1, s2 = population_sums(iter([np.array([[1.0], [2.0]]), np.array([[3.0]])]), np.array([2.0]))
+    >>> n, s1.tolist(), s2.tolist()
+    (3, [0.0], [[2.0]])
+    """
+    N, s1, s2 = 0, 0.0, 0.0
+    for F in chunks:
+        v = F - shift
+        N += len(F)
+        s1 = s1 + v.sum(axis=0)
+        s2 = s2 + v.T @ v
+    if N == 0:
+        raise InputError("argument 'population' has no rows; the frame needs at least one row")
+    return N, np.asarray(s1, float), np.asarray(s2, float)
+
+
+def _mean_fit_streamed(chunks, shift):
+    from .estimators.models import Fit
+
+    N, s1, s2 = population_sums(chunks, shift)
+    m = s1 / N
+    return Fit(shift + m, None, np.eye(len(shift)), meat=(s2 - N * np.outer(m, m)) / N), N
+
+
+def _ols_fit_streamed(passes: Callable[[], Iterator], p: int):
+    from .estimators.models import Fit, _solve
+
+    N, G, b = 0, np.zeros((p, p)), np.zeros(p)
+    for X, F in passes():
+        N += len(X)
+        G += X.T @ X
+        b += X.T @ F[:, 0]
+    H = G / N
+    theta = _solve(H, b / N, "least-squares")
+    S2 = np.zeros((p, p))
+    for X, F in passes():
+        u = X * (F[:, 0] - X @ theta)[:, None]
+        S2 += u.T @ u
+    Hinv = np.linalg.inv(H)
+    return Fit(theta, None, H, 2, meat=Hinv @ (S2 / N) @ Hinv.T), N
+
+
+def _logistic_fit_streamed(passes: Callable[[], Iterator], p: int, start: np.ndarray, tol: float = 1e-12,
+                           max_iter: int = 100):
+    """Newton's method, one pass over the frame per iterate (gradient, Hessian and meat summed together)."""
+    from .errors import ConvergenceError
+    from .estimators.models import Fit, _solve
+
+    def one_pass(theta):
+        N, g, H, S2 = 0, np.zeros(p), np.zeros((p, p)), np.zeros((p, p))
+        for X, F in passes():
+            z = F[:, 0]
+            mu = 1.0 / (1.0 + np.exp(-(X @ theta)))
+            N += len(X)
+            g += X.T @ (mu - z)
+            H += (X * (mu * (1 - mu))[:, None]).T @ X
+            u = X * (z - mu)[:, None]
+            S2 += u.T @ u
+        return N, g, H, S2
+
+    theta = np.array(start, float)
+    for it in range(1, max_iter + 1):
+        N, g, Hs, S2 = one_pass(theta)
+        step = _solve(Hs / N, g / N, "logistic")
+        if float(np.max(np.abs(step))) < tol:
+            break
+        theta = theta - step
+    else:
+        raise ConvergenceError(f"logistic regression on the streamed frame did not converge in {max_iter} passes")
+    H = Hs / N
+    Hinv = np.linalg.inv(H)
+    return Fit(theta, None, H, it, meat=Hinv @ (S2 / N) @ Hinv.T), N
+
+
+# ---------------------------------------------------------------------------------------------
+# the verbs on a streamed frame
+# ---------------------------------------------------------------------------------------------
+_REFUSED = {"by": None, "strata": None, "weights": None, "weights_pop": None}
+
+
+def _refuse(verb: str, args: Mapping[str, Any]) -> None:
+    for name, default in _REFUSED.items():
+        if args.get(name, default) is not default:
+            raise InputError(f"argument '{name}' is not supported with a streamed population ({verb}); filter or "
+                             "group the frame first (e.g. one Parquet folder per group), or load it into memory")
+    if args.get("convention", "small-sample") != "small-sample":
+        raise InputError("argument 'convention': a streamed population supports only 'small-sample'")
+    if args.get("overlap", "auto") == "auto" and args.get("method", "ppi++") != "naive":
+        raise InputError("argument 'overlap': with a streamed population say whether the pilot's people are frame "
+                         "rows: overlap='inside' or overlap='separate' (auto-detection needs the frame in memory)")
+
+
+def _finish(kind, fit_y, fit_f, fit_pop, method, args, n, N, n_par, terms, diagnostics):
+    from dataclasses import replace
+
+    from . import estimand as E
+    from .estimators.ppi import _check_common, _difference_estimator, _lambda_tuning, _target_fields
+    from .result import Result
+
+    lambda_mode = args.get("lambda_mode", "overall")
+    bounds = _check_common(method, "small-sample", args.get("level", 0.95), lambda_mode, args.get("lambda_bounds"))
+    target = E.core_target(args.get("estimand"), args.get("overlap", "separate"), "small-sample")
+    est, cov, df, lam_vec = _difference_estimator(fit_y, fit_f, fit_pop, method, args.get("lam"), lambda_mode, bounds,
+                                                  n, N, n_par, "small-sample", target, N)
+    tuning = {} if lam_vec is None else _lambda_tuning(lam_vec, lambda_mode, method)
+    r = Result(est, cov, list(terms), method, kind, n, N, level=args.get("level", 0.95), df=df, tuning=tuning,
+               diagnostics=diagnostics, **_target_fields(target, N, method))
+    return replace(r, diagnostics={**r.diagnostics, "streamed": True})
+
+
+def stream_verb(verb: str, args: Mapping[str, Any]) -> Any:
+    """Run ``verb`` (``"mean"``, ``"shares"``, ``"ols"``, ``"logit"``) with a streamed ``population``.
+
+    ``args`` are the verb's arguments by name (the verbs pass their ``locals()``). See the module
+    notes for what is streamed and what is refused.
+    """
+    from .estimators._validate import check_method
+
+    if not is_streamed(args.get("population")):
+        raise InputError(f"argument 'population' must be a pandas DataFrame or a frame on disk (a Parquet path, an "
+                         f"Arrow table or dataset, a DuckDB relation, a Polars LazyFrame, a Dask DataFrame); got "
+                         f"{type(args.get('population')).__name__}")
+    method = args.get("method", "ppi++")
+    check_method(method)
+    if verb not in ("mean", "shares", "ols", "logit"):
+        raise InputError(f"{verb}: a streamed population is supported by mean, shares, ols and logit; load the "
+                         "frame into memory (or a sample of it) for this verb")
+    _refuse(verb, args)
+    pilot = args.get("pilot")
+    if not isinstance(pilot, pd.DataFrame) or len(pilot) == 0:
+        raise InputError("argument 'pilot' must be a non-empty pandas DataFrame (the pilot is held in memory)")
+    if method in ("ppi", "ppi++", "naive") and args.get("predicted") is None:
+        raise InputError(f"method {method!r} needs 'predicted', the column of LLM predictions; pass predicted=...")
+    if verb in ("mean", "shares"):
+        return _stream_mean(verb, args, pilot, method)
+    return _stream_regression(verb, args, pilot, method)
+
+
+def _stream_mean(verb, args, pilot, method):
+    from .estimators.ppi import _as_shares_matrix, _logit_share_interval, _mean_fit
+
+    source, pred = args["population"], args.get("predicted")
+    col = args["y"] if verb == "mean" else args["item"]
+    if col not in pilot.columns:
+        raise InputError(f"column '{col}' is not in the pilot; check the name")
+    pred_cols = [pred] if isinstance(pred, str) else list(pred or [])
+    if verb == "mean":
+        Y = pilot[[col]].to_numpy(dtype=float)
+        F = pilot[pred_cols].to_numpy(dtype=float) if method in ("ppi", "ppi++") else None
+        labels, terms = None, [f"mean({col})"]
+    else:
+        labels = args.get("categories")
+        if labels is None:
+            raise InputError("argument 'categories': a streamed population needs the item's options in order "
+                             "(categories=[1, 2, 3, 4]); they cannot be read off a frame that is not in memory")
+        labels = list(labels)
+        Y = _as_shares_matrix(pilot[col].to_numpy(), labels, "y")
+        F = None
+        if method in ("ppi", "ppi++"):
+            F = _as_shares_matrix(pilot[pred_cols[0]].to_numpy() if len(pred_cols) == 1 else
+                                  pilot[pred_cols].to_numpy(dtype=float), labels, "yhat")
+        terms = [f"share[{c}]" for c in labels]
+    if method != "naive" and np.isnan(Y).any():
+        raise InputError(f"column '{col}' of the pilot has missing answers; drop those pilot rows first")
+    n = len(pilot) if method != "naive" else 0
+    w = np.ones(n)
+    fit_y = _mean_fit(Y, w) if method != "naive" else None
+    fit_f = _mean_fit(F, w) if F is not None else None
+    fit_pop, N = None, 0
+    if method != "classical":
+        one_hot = labels if verb == "shares" else None
+        shift = fit_f.theta if fit_f is not None else np.zeros(Y.shape[1])
+        fit_pop, N = _mean_fit_streamed((F_ for _, F_ in _design_chunks(source, None, [], pred_cols, one_hot)), shift)
+    else:
+        N = count_rows(source)
+    r = _finish("mean", fit_y, fit_f, fit_pop, method, args, n, N, 1, terms, {})
+    if verb == "mean":
+        return r
+    from dataclasses import replace
+    from functools import partial
+
+    fn = partial(_logit_share_interval, estimate=r.estimate, se=r.std_error, df=r.df)
+    return replace(r, estimand="shares", bounds=(0.0, 1.0), interval_fn=fn, terms=tuple(f"{col}={c}" for c in labels),
+                   diagnostics={**r.diagnostics, "categories": labels,
+                                "interval": "logit-scale (Wald on the log-odds, back-transformed)"})
+
+
+def _stream_regression(verb, args, pilot, method):
+    from dataclasses import replace
+
+    from .estimators.models import fit_logistic, fit_ols
+    from .estimators.ppi import _fit_in
+    from .formula import _spec_variables, build_design, outcome_numbers
+
+    formula, source, pred = args["formula"], args["population"], args.get("predicted")
+    mf = build_design(formula, pilot, None)
+    if not isinstance(pred, (str, type(None))):
+        raise InputError("argument 'predicted': a streamed population takes one column of predictions for ols/logit")
+    X = mf.X
+    Y = np.asarray(outcome_numbers(mf.y, mf.outcome), float)
+    n, p = X.shape
+    w = np.ones(n)
+    fitter = fit_ols if verb == "ols" else fit_logistic
+    kind = "ols" if verb == "ols" else "logistic"
+    if verb == "logit":
+        _check_binary(Y, mf.outcome, "pilot")
+    fit_y = _fit_in(fitter, X, Y, w, "the pilot's human answers") if method != "naive" else None
+    fit_f = None
+    if method in ("ppi", "ppi++"):
+        F = pilot[[pred]].to_numpy(dtype=float)[:, 0]
+        if verb == "logit":
+            _check_binary(F, pred, "pilot")
+        fit_f = _fit_in(fitter, X, F, w, "the LLM's predictions for the pilot")
+    variables = _spec_variables(mf.spec)
+
+    def passes():
+        for Xc, Fc in _design_chunks(source, mf.spec, variables, [pred]):
+            if verb == "logit":
+                _check_binary(Fc[:, 0], pred, "population")
+            yield Xc, Fc
+
+    fit_pop, N = None, 0
+    if method != "classical":
+        if verb == "ols":
+            fit_pop, N = _ols_fit_streamed(passes, p)
+        else:
+            start = fit_f.theta if fit_f is not None else fit_y.theta if fit_y is not None else np.zeros(p)
+            fit_pop, N = _logistic_fit_streamed(passes, p, start)
+    else:
+        N = count_rows(source)
+    diag = {"iterations": {k: f.iterations for k, f in (("pilot", fit_y), ("pilot_pred", fit_f),
+                                                         ("population", fit_pop)) if f is not None}}
+    r = _finish(kind, fit_y, fit_f, fit_pop, method, args, n, N, p, mf.terms, diag)
+    return replace(r, diagnostics={**r.diagnostics, "formula": formula})
+
+
+def _check_binary(z: np.ndarray, col: str, frame: str) -> None:
+    if ((z < 0) | (z > 1)).any():
+        raise InputError(f"column '{col}' of the {frame} must hold 0/1 answers or probabilities in [0, 1] for logit")
