@@ -13,6 +13,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .errors import EstimationError, InputError
+from .estimand import core_keywords
 from .registry import (Method, MethodOutput, _coef_table, _result_rows, _scale_columns, _verb_formula,
                        _with_response, estimates_by_group, estimates_from_probabilities, register,
                        simulator_probabilities)
@@ -30,14 +31,16 @@ def _classical(frame, pilot, spec, random_state):
 
     def one(item, fr, pi):
         y = pi[item].to_numpy(float)
-        s = ppi_shares(y, None, None, "classical", categories=cats, level=spec.level)
-        m = ppi_mean(y, None, None, "classical", level=spec.level)
+        kw = core_keywords(fr, pi, spec.estimand)  # the estimand, and the pilot's place in the frame
+        s = ppi_shares(y, None, None, "classical", categories=cats, level=spec.level, **kw)
+        m = ppi_mean(y, None, None, "classical", level=spec.level, **kw)
         return _result_rows(item, spec, s, m, "pilot answers only")
 
     coefs = None
     if spec.formula:
         p = pilot.assign(_y_=_scale_columns(pilot, spec, "human")).dropna(subset=["_y_"])
-        coefs = _coef_table(ols(_verb_formula(spec), p, None, method="classical", level=spec.level), spec.level)
+        coefs = _coef_table(ols(_verb_formula(spec), p, None, method="classical", level=spec.level,
+                                estimand=spec.estimand), spec.level)
     return MethodOutput(estimates_by_group(one, frame, pilot, spec), coefficients=coefs)
 
 
@@ -68,17 +71,18 @@ def _ppi(frame, pilot, spec, random_state):
     def one(item, fr, pi):
         y = pi[item].to_numpy(float)
         col = spec.predicted[item]
+        kw = core_keywords(fr, pi, spec.estimand)  # the estimand, and the pilot's place in the frame
         s = ppi_shares(y, simulator_probabilities(pi, spec, item), simulator_probabilities(fr, spec, item),
-                       "ppi++", categories=cats, level=spec.level)
-        m = ppi_mean(y, pi[col].to_numpy(float), fr[col].to_numpy(float), "ppi++", level=spec.level)
+                       "ppi++", categories=cats, level=spec.level, **kw)
+        m = ppi_mean(y, pi[col].to_numpy(float), fr[col].to_numpy(float), "ppi++", level=spec.level, **kw)
         return _result_rows(item, spec, s, m, "PPI++ (tuned lambda)")
 
     coefs, info = None, {}
     if spec.formula:
         p, f = _with_response(pilot, frame, spec)
         try:
-            coefs = _coef_table(ols(_verb_formula(spec), p, f, predicted="_yhat_", method="ppi++", level=spec.level),
-                                spec.level)
+            coefs = _coef_table(ols(_verb_formula(spec), p, f, predicted="_yhat_", method="ppi++", level=spec.level,
+                                    estimand=spec.estimand), spec.level)
         except (InputError, EstimationError) as err:  # e.g. too few pilot rows with the simulator's answers
             if len(p) > 2 * len(spec.term_names()) + 20:
                 raise

@@ -115,7 +115,7 @@ def compare(frame: pd.DataFrame, items: Sequence[str], methods: Sequence[str] | 
             probabilities: Any = None, scores: Sequence[float] | None = None, covariates: Sequence[str] | None = None,
             random_state: Any = 0, checkpoint: str | None = None, progress: bool = True, min_group_n: int = 20,
             level: float = 0.95, evaluate: str = "frame", backend: Any = "sequential",
-            n_jobs: int | None = None) -> Comparison:
+            n_jobs: int | None = None, estimand: str | None = None) -> Comparison:
     """Run every method over pilot sizes and seeded random pilots; measure fidelity against humans.
 
     Parameters
@@ -161,6 +161,10 @@ def compare(frame: pd.DataFrame, items: Sequence[str], methods: Sequence[str] | 
         beside the humans of the whole frame (pilot included: the finite frame). ``"rest"``: the
         paper's protocol -- the population of each cell is the frame minus its pilot, the methods
         see only those rows as the population, and the truth is the humans outside the pilot.
+    estimand : {None, "frame", "superpopulation"}
+        What the estimators' intervals cover (:mod:`rectify.estimand`); ``None``: their default, the
+        finite frame. The pilot's place (inside the frame, or separate with ``evaluate="rest"``) is
+        detected from the row labels.
     backend : {"sequential", "joblib", "dask"}, scheduler address or distributed.Client
         Where the cells run (:mod:`rectify.parallel`): one after another here (default), on
         ``n_jobs`` local processes (joblib), or on a Dask cluster (the active client, else a local
@@ -199,6 +203,10 @@ def compare(frame: pd.DataFrame, items: Sequence[str], methods: Sequence[str] | 
     seed = _seed_int(random_state)
     spec = make_spec(frame, items, predicted=predicted, probabilities=probabilities, scores=scores,
                      formula=formula, scales=scales, covariates=covariates, groups=groups, level=level)
+    if estimand is not None:  # the estimators' estimand (rectify.estimand); None: their default, the frame
+        from dataclasses import replace as _replace
+        from .estimand import resolve_estimand
+        spec = _replace(spec, estimand=resolve_estimand(estimand))
     names = registry.default_methods() if methods is None else list(methods)
     if isinstance(methods, str):
         raise ConfigError("argument 'methods' must be a list of method names")

@@ -64,7 +64,7 @@ import numpy as np
 
 from .errors import InputError, RectifyWarning
 
-__all__ = ["ESTIMANDS", "OVERLAPS", "Target", "resolve_estimand", "core_target", "pilot_in_frame",
+__all__ = ["ESTIMANDS", "OVERLAPS", "Target", "resolve_estimand", "core_target", "pilot_in_frame", "core_keywords",
            "variance_parts", "tunes_with_frame_variance"]
 
 ESTIMANDS = ("frame", "superpopulation")
@@ -264,3 +264,22 @@ def _check_same_rows(pilot, population, pid, fid, id_col, predicted) -> None:
         raise InputError(f"{bad} pilot rows differ from the population rows with the same {what} in the prediction "
                          f"column(s) {cols}: the labels do not identify people. Pass a respondent-id column "
                          f"(id=...), or state overlap='inside' or overlap='separate'")
+
+
+def core_keywords(population, pilot, estimand: str | None = None) -> dict:
+    """Keywords for a numeric core called with a pilot and a frame that carry their row labels.
+
+    The overlap is detected from the labels (:func:`pilot_in_frame`); ``frame_size`` is the frame's
+    rows (for the classical estimate's finite-population correction).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> frame = pd.DataFrame({"f": [1.0, 2.0, 3.0]}, index=[10, 11, 12])
+    >>> core_keywords(frame, frame.loc[[11]])
+    {'estimand': None, 'overlap': 'inside', 'frame_size': 3}
+    """
+    if population is None or len(population) == 0:
+        return {"estimand": estimand}
+    inside = pilot_in_frame(pilot, population, "auto")
+    return {"estimand": estimand, "overlap": "inside" if inside else "separate", "frame_size": len(population)}

@@ -112,6 +112,8 @@ class Spec:
         Grouping columns for subgroup metrics.
     level : float
         Interval level.
+    estimand : {None, "frame", "superpopulation"}
+        Passed to the estimators (:mod:`rectify.estimand`; ``None``: their default, the frame).
 
     Examples
     --------
@@ -129,6 +131,7 @@ class Spec:
     covariates: tuple = ()
     groups: tuple = ()
     level: float = 0.95
+    estimand: str | None = None
 
     def term_names(self) -> list[str]:
         """Names of the estimate terms per item: ``share:<score>`` for each option, then ``mean``."""

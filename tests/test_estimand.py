@@ -210,3 +210,26 @@ def test_bad_estimand_and_ppi_py_frame_are_refused():
         ppi_mean(y, y, y, estimand="population")
     with pytest.raises(InputError, match="superpopulation"):
         ppi_mean(y, y, y, estimand="frame", convention="ppi_py")
+
+
+def test_compare_adapters_pass_the_estimand():
+    """compare(estimand=...) reaches the numeric cores through Spec.estimand; the pilot drawn by compare
+    keeps the frame's labels, so it is detected inside the frame (frame: finite-population correction)."""
+    from dataclasses import replace
+
+    from rectify.adapters_basic import _ppi
+    from rectify.comparison import draw_cell_pilot, make_spec
+    from rectify.demo import comparison_frame
+
+    frame = comparison_frame()
+    spec = make_spec(frame, ["f01"], probabilities="{item}_p{k}")
+    pilot = draw_cell_pilot(frame, 150, 0, 7)
+    fx = frame.drop(columns=["f01"])
+    width = {}
+    for est in ("frame", "superpopulation"):
+        e = _ppi(fx, pilot, replace(spec, estimand=est), 0).estimates
+        width[est] = (e["conf_high"] - e["conf_low"]).to_numpy()
+    assert np.all(width["superpopulation"] > width["frame"])
+    with pytest.raises(InputError, match="estimand"):
+        rectify.compare(frame, ["f01"], methods=["classical"], pilot_sizes=[50], repeats=1, estimand="census",
+                        progress=False)
