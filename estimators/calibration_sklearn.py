@@ -15,10 +15,13 @@ Which scikit-learn conventions apply
 * The data-dependent inputs go to ``fit``: the sample ``X`` (a pandas DataFrame: categorical
   auxiliaries keep their labels), and the population totals as ``population=`` (a frame, e.g. the
   LLM-simulated one), ``margins=`` or ``totals=``, plus ``design_weights=``.
-* What does not apply: weights belong to the rows they were calibrated on, so ``transform`` only
-  accepts the fitted sample (same length and index) and there is no ``predict`` or ``score``.
-  ``sklearn.utils.estimator_checks.parametrize_with_checks`` feeds numeric arrays without
-  population totals, so it cannot exercise a weighter; the tests check the conventions above
+* It is a transformer (``TransformerMixin``; tags: categorical and string input, no target, a
+  DataFrame in and out). What does not apply: weights belong to the rows they were calibrated on,
+  so ``transform`` only accepts the fitted sample (same length and index) and there is no
+  ``predict`` or ``score``. ``sklearn.utils.estimator_checks.check_estimator`` feeds numeric
+  arrays without population totals, which a weighter cannot calibrate to (it refuses, rather than
+  returning the design weights as if calibrated): the checks that fit are expected failures with
+  that reason in ``tests/test_calibration_sklearn.py``, and the tests check the conventions above
   directly.
 
 Examples
@@ -38,7 +41,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from rectify.errors import ConfigError, InputError
@@ -48,7 +51,7 @@ __all__ = ["CalibrationWeighter"]
 _ESTIMANDS = ("mean", "total", "shares", "quantile", "ols", "logit")
 
 
-class CalibrationWeighter(BaseEstimator):
+class CalibrationWeighter(TransformerMixin, BaseEstimator):
     """Calibrate a sample's design weights to population totals, scikit-learn style.
 
     Parameters
@@ -220,6 +223,14 @@ class CalibrationWeighter(BaseEstimator):
         if estimand not in _ESTIMANDS:
             raise ConfigError(f"argument 'estimand' must be one of {_ESTIMANDS}, got {estimand!r}")
         return getattr(self.calibrated_, estimand)(column, **kwargs)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.categorical = True
+        tags.input_tags.string = True
+        tags.target_tags.required = False
+        tags.requires_fit = True
+        return tags
 
     def mean(self, column):
         """Calibrated mean(s) of numeric column(s) with design-based standard errors."""

@@ -42,7 +42,9 @@ class _PPIMixin:
             Xu = validate_data(self, X_unlabeled, reset=False, dtype=float)
             Xu = _design(Xu, self.fit_intercept)
         p = X.shape[1]
-        terms = (["Intercept"] if self.fit_intercept else []) + [f"x{j}" for j in range(p)]
+        names = getattr(self, "feature_names_in_", None)  # set by validate_data for a DataFrame X
+        features = [str(n) for n in names] if names is not None else [f"x{j}" for j in range(p)]
+        terms = (["Intercept"] if self.fit_intercept else []) + features
         res = core(Xd, y, yhat, Xu, yhat_unlabeled, method, weights=sample_weight,
                    weights_pop=sample_weight_unlabeled, lam=self.lam, lambda_mode=self.lambda_mode,
                    level=self.level, convention=self.convention, terms=terms)
@@ -76,6 +78,8 @@ class PPILinearRegression(_PPIMixin, RegressorMixin, BaseEstimator):
     Attributes
     ----------
     coef_, intercept_, lambda_, result_ (a :class:`rectify.Result`)
+        ``result_.terms`` are ``Intercept`` and the column names of a DataFrame ``X``
+        (``feature_names_in_``), else ``x0, x1, ...``.
 
     Examples
     --------

@@ -363,9 +363,9 @@ class LoRAClassifier(ClassifierMixin, BaseEstimator):
 
     Notes
     -----
-    ``predict`` returns the most likely option (scikit-learn's convention); use
-    :meth:`expected_score` for the expected option score that the prompting simulators' ``predict``
-    returns.
+    One convention across the simulator, fine-tuning and Bayesian classes: ``predict_proba`` is an
+    ``(n, K)`` array over ``classes_`` (a list of them for a battery), ``predict`` the most likely
+    option (scikit-learn's convention), :meth:`predict_score` the expected option score.
 
     Examples
     --------
@@ -896,9 +896,10 @@ class LoRAClassifier(ClassifierMixin, BaseEstimator):
             return [c[np.argmax(p, axis=1)] for c, p in zip(self.classes_, proba)]
         return self.classes_[np.argmax(proba, axis=1)]
 
-    def expected_score(self, X: Any) -> np.ndarray | list[np.ndarray]:
+    def predict_score(self, X: Any) -> np.ndarray | list[np.ndarray]:
         """Expected option score per row (item scores if ``item`` given, else numeric options,
-        else ``1..K``) -- what the prompting simulators' ``predict`` returns."""
+        else ``1..K``) -- as the prompting simulators' and the Bayesian calibrator's
+        ``predict_score``; a list of arrays for a battery."""
         proba = self.predict_proba(X)
         plist = proba if self._battery else [proba]
         items = self.item if isinstance(self.item, (list, tuple)) else [self.item]
@@ -913,6 +914,11 @@ class LoRAClassifier(ClassifierMixin, BaseEstimator):
                     s = np.arange(1, len(c) + 1, dtype=float)
             res.append(p @ s)
         return res if self._battery else res[0]
+
+    def expected_score(self, X: Any) -> np.ndarray | list[np.ndarray]:
+        """Same as :meth:`predict_score` (the name used before the three families shared one
+        convention)."""
+        return self.predict_score(X)
 
     # ------------------------------------------------------------------ persistence
     def __getstate__(self) -> dict:

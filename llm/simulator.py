@@ -16,8 +16,10 @@ Examples
 >>> sim = PromptSimulator(Uniform(), it).fit()
 >>> sim.predict_proba(X).round(3).tolist()
 [[0.333, 0.333, 0.333], [0.333, 0.333, 0.333]]
->>> sim.predict(X).tolist()
+>>> sim.predict_score(X).tolist()
 [2.0, 2.0]
+>>> sim.predict(X).tolist()   # the modal option (ties: the first)
+['No', 'No']
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from rectify.llm.persona import (
     select_examples,
 )
 
-__all__ = ["PromptSimulator", "simulate_items", "option_order_check"]
+__all__ = ["PromptSimulator", "simulate_items", "option_order_check", "modal_option"]
 
 _STRATEGIES = ("zero-shot", "few-shot")
 
@@ -50,9 +52,10 @@ class PromptSimulator(BaseEstimator):
 
     Parameters
     ----------
-    backend : object
+    backend : object, optional
         Anything with ``score(prompts) -> Scores`` (:class:`~rectify.llm.local.LocalBackend`,
-        :class:`~rectify.llm.openai_backend.OpenAIBackend`).
+        :class:`~rectify.llm.openai_backend.OpenAIBackend`). Default: the embedded model
+        (``LocalBackend()``, created at ``fit``; loaded on the first prediction).
     item : Item
     strategy : {"zero-shot", "few-shot"}
         Few-shot shows ``k`` pilot respondents (persona and answer) before the question.
@@ -73,6 +76,10 @@ class PromptSimulator(BaseEstimator):
 
     Attributes
     ----------
+    backend_ : object
+        The backend used (``backend``, or the embedded model's ``LocalBackend``).
+    classes_ : ndarray of object
+        The item's options in canonical order (the columns of ``predict_proba``).
     examples_ : DataFrame or None
         Few-shot pool: pilot personas (``persona``) and answers (``answer``, 0-based option).
     pilot_X_ : DataFrame or None
@@ -80,6 +87,12 @@ class PromptSimulator(BaseEstimator):
     n_options_ : int
     last_scores_ : Scores
         Raw output of the last prediction (status per row, run record).
+
+    Notes
+    -----
+    Predictions follow one convention across the simulator, fine-tuning and Bayesian classes:
+    ``predict_proba`` is an ``(n, K)`` array over ``classes_``, ``predict`` the modal option,
+    ``predict_score`` the expected option score (the ŷ the estimators take).
     """
 
     def __init__(
@@ -109,8 +122,9 @@ class PromptSimulator(BaseEstimator):
     def _check_params(self) -> None:
         if not isinstance(self.item, Item):
             raise InputError(f"argument 'item' must be an Item, got {type(self.item).__name__}")
-        if self.backend is None or not hasattr(self.backend, "score"):
-            raise InputError("argument 'backend' must have a score(prompts) method (e.g. LocalBackend())")
+        if self.backend is not None and not hasattr(self.backend, "score"):
+            raise InputError("argument 'backend' must have a score(prompts) method (e.g. LocalBackend()), or be "
+                             "None for the embedded model")
         if self.strategy not in _STRATEGIES:
             raise InputError(f"argument 'strategy' must be one of {_STRATEGIES}, got {self.strategy!r}")
         if self.selection not in ("random", "nearest"):
@@ -124,7 +138,14 @@ class PromptSimulator(BaseEstimator):
         missing code) is an error: pass only answered pilot rows as examples.
         """
         self._check_params()
+        if self.backend is None:
+            from rectify.llm.local import LocalBackend
+
+            self.backend_ = LocalBackend()
+        else:
+            self.backend_ = self.backend
         self.n_options_ = self.item.n_options
+        self.classes_ = np.asarray(self.item.options, dtype=object)
         self.examples_ = None
         self.pilot_X_ = None
         if self.strategy == "zero-shot" and pilot_X is None:
@@ -154,7 +175,9 @@ class PromptSimulator(BaseEstimator):
     def prompts(self, X: pd.DataFrame) -> list[Prompt]:
         """The prompts sent for each row of ``X`` (deterministic given ``random_state``)."""
         if not hasattr(self, "n_options_"):
-            raise InputError("this PromptSimulator is not fitted; call fit() first (zero-shot: fit() with no data)")
+            from rectify.errors import NotFittedError
+
+            raise NotFittedError("this PromptSimulator is not fitted; call fit() first (zero-shot: fit() with no data)")
         if self.strategy == "few-shot" and self.examples_ is None:
             raise InputError("few-shot needs a pilot: call fit(pilot_X, pilot_y)")
         personas = render_personas(X, self.template, self.value_labels)
@@ -175,7 +198,8 @@ class PromptSimulator(BaseEstimator):
 
     def score(self, X: pd.DataFrame) -> Scores:
         """Raw backend output (:class:`~rectify.llm.base.Scores`) for the rows of ``X``."""
-        scores = self.backend.score(self.prompts(X))
+        prompts = self.prompts(X)  # refuses an unfitted simulator first
+        scores = self.backend_.score(prompts)
         self.last_scores_ = scores
         return scores
 
@@ -193,10 +217,31 @@ class PromptSimulator(BaseEstimator):
         return renormalize(self.score(X).raw)[0]
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
-        """Expected option score per row (the ŷ fed to the estimators)."""
+        """The most probable option per row (an element of ``classes_``; None where the request
+        failed). For the expected option score use :meth:`predict_score`."""
+        return modal_option(self.predict_proba(X), self.classes_)
+
+    def predict_score(self, X: pd.DataFrame) -> np.ndarray:
+        """Expected option score per row (the ŷ fed to the estimators); NaN where the request failed."""
         from rectify.llm.distribution import expected_score
 
         return expected_score(self.predict_proba(X), self.item.score_values)
+
+
+def modal_option(P: np.ndarray, classes: Sequence[Any]) -> np.ndarray:
+    """The most probable option of each row of ``P`` (first on ties); None for a row with NaN.
+
+    Examples
+    --------
+    >>> modal_option(np.array([[0.2, 0.8], [np.nan, np.nan]]), ["no", "yes"]).tolist()
+    ['yes', None]
+    """
+    P = np.asarray(P, dtype=float)
+    out = np.empty(len(P), dtype=object)
+    ok = np.isfinite(P).all(axis=1)
+    out[ok] = np.asarray(classes, dtype=object)[np.argmax(P[ok], axis=1)]
+    out[~ok] = None
+    return out
 
 
 def simulate_items(

@@ -79,7 +79,7 @@ def _bayes_hier_adapter() -> Callable:
             cal = BayesianCalibrator(it, pred, cats, groups=list(spec.groups), chains=2, draws=300, tune=300,
                                      random_state=seed).fit(pi, frame)
             fitted[it] = cal
-            probs[it] = cal.predict_proba(frame).to_numpy(float)
+            probs[it] = np.asarray(cal.predict_proba(frame), float)
 
         def one(item, fr, pi):
             r = fitted[item].poststratify(fr, level=spec.level)

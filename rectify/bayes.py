@@ -20,6 +20,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from sklearn.base import BaseEstimator
+from ._checks import as_label
 from .errors import InputError
 from .formula import build_design, check_columns, replay_design
 from .result import Result
@@ -141,8 +143,14 @@ def bayes_shares(item: str, pilot: pd.DataFrame, population: pd.DataFrame, predi
     return _relabel(r, item, cats)
 
 
-class BayesianCalibrator:
+class BayesianCalibrator(BaseEstimator):
     """Hierarchical Bayesian calibration of an LLM against the pilot, post-stratified over the frame.
+
+    A scikit-learn estimator over data frames: ``__init__`` stores the settings, ``fit(pilot)``
+    learns the model (pymc), ``predict_proba``/``predict``/``predict_score`` follow the convention
+    shared with :class:`~rectify.llm.simulator.PromptSimulator` and
+    :class:`~rectify.llm.finetune.LoRAClassifier`: an ``(n, K)`` array over ``classes_``, the modal
+    option, the expected option score.
 
     Parameters
     ----------
@@ -159,26 +167,59 @@ class BayesianCalibrator:
         Columns with group-varying intercepts (and slopes on the LLM answer).
     scores : sequence, optional
         Option scores (default: the categories when numeric, else ``1 .. K``).
-    **settings
-        Passed to :class:`rectify.estimators.bayes_hier.HierarchicalCalibrator` (``llm_effect``,
-        ``varying_slopes``, priors, ``chains``, ``draws``, ``tune``, ``random_state``...).
+    llm_effect, varying_slopes, prior_beta, prior_cut, prior_sigma, chains, draws, tune, target_accept, \
+rhat_threshold, sampler, random_state
+        Passed to :class:`rectify.estimators.bayes_hier.HierarchicalCalibrator` (same defaults).
+
+    Attributes
+    ----------
+    classes_ : ndarray
+        The categories (columns of ``predict_proba``).
+    model_ : HierarchicalCalibrator
+    terms_ : list of str
+        Fixed-effect terms (with ``formula``).
 
     Examples
     --------
-    >>> cal = BayesianCalibrator("y", "y_llm", [1, 2, 3, 4, 5], formula="age", groups=["region"])
-    >>> cal.groups
-    ['region']
+    >>> cal = BayesianCalibrator("y", "y_llm", [1, 2, 3, 4, 5], formula="age", groups=["region"], chains=2)
+    >>> cal.get_params()["groups"], cal.get_params()["chains"]
+    (['region'], 2)
     """
 
-    def __init__(self, item: str, predicted, categories: Sequence, formula: str | None = None,
-                 groups: Sequence[str] = (), scores: Sequence | None = None, **settings):
+    def __init__(self, item: str | None = None, predicted=None, categories: Sequence | None = None,
+                 formula: str | None = None, groups: Sequence[str] = (), scores: Sequence | None = None,
+                 llm_effect: str = "score", varying_slopes: bool = True, prior_beta: float = 2.5,
+                 prior_cut: float = 2.5, prior_sigma: float = 1.0, chains: int = 4, draws: int = 1000,
+                 tune: int = 1000, target_accept: float = 0.9, rhat_threshold: float = 1.01, sampler: str = "auto",
+                 random_state: Any = None):
         self.item = item
         self.predicted = predicted
         self.categories = categories
         self.formula = formula
-        self.groups = list(groups)
+        self.groups = groups
         self.scores = scores
-        self.settings = settings
+        # the sampler's settings, in alphabetical order
+        self.chains = chains
+        self.draws = draws
+        self.llm_effect = llm_effect
+        self.prior_beta = prior_beta
+        self.prior_cut = prior_cut
+        self.prior_sigma = prior_sigma
+        self.random_state = random_state
+        self.rhat_threshold = rhat_threshold
+        self.sampler = sampler
+        self.target_accept = target_accept
+        self.tune = tune
+        self.varying_slopes = varying_slopes
+
+    _MODEL_PARAMS = ("llm_effect", "varying_slopes", "prior_beta", "prior_cut", "prior_sigma", "chains", "draws",
+                     "tune", "target_accept", "rhat_threshold", "sampler", "random_state")
+
+    def _group_list(self) -> list[str]:
+        groups = [self.groups] if isinstance(self.groups, str) else list(self.groups or ())
+        for g in groups:
+            as_label(g, "groups")
+        return groups
 
     def _X(self, df: pd.DataFrame, frame: str):
         if self.formula is None:
@@ -187,10 +228,17 @@ class BayesianCalibrator:
         return np.delete(X, self.intercept_col_, axis=1) if self.intercept_col_ is not None else X
 
     def _groups(self, df: pd.DataFrame, frame: str):
-        if not self.groups:
+        groups = self._group_list()
+        if not groups:
             return None
-        check_columns(df, self.groups, frame)
-        return {g: df[g].to_numpy(dtype=object) for g in self.groups}
+        check_columns(df, groups, frame)
+        return {g: df[g].to_numpy(dtype=object) for g in groups}
+
+    def _check_fitted(self) -> None:
+        from .errors import NotFittedError
+
+        if not hasattr(self, "model_"):
+            raise NotFittedError("this BayesianCalibrator is not fitted yet; call fit(pilot) first")
 
     def fit(self, pilot: pd.DataFrame, population: pd.DataFrame | None = None) -> "BayesianCalibrator":
         """Fit on the pilot; ``population`` (optional) declares every group level of the frame."""
@@ -198,7 +246,9 @@ class BayesianCalibrator:
 
         cats = _categories(self.categories)
         pilot = _frame(pilot, "pilot")
-        y = _codes(pilot, self.item, cats, "pilot")
+        if population is not None:
+            population = _frame(population, "population")
+        y = _codes(pilot, as_label(self.item, "item"), cats, "pilot")
         a = _llm(pilot, self.predicted, cats, "pilot")
         X = None
         self.intercept_col_ = None
@@ -212,29 +262,47 @@ class BayesianCalibrator:
         scores = self.scores
         if scores is None and all(isinstance(c, (int, float, np.number)) for c in cats):
             scores = np.asarray(cats, dtype=float)
-        self.model_ = HierarchicalCalibrator(n_options=len(cats), scores=scores, **self.settings)
-        pop_groups = None if population is None else self._groups(_frame(population, "population"), "population")
+        self.model_ = HierarchicalCalibrator(n_options=len(cats), scores=scores,
+                                             **{k: getattr(self, k) for k in self._MODEL_PARAMS})
+        pop_groups = None if population is None else self._groups(population, "population")
         self.model_.fit(y, a, X=X, groups=self._groups(pilot, "pilot"), population_groups=pop_groups)
         self.categories_ = cats
+        self.classes_ = np.asarray(cats, dtype=object)
         return self
 
     def poststratify(self, population: pd.DataFrame, *, estimand: str = "both",
                      level: float = 0.95) -> Result:
         """Posterior of the population and per-group-level shares and mean scores."""
-        if not hasattr(self, "model_"):
-            raise InputError("this BayesianCalibrator is not fitted yet; call fit(pilot) first")
+        self._check_fitted()
         population = _frame(population, "population")
         a = _llm(population, self.predicted, self.categories_, "population")
         r = self.model_.poststratify(a, self._X(population, "population"), self._groups(population, "population"),
                                      estimand=estimand, level=level)
         return _relabel(r, self.item, self.categories_)
 
-    def predict_proba(self, data: pd.DataFrame, *, allow_new_groups: bool = False) -> pd.DataFrame:
-        """Calibrated answer distribution of each row (posterior mean), one column per option."""
-        if not hasattr(self, "model_"):
-            raise InputError("this BayesianCalibrator is not fitted yet; call fit(pilot) first")
+    def predict_proba(self, data: pd.DataFrame, *, allow_new_groups: bool = False) -> np.ndarray:
+        """Calibrated answer distribution of each row (posterior mean): an ``(n, K)`` array whose
+        columns follow ``classes_`` (``pd.DataFrame(p, index=data.index, columns=cal.classes_)``
+        labels it)."""
+        self._check_fitted()
         data = _frame(data, "data")
         a = _llm(data, self.predicted, self.categories_, "data")
-        p = self.model_.predict_proba(a, self._X(data, "data"), self._groups(data, "data"),
-                                      allow_new_groups=allow_new_groups)
-        return pd.DataFrame(p, index=data.index, columns=list(self.categories_))
+        return self.model_.predict_proba(a, self._X(data, "data"), self._groups(data, "data"),
+                                         allow_new_groups=allow_new_groups)
+
+    def predict(self, data: pd.DataFrame, *, allow_new_groups: bool = False) -> np.ndarray:
+        """The most probable option of each row (an element of ``classes_``)."""
+        from rectify.llm.simulator import modal_option
+
+        return modal_option(self.predict_proba(data, allow_new_groups=allow_new_groups), self.classes_)
+
+    def predict_score(self, data: pd.DataFrame, *, allow_new_groups: bool = False) -> np.ndarray:
+        """Expected option score of each row (``scores``, else numeric categories, else ``1..K``)."""
+        P = self.predict_proba(data, allow_new_groups=allow_new_groups)
+        if self.scores is not None:
+            s = np.asarray(self.scores, dtype=float)
+        elif all(isinstance(c, (int, float, np.number)) for c in self.categories_):
+            s = np.asarray(self.categories_, dtype=float)
+        else:
+            s = np.arange(1, len(self.categories_) + 1, dtype=float)
+        return P @ s

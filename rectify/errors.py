@@ -29,6 +29,7 @@ __all__ = [
     "BackendError",
     "RectifyWarning",
     "InSamplePredictionWarning",
+    "NotFittedError",
 ]
 
 
@@ -74,3 +75,22 @@ class RectifyWarning(UserWarning):
 
 class InSamplePredictionWarning(RectifyWarning):
     """PPI fed with in-sample predictions of a model trained on the same pilot (intervals too narrow)."""
+
+
+def _not_fitted_error() -> type:
+    from sklearn.exceptions import NotFittedError as SklearnNotFitted
+
+    class NotFittedError(InputError, SklearnNotFitted):
+        """A rectify estimator used before ``fit`` (also scikit-learn's ``NotFittedError``)."""
+
+    NotFittedError.__module__ = __name__
+    return NotFittedError
+
+
+def __getattr__(name: str):
+    """``NotFittedError`` is built on first use: it subclasses scikit-learn's, which ``import
+    rectify`` does not load."""
+    if name == "NotFittedError":
+        cls = globals()["NotFittedError"] = _not_fitted_error()
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -133,16 +133,52 @@ def test_refit_reuses_compiled_model_and_tracks_data(pop, fitted):
     model, res, _ = fitted
     rng = np.random.default_rng(9)
     idx2 = rng.choice(pop["y"].shape[0], 200, replace=False)
-    model2 = HierarchicalCalibrator(5, random_state=4, **FAST)
-    model2._compiled = model._compiled  # share the compiled model, as a benchmark loop does
+    model2 = HierarchicalCalibrator(5, random_state=4, **FAST)  # a new object: the process keeps the compile
     model2.fit(pop["y"][idx2], pop["a"][idx2], pop["x"][idx2, None], {"cell": pop["cell"][idx2]})
-    assert model2.diagnostics_["reused_compiled_model"]
+    assert model2.diagnostics_["reused_compiled_model"] and model2.diagnostics_["compile_s"] < 5
     assert model2.diagnostics_["divergences"] == 0 and model2.diagnostics_["r_hat_max"] < 1.05
     r2 = model2.poststratify(pop["a"], pop["x"][:, None], {"cell": pop["cell"]}, estimand="mean")
     truth = (pop["y"] + 1).mean()
     lo, hi = r2.conf_int()
     assert lo[0] <= truth <= hi[0]
     assert r2.n_pilot == 200 and r2.estimate[0] != res.estimate[-1]
+
+
+def test_bayesian_calibrator_refits_reuse_the_compiled_model(pop, fitted):
+    """Issue 17: BayesianCalibrator builds a new HierarchicalCalibrator on every fit; with the same
+    structure (here that of the fixture: 5 options, one covariate, the 20 cells) no fit compiles."""
+    frame = pd.DataFrame({"y": pop["y"] + 1, "llm": pop["a"] + 1, "x": pop["x"], "cell": pop["cell"]})
+    rng = np.random.default_rng(11)
+    means = []
+    for rep in range(2):
+        idx = rng.choice(len(frame), 300, replace=False)
+        cal = BayesianCalibrator("y", "llm", [1, 2, 3, 4, 5], formula="x", groups=["cell"], random_state=rep,
+                                 **FAST)
+        cal.fit(frame.iloc[idx])
+        d = cal.model_.diagnostics_
+        assert d["reused_compiled_model"] and d["compile_s"] < 5 and d["divergences"] == 0
+        r = cal.poststratify(frame, estimand="mean")
+        lo, hi = r.conf_int()
+        assert lo[0] <= frame["y"].mean() <= hi[0]
+        means.append(r.estimate[0])
+    assert means[0] != means[1]  # the second fit saw its own pilot
+
+
+def test_compile_cache_dir_is_per_user_and_leaves_a_chosen_folder_alone(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import os, sys; from rectify.estimators.bayes_hier import compile_cache_dir; d = compile_cache_dir(); "
+            "print(d, os.environ.get('PYTENSOR_FLAGS'), oct(d.stat().st_mode & 0o777) if d else None)")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTENSOR_FLAGS", "PYTENSORRC")}
+    env.update(HOME=str(tmp_path), XDG_CACHE_HOME=str(tmp_path / "cache"))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    d, flags, mode = out.split()
+    assert d == str(tmp_path / "cache" / "rectify" / f"pytensor-{os.getuid()}")
+    assert flags == f"base_compiledir={d}" and mode == "0o700"
+    env["PYTENSOR_FLAGS"] = "base_compiledir=/somewhere/else"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split()[:2] == ["None", "base_compiledir=/somewhere/else"]
 
 
 def test_binary_logistic_with_unseen_group_level_falls_back_to_pooling():
@@ -172,9 +208,11 @@ def test_binary_logistic_with_unseen_group_level_falls_back_to_pooling():
     width = {lev: float(tab[(tab.group == f"g={lev}") & (tab.term == "human=yes")].eval("conf_high - conf_low").iloc[0])
              for lev in (4, 5)}
     assert width[5] > 1.5 * width[4]
-    proba = cal.predict_proba(pop.iloc[:50])
-    assert list(proba.columns) == ["no", "yes"]
-    np.testing.assert_allclose(proba.to_numpy().sum(axis=1), 1.0)
+    proba = cal.predict_proba(pop.iloc[:50])  # (n, K) over classes_, as the other simulators
+    assert list(cal.classes_) == ["no", "yes"] and proba.shape == (50, 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert list(cal.predict(pop.iloc[:50])) == list(cal.classes_[np.argmax(proba, axis=1)])
+    np.testing.assert_allclose(cal.predict_score(pop.iloc[:50]), proba @ [1.0, 2.0])
     with pytest.raises(InputError, match="constant column"):
         HierarchicalCalibrator(2, **FAST).fit(y[pilot], a[pilot], np.ones((250, 1)))
 
