@@ -40,7 +40,7 @@ _LAZY_ATTRS = {
     "missingness_diagnostic": "missingness",
     "design_pilot": "pilot_design", "llm_uncertainty": "pilot_design", "fit_error_model": "pilot_design",
     "active_mean": "active", "active_shares": "active", "active_ols": "active", "active_logit": "active",
-    "predict_widths": "design_planning", "cheapest_split": "budget",
+    "predict_widths": "design_planning", "calibrated_sigma": "design_planning", "cheapest_split": "budget",
 }
 
 
@@ -86,6 +86,7 @@ __all__ = [
     "active_ols",
     "active_logit",
     "predict_widths",
+    "calibrated_sigma",
     "cheapest_split",
     "datasets",
     "errors",
