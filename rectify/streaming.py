@@ -46,7 +46,7 @@ import pandas as pd
 
 from .errors import InputError
 
-__all__ = ["is_streamed", "iter_chunks", "count_rows", "stream_verb", "population_sums", "CHUNK_ROWS"]
+__all__ = ["is_streamed", "iter_chunks", "count_rows", "stream_verb", "population_sums", "frame_totals", "CHUNK_ROWS"]
 
 #: rows per chunk read from a streamed frame (a chunk of 10 columns of float64 is ~80 MB)
 CHUNK_ROWS = 1_000_000
@@ -461,3 +461,75 @@ def _stream_regression(verb, args, pilot, method):
 def _check_binary(z: np.ndarray, col: str, frame: str) -> None:
     if ((z < 0) | (z > 1)).any():
         raise InputError(f"column '{col}' of the {frame} must hold 0/1 answers or probabilities in [0, 1] for logit")
+
+
+# ---------------------------------------------------------------------------------------------
+# calibration totals
+# ---------------------------------------------------------------------------------------------
+def frame_totals(source: Any, sample: pd.DataFrame, vars: Sequence[str] | None = None,
+                 formula: str | None = None) -> dict:
+    """Population totals for :func:`rectify.weighting.calibrate`, from a streamed frame in one pass.
+
+    With ``vars``: ``{column: {level: count}}`` for categorical columns and ``{column: total}`` for
+    numeric ones -- pass it as ``margins=``. With ``formula`` (no response): the totals of the model
+    matrix's columns, the spec learned on ``sample`` and replayed strictly on every chunk -- pass it
+    as ``totals=`` with the same ``formula``. A category of the frame that the sample never shows, or
+    a missing value, raises a rectify error naming the column.
+
+    Examples
+    --------
+    >>> import pyarrow as pa
+    >>> frame = pa.table({"g": ["a", "b", "b", "a", "b"], "x": [1.0, 2.0, 3.0, 4.0, 5.0]})
+    >>> sample = pd.DataFrame({"g": ["a", "b"], "x": [1.0, 2.0]})
+    >>> frame_totals(frame, sample, vars=["g", "x"])
+    {'g': {'a': 2.0, 'b': 3.0}, 'x': 15.0}
+    >>> frame_totals(frame, sample, formula="~ x + g")
+    {'Intercept': 5.0, 'x': 15.0, 'g[T.b]': 3.0}
+    """
+    from .errors import ConfigError, MissingCovariateError, UnseenLevelError
+
+    if not isinstance(sample, pd.DataFrame) or len(sample) == 0:
+        raise InputError("argument 'sample' must be a non-empty pandas DataFrame (the pilot to be calibrated)")
+    if (vars is None) == (formula is None):
+        raise ConfigError("give 'vars' (column names) or 'formula' (e.g. '~ age + C(region)'), one of them")
+    if formula is not None:
+        from .formula import _spec_variables, build_design
+
+        f = formula if "~" in formula else "~ " + formula
+        if f.split("~", 1)[0].strip():
+            raise ConfigError(f"a calibration formula has no response: write '~ {f.split('~', 1)[1].strip()}'")
+        mf = build_design(f, sample, None)
+        T = np.zeros(len(mf.terms))
+        for X, _ in _design_chunks(source, mf.spec, _spec_variables(mf.spec), []):
+            T += X.sum(axis=0)
+        return {str(t): float(v) for t, v in zip(mf.terms, T)}
+    vars = [vars] if isinstance(vars, str) else list(vars)
+    missing = [v for v in vars if v not in sample.columns]
+    if missing:
+        raise MissingCovariateError(f"columns {missing} are not in the sample; check the names")
+    categorical = {v: not (pd.api.types.is_numeric_dtype(sample[v]) and not pd.api.types.is_bool_dtype(sample[v]))
+                   for v in vars}
+    out: dict[str, Any] = {v: ({} if categorical[v] else 0.0) for v in vars}
+    start = 0
+    for chunk in iter_chunks(source, vars):
+        for v in vars:
+            s = chunk[v]
+            if s.isna().any():
+                raise MissingCovariateError(f"column {v!r} of the population has {int(s.isna().sum())} missing values in "
+                                            f"rows {start}..{start + len(s) - 1}; impute or remove those rows first")
+            if categorical[v] or not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+                if not categorical[v]:
+                    raise InputError(f"column {v!r} is numeric in the sample but not in the population; recode it")
+                for level, count in s.value_counts(sort=False).items():
+                    if count:
+                        out[v][level] = out[v].get(level, 0.0) + float(count)
+            else:
+                out[v] += float(s.to_numpy(dtype=float).sum())
+        start += len(chunk)
+    for v in vars:
+        if categorical[v]:
+            unseen = [lev for lev in out[v] if lev not in set(sample[v].unique())]
+            if unseen:
+                raise UnseenLevelError(f"margin {v!r}: population categories {unseen} never occur in the sample; "
+                                       "collapse them with a neighbouring category before calibrating")
+    return out

@@ -135,3 +135,23 @@ def test_refusals_name_the_argument(frame, folder, pilot):
         list(iter_chunks(folder, ["nope"]))
     with pytest.raises(InputError, match="streamed population is supported by"):
         stream_verb("quantile", {"pilot": pilot, "population": folder, "overlap": "inside"})
+
+
+def test_calibration_totals_from_a_streamed_frame(frame, folder, pilot):
+    from rectify.streaming import frame_totals
+    from rectify.weighting import calibrate
+
+    p = pilot.dropna(subset=["f01"])
+    margins = frame_totals(folder, p, vars=["gender", "f01_llm"])
+    ref = calibrate(p, frame, vars=["gender", "f01_llm"], method="raking")
+    got = calibrate(p, margins=margins, method="raking")
+    np.testing.assert_allclose(got.weights, ref.weights, rtol=1e-10)
+    assert margins["f01_llm"] == pytest.approx(frame["f01_llm"].sum(), rel=1e-12)
+    f = "~ age + C(ideology) + f01_llm"
+    totals = frame_totals(folder, p, formula=f)
+    ref = calibrate(p, frame, formula=f, method="linear")
+    got = calibrate(p, formula=f, totals=totals, method="linear")
+    np.testing.assert_allclose(got.weights, ref.weights, rtol=1e-10)
+    np.testing.assert_allclose(got.mean("f01").estimate, ref.mean("f01").estimate, rtol=0, atol=1e-10)
+    with pytest.raises(rectify.errors.UnseenLevelError):
+        frame_totals(folder, p[p["gender"] != p["gender"].iloc[0]], vars=["gender"])
