@@ -181,16 +181,23 @@ def _numbers(chunk: pd.DataFrame, cols: Sequence[str], start: int) -> np.ndarray
     return arr
 
 
-def _design_chunks(source, spec, variables, pred_cols, labels=None):
+def _design_chunks(source, spec, variables, pred_cols, labels=None, plain=None):
     """(X, F) per chunk: the pilot's model spec replayed on the chunk (strict), the predictions as floats
-    (``labels``: one-hot over these categories, a label outside them raises)."""
+    (``labels``: one-hot over these categories, a label outside them raises). ``plain``: the data
+    column behind each design column (None: the intercept) when every term is a plain numeric
+    column (:func:`rectify.formula.plain_columns`) -- the chunk's columns are then the design."""
     from .formula import replay_design
 
     have = set(_columns_of(source))
     variables = [v for v in variables if v in have or not hasattr(np, v)]  # np.log etc. are not columns
     start = 0
     for chunk in iter_chunks(source, [*variables, *pred_cols]):
-        X = None if spec is None else replay_design(spec, chunk, "population")
+        if plain is not None:
+            data = [c for c in plain if c is not None]
+            X = np.ones((len(chunk), len(plain)))
+            X[:, [j for j, c in enumerate(plain) if c is not None]] = _numbers(chunk, data, start)
+        else:
+            X = None if spec is None else replay_design(spec, chunk, "population")
         if labels is not None and len(pred_cols) == 1:  # predicted answers: one-hot over the options
             F = _one_hot(chunk[pred_cols[0]].to_numpy(), labels, pred_cols[0], start)
         else:
@@ -414,7 +421,7 @@ def _stream_regression(verb, args, pilot, method):
 
     from .estimators.models import fit_logistic, fit_ols
     from .estimators.ppi import _fit_in
-    from .formula import _spec_variables, build_design, outcome_numbers
+    from .formula import _spec_variables, build_design, outcome_numbers, plain_columns
 
     formula, source, pred = args["formula"], args["population"], args.get("predicted")
     mf = build_design(formula, pilot, None)
@@ -436,9 +443,10 @@ def _stream_regression(verb, args, pilot, method):
             _check_binary(F, pred, "pilot")
         fit_f = _fit_in(fitter, X, F, w, "the LLM's predictions for the pilot")
     variables = _spec_variables(mf.spec)
+    plain = plain_columns(mf.spec, mf.terms)  # every term a numeric column: no formulaic on the chunks
 
     def passes():
-        for Xc, Fc in _design_chunks(source, mf.spec, variables, [pred]):
+        for Xc, Fc in _design_chunks(source, mf.spec, variables, [pred], plain=plain):
             if verb == "logit":
                 _check_binary(Fc[:, 0], pred, "population")
             yield Xc, Fc

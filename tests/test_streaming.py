@@ -45,6 +45,8 @@ CASES = [
     ("shares", rectify.shares, ("f01",), dict(predicted="f01_ans", categories=CATS)),
     ("ols", rectify.ols, ("f01 ~ age + C(ideology) + np.log(age)",), dict(predicted="f01_llm")),
     ("logit", rectify.logit, ("b ~ age + C(gender)",), dict(predicted="b_llm")),
+    ("ols", rectify.ols, ("f01 ~ age + f02_llm",), dict(predicted="f01_llm")),  # plain columns: no formulaic
+    ("logit", rectify.logit, ("b ~ age",), dict(predicted="b_llm")),
 ]
 
 
