@@ -6,24 +6,28 @@ One run measures, on this machine and under its current load:
   intercept included), with NumPy's default BLAS threads and with one thread; for the mean, the
   sum and sum of squares of the predictions;
 * **rectify**'s formula verbs on a DataFrame (tuned PPI++ with a 95% interval): ``mean``, ``ols``,
-  ``logit`` (N = 1e6) and ``ordinal`` (N = 1e5, soft labels over 4 options), each also with
-  ``convention="ppi_py"``;
+  ``logit`` (N = 1e6, the first three also with ``convention="ppi_py"``) and ``ordinal`` (N = 1e6,
+  soft labels over 4 options; its floor is one pass of ``X.T @ X`` and ``X.T @ P``), on a random
+  pilot of frame rows;
 * **ppi_py** (``ppi_mean_ci`` / ``ppi_ols_ci`` / ``ppi_logistic_ci``, alpha = 0.05) on the same arrays;
 * **raking** 1e6 rows x 3 margins x 5 categories to 1e-12: ``rectify.calibrate`` from a DataFrame
   (categorical and text columns), the core ``rake`` on codes, and ``ipfn``'s numpy mode on the cell
-  table (aggregation and mapping back included); ``balance`` / ``svy`` only where already installed;
+  table (aggregation and mapping back included), and ``svy``'s raking from its own polars frame
+  (PyPI ``svy``, in the ``bench`` extra); ``balance`` cannot be installed beside pandas 3 (it pins an
+  older pandas that pip builds from source, and that build fails), which the results file says;
 * the **chain rule** at N = 1e6 (the core on codes, and ``rectify.bayes_shares`` from a DataFrame);
 * ``import rectify`` (best of 5 fresh interpreters, ``-X importtime``) and the **peak memory** of
   ``rectify.ols`` at N = 1e7 over the frame's arrays (tracemalloc, in a fresh interpreter).
 
-With ``--old ROOT`` (a checkout of an earlier commit, e.g. ``git worktree add /tmp/old HEAD~8``) every
-rectify row is measured again with that code, in its own process, in the same run. Each timing is
+With ``--old ROOT`` (a checkout of an earlier commit, e.g. ``git worktree add /tmp/old HEAD~8``;
+repeatable) every rectify row is measured again with that code, in its own process, in the same run. Each timing is
 the median (and minimum) of ``--reps`` repetitions after one warm-up call; each process measures
 the floor before and after its rows and the table divides by the median of those floor samples.
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/floor.py --old /tmp/old
+    git worktree add /tmp/old-c21fe34 c21fe34   # the code before issue 17
+    .venv/bin/python benchmarks/floor.py --old /tmp/old-c21fe34 [--old /tmp/another]
 
 Writes ``benchmarks/results/floor.md`` and ``floor.csv``.
 """
@@ -43,7 +47,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
-N_BIG, N_ORD, N_MEM, N_PILOT = 1_000_000, 100_000, 10_000_000, 200
+N_BIG, N_ORD, N_MEM, N_PILOT = 1_000_000, 1_000_000, 10_000_000, 200
 
 
 # ----------------------------------------------------------------------------- importing a given rectify
@@ -81,6 +85,11 @@ def ppi_frame(N: int, seed: int = 17):
     df["b"] = (eta > 0).astype(float)
     df["pb"] = 1 / (1 + np.exp(-(0.8 * eta + 0.2 + rng.normal(size=N))))
     return df
+
+
+def pilot_rows(N: int, n: int, seed: int = 3) -> np.ndarray:
+    """Positions of a simple random pilot inside the frame (sorted; the same rows for every tool)."""
+    return np.sort(np.random.default_rng(seed).choice(N, n, replace=False))
 
 
 def ordinal_frame(N: int, seed: int = 18):
@@ -130,6 +139,18 @@ def one_blas_thread():
     return threadpool_limits(1, user_api="blas")
 
 
+ORDINAL = "ordinal (N=1e6, 4 options, soft labels)"
+ORD_FLOOR = "floor: X'X and X'P (N=1e6, p=3, K=4)"
+
+
+def ordinal_floor_rows(od, reps: int) -> list[dict]:
+    """The ordinal fit's floor: one pass over its design (intercept, x1, x2) and the K probability
+    columns of the LLM's answer distribution."""
+    D = np.column_stack([np.ones(len(od)), od[["x1", "x2"]].to_numpy()])
+    P = od[[f"p{k}" for k in range(1, 5)]].to_numpy()
+    return [{"task": ORD_FLOOR, "impl": "numpy", **timed(lambda: (D.T @ D, D.T @ P), reps)}]
+
+
 def floor_rows(df, reps: int) -> list[dict]:
     """The floor: one pass over the frame's design and predictions (default threads and one)."""
     N = len(df)
@@ -156,8 +177,10 @@ def rectify_rows(reps: int, ordinal_reps: int) -> list[dict]:
     from rectify.weighting import calibrate
 
     df = ppi_frame(N_BIG)
-    pilot = df.iloc[:N_PILOT].copy()
+    pilot = df.iloc[pilot_rows(N_BIG, N_PILOT)].copy()
     rows = []
+    # convention="ppi_py" on a pilot inside the frame warns that ppi_py's variance ignores the overlap
+    warnings.simplefilter("ignore")
 
     def add(task, fn, r=reps, impl="rectify"):
         rows.append({"task": task, "impl": impl, **timed(fn, r)})
@@ -171,9 +194,10 @@ def rectify_rows(reps: int, ordinal_reps: int) -> list[dict]:
         add(f"logit{tag}", lambda c=conv: rectify.logit("b ~ x1 + x2 + x3", pilot, df, predicted="pb",
                                                         convention=c).conf_int())
     od = ordinal_frame(N_ORD)
-    opilot = od.iloc[:300].copy()
+    opilot = od.iloc[pilot_rows(N_ORD, 300)].copy()
     probs = [f"p{k}" for k in range(1, 5)]
-    add("ordinal (N=1e5, 4 options, soft labels)",
+    rows += ordinal_floor_rows(od, reps)
+    add(ORDINAL,
         lambda: rectify.ordinal("o ~ x1 + x2", opilot, od, predicted=probs, categories=[1, 2, 3, 4]).conf_int(),
         ordinal_reps)
     codes, d, targets = rake_data(N_BIG)
@@ -219,7 +243,7 @@ def peer_rows(reps: int, peer_reps: int) -> list[dict]:
 
     rows = []
     df = ppi_frame(N_BIG)
-    pilot = df.iloc[:N_PILOT]
+    pilot = df.iloc[pilot_rows(N_BIG, N_PILOT)]
     if importlib.util.find_spec("ppi_py") is not None:
         from ppi_py import ppi_logistic_ci, ppi_mean_ci, ppi_ols_ci
 
@@ -240,10 +264,33 @@ def peer_rows(reps: int, peer_reps: int) -> list[dict]:
         rows.append({"task": "ppi_py", "impl": "ppi_py", "note": "not installed"})
     if importlib.util.find_spec("ipfn") is None:
         rows.append({"task": "raking: ipfn numpy mode on the cell table", "impl": "ipfn", "note": "not installed"})
-    for name in ("balance", "svy"):
-        if importlib.util.find_spec(name) is None:
-            rows.append({"task": f"raking: {name}", "impl": name, "note": "not installed (not installed for this run)"})
+    if importlib.util.find_spec("svy") is not None:
+        rows.append({"task": "raking: svy (polars frame, 1e-12)", "impl": "svy", **timed(svy_rake(), max(3, reps // 2))})
+        print(f"  svy raking {rows[-1]['median_s'] * 1e3:47.1f} ms", flush=True)
+    else:
+        rows.append({"task": "raking: svy", "impl": "svy", "note": "not installed (pip install svy: the bench extra)"})
+    if importlib.util.find_spec("balance") is None:
+        rows.append({"task": "raking: balance", "impl": "balance",
+                     "note": "not installable here: balance 0.x pins pandas < 3 and pip builds that pandas from "
+                             "source, which fails (no pkg_resources); FIELD-NOTES.md reports about 1.2 s on this "
+                             "kind of machine"})
     return rows
+
+
+def svy_rake():
+    """svy's raking (``Sample.weighting.rake``) on the same rows, from its own (polars) frame."""
+    import polars as pl
+    import svy
+
+    codes, d, targets = rake_data(N_BIG)
+    levels = np.array(list("abcde"))
+    frame = pl.DataFrame({**{f"m{j}": levels[c] for j, c in enumerate(codes)}, "d": d})
+    controls = {f"m{j}": dict(zip(levels.tolist(), t)) for j, t in enumerate(targets)}
+
+    def run():
+        out = svy.Sample(frame, svy.Design(wgt="d")).weighting.rake(controls=controls, tol=1e-12, max_iter=1000)
+        return out.data["rk_wgt"].to_numpy()
+    return run
 
 
 # ----------------------------------------------------------------------------- fresh processes
@@ -268,8 +315,9 @@ import floor
 floor.use_code(__import__("pathlib").Path({root!r}))
 import numpy as np, rectify
 df = floor.ppi_frame({N})[["x1", "x2", "x3", "y", "f"]]
-pilot = df.iloc[:200].copy()
-rectify.ols("y ~ x1 + x2 + x3", pilot, df.iloc[:1000], predicted="f")
+pilot = df.iloc[floor.pilot_rows(len(df), 200)].copy()
+warm = df.iloc[:5000]
+rectify.ols("y ~ x1 + x2 + x3", warm.iloc[::50], warm, predicted="f")
 frame = int(df[["x1", "x2", "x3", "f"]].memory_usage(index=False).sum())
 tracemalloc.start()
 t = time.perf_counter()
@@ -325,54 +373,74 @@ def machine() -> dict:
     return info
 
 
-def build_table(new, old, peers, imports, mem) -> list[dict]:
-    def floor_of(rows, task, impl):
+XX = "floor: X'X and X'yhat (N=1e6, p=4)"
+REGRESSIONS = ("mean", "ols", "logit")
+
+
+def _floors(rows) -> dict:
+    def floor_of(task, impl="numpy"):
         vals = [r["median_s"] for r in rows if r["task"] == task and r["impl"] == impl]
         return float(np.median(vals)) if vals else np.nan
-    xx = "floor: X'X and X'yhat (N=1e6, p=4)"
-    floors = {k: {"default": floor_of(rows, xx, "numpy"), "one": floor_of(rows, xx, "numpy, 1 BLAS thread"),
-                  "mean": floor_of(rows, "floor: sum and sum of squares of yhat (N=1e6)", "numpy")}
-              for k, rows in (("new", new), ("old", old or []))}
+    return {"default": floor_of(XX), "one": floor_of(XX, "numpy, 1 BLAS thread"),
+            "mean": floor_of("floor: sum and sum of squares of yhat (N=1e6)"), "ordinal": floor_of(ORD_FLOOR)}
+
+
+def _over_floor(task: str, seconds: float, fl: dict, one: bool = False) -> float:
+    """A row's time over its floor (of the same process): the mean against the pass over yhat, the
+    regressions against X'X and X'yhat, the ordinal fit against X'X and X'P; NaN for other rows."""
+    kind = task.split(" ")[0]
+    if kind == "mean":
+        return seconds / fl["mean"]
+    if kind in ("ols", "logit"):
+        return seconds / fl["one" if one else "default"]
+    if kind == "ordinal" and not one:
+        return seconds / fl["ordinal"]
+    return np.nan
+
+
+PEER_FOR = {"mean": "mean", "ols": "ols", "logit": "logit", "mean [convention=ppi_py]": "mean",
+            "ols [convention=ppi_py]": "ols", "logit [convention=ppi_py]": "logit"}
+IPFN = "raking: ipfn numpy mode on the cell table"
+
+
+def build_table(new, olds: dict, peers, imports, mem) -> tuple[list[dict], dict]:
+    """One row per rectify task: new and each old code's median, its ratio to the floor of its own
+    process, and the speed-up against the peer measured in the same run."""
+    floors = {"new": _floors(new), **{k: _floors(rows) for k, rows in olds.items()}}
     peer = {r["task"]: r for r in peers if "median_s" in r}
     ipfn = [r["median_s"] for r in new if r["impl"] == "ipfn"]
     if ipfn:  # timed in the new code's process, before and after the raking rows
-        peer["raking: ipfn numpy mode on the cell table"] = {"impl": "ipfn", "median_s": float(np.median(ipfn))}
-    peer_for = {"mean": "mean", "ols": "ols", "logit": "logit", "mean [convention=ppi_py]": "mean",
-                "ols [convention=ppi_py]": "ols", "logit [convention=ppi_py]": "logit",
-                "raking: rake core on codes (1e6 x 3 x 5, 1e-12)": "raking: ipfn numpy mode on the cell table",
-                "raking: calibrate from a DataFrame, categorical columns": "raking: ipfn numpy mode on the cell table",
-                "raking: calibrate from a DataFrame, text columns": "raking: ipfn numpy mode on the cell table"}
-    oldm = {r["task"]: r["median_s"] for r in (old or []) if r["impl"] == "rectify"}
+        peer[IPFN] = {"impl": "ipfn", "median_s": float(np.median(ipfn))}
+    for t in [r["task"] for r in new if r["task"].startswith("raking: ")]:
+        PEER_FOR.setdefault(t, IPFN)
+    oldm = {k: {r["task"]: r["median_s"] for r in rows if r["impl"] == "rectify"} for k, rows in olds.items()}
     table = []
     for r in new:
         if r["impl"] != "rectify":
             continue
         t = r["task"]
         row = {"task": t, "new_ms": 1e3 * r["median_s"], "new_min_ms": 1e3 * r["min_s"], "reps": r["reps"],
-               "old_ms": 1e3 * oldm[t] if t in oldm else np.nan}
-        fl = floors["new"]["mean"] if t.startswith("mean") else floors["new"]["default"]
-        fl1 = floors["new"]["mean"] if t.startswith("mean") else floors["new"]["one"]
-        row["new_over_floor"] = r["median_s"] / fl if t.split(" ")[0] in ("mean", "ols", "logit") else np.nan
+               "new_over_floor": _over_floor(t, r["median_s"], floors["new"]),
+               "new_over_floor_1thread": _over_floor(t, r["median_s"], floors["new"], one=True)}
         if t.startswith("mean"):  # the issue's floor for every verb: one pass of X'X and X'yhat
             row["new_over_xx_floor"] = r["median_s"] / floors["new"]["default"]
-        row["new_over_floor_1thread"] = r["median_s"] / fl1 if t.split(" ")[0] in ("ols", "logit") else np.nan
-        if t in oldm and t.split(" ")[0] in ("mean", "ols", "logit"):
-            ofl = floors["old"]["mean"] if t.startswith("mean") else floors["old"]["default"]
-            row["old_over_floor"] = oldm[t] / ofl
-        key = peer_for.get(t)
+        for k, m in oldm.items():
+            if t in m:
+                row[f"old_{k}_ms"] = 1e3 * m[t]
+                row[f"old_{k}_over_floor"] = _over_floor(t, m[t], floors[k])
+        key = PEER_FOR.get(t)
         if key in peer:
             row["peer"] = peer[key]["impl"]
             row["peer_ms"] = 1e3 * peer[key]["median_s"]
             row["speedup_vs_peer"] = peer[key]["median_s"] / r["median_s"]
         table.append(row)
     for which, root_t in imports.items():
-        table.append({"task": "import rectify (best of 5, -X importtime)", "version": which,
-                      f"{which}_ms": 1e3 * root_t})
+        table.append({"task": "import rectify (best of 5, -X importtime)", "version": which, "ms": 1e3 * root_t})
     for which, m in mem.items():
         table.append({"task": "rectify.ols at N=1e7: peak memory over the frame's arrays", "version": which,
                       "peak_over_frame": (m["frame_bytes"] + m["peak_extra_bytes"]) / m["frame_bytes"],
                       "peak_extra_MB": m["peak_extra_bytes"] / 1e6, "frame_MB": m["frame_bytes"] / 1e6,
-                      f"{which}_ms": 1e3 * m["seconds"]})
+                      "ms": 1e3 * m["seconds"]})
     return table, floors
 
 
@@ -380,7 +448,35 @@ def fmt(v, spec):
     return "" if v is None or (isinstance(v, float) and not np.isfinite(v)) else format(v, spec)
 
 
-def to_markdown(table, floors, peers, info, args) -> str:
+def _goals(table, bayes: dict | None) -> list[tuple[str, bool | None]]:
+    by = {r["task"]: r for r in table if "version" not in r}
+    fresh = {(r["task"].split(" ")[0], r["version"]): r for r in table if "version" in r}
+
+    def ratio(task, key):
+        return by.get(task, {}).get(key, np.nan)
+    goals = [
+        ("mean within 3x of the X'X floor", ratio("mean", "new_over_xx_floor") <= 3),
+        ("ols within 3x of the floor", ratio("ols", "new_over_floor") <= 3),
+        ("logit within 5x of the floor", ratio("logit", "new_over_floor") <= 5),
+        ("ordinal within 5x of its floor (X'X and X'P)", ratio(ORDINAL, "new_over_floor") <= 5),
+        ("convention='ppi_py' at least 10x ppi_py",
+         min(ratio(f"{v} [convention=ppi_py]", "speedup_vs_peer") for v in REGRESSIONS) >= 10),
+        ("raking core faster than ipfn", ratio("raking: rake core on codes (1e6 x 3 x 5, 1e-12)", "speedup_vs_peer") >= 1),
+        ("raking from a DataFrame (categorical) no slower than ipfn",
+         ratio("raking: calibrate from a DataFrame, categorical columns", "speedup_vs_peer") >= 1),
+        ("chain rule core under 30 ms", ratio("chain rule: core on codes (N=1e6)", "new_ms") < 30),
+        ("chain rule from a DataFrame under 30 ms", ratio("chain rule: bayes_shares from a DataFrame (N=1e6)", "new_ms") < 30),
+        ("import rectify under 0.35 s", fresh[("import", "new")]["ms"] < 350 if ("import", "new") in fresh else None),
+        ("rectify.ols at N=1e7 peak at most 2x the frame's arrays",
+         fresh[("rectify.ols", "new")]["peak_over_frame"] <= 2 if ("rectify.ols", "new") in fresh else None),
+    ]
+    if bayes:
+        goals.append(("Bayesian refit without a compile (benchmarks/results/bayes_speed.md)", bayes.get("refit_ok")))
+    return goals
+
+
+def to_markdown(table, floors, peers, info, args, olds_info: dict) -> str:
+    olds = list(olds_info)
     lines = [
         "# Close to the floor: rectify against one pass over the frame, its peers and its previous code",
         "",
@@ -388,59 +484,49 @@ def to_markdown(table, floors, peers, info, args) -> str:
         f"NumPy {info['numpy']}; code {info['code']}; load average {info['loadavg_start']} at start, "
         f"{info['loadavg_end']} at end (a machine shared with other jobs: every figure is a median of "
         f"{args.reps} repetitions after a warm-up, {args.peer_reps} for ppi_py, {args.ordinal_reps} for ordinal). "
-        f"Old code: {info.get('old', 'not measured')}. Generated by `benchmarks/floor.py`.",
+        "Old code, measured in the same run in its own process: "
+        + ("; ".join(f"**{k}** = {v}" for k, v in olds_info.items()) or "not measured")
+        + ". Generated by `benchmarks/floor.py`.",
         "",
-        f"Floor (median of the samples taken before and after the rows, in each process): X'X and X'yhat at "
-        f"N = 1e6, p = 4: new run {fmt(1e3 * floors['new']['default'], '.1f')} ms (one BLAS thread "
-        f"{fmt(1e3 * floors['new']['one'], '.1f')} ms), old run {fmt(1e3 * floors['old']['default'], '.1f')} ms; "
-        f"sum and sum of squares of yhat: {fmt(1e3 * floors['new']['mean'], '.2f')} ms.",
+        "Floors (median of the samples taken in each process): X'X and X'yhat at N = 1e6, p = 4: "
+        + "; ".join(f"{k} run {fmt(1e3 * f['default'], '.1f')} ms" for k, f in floors.items())
+        + f" (new run, one BLAS thread: {fmt(1e3 * floors['new']['one'], '.1f')} ms); sum and sum of squares of "
+        f"yhat: {fmt(1e3 * floors['new']['mean'], '.2f')} ms; X'X and X'P for the ordinal fit (N = 1e6, p = 3, "
+        f"K = 4): {fmt(1e3 * floors['new']['ordinal'], '.1f')} ms.",
         "",
-        "Verbs take a pandas DataFrame (pilot n = 200 for mean/ols/logit, 300 for ordinal) and return the "
-        "tuned PPI++ 95% interval. x floor = median / floor of the same process (the mean against the pass "
-        "over yhat, the regressions against X'X and X'yhat); speed-up = peer median / rectify median.",
+        "Verbs take a pandas DataFrame (a random pilot of n = 200 frame rows for mean/ols/logit, 300 for ordinal) "
+        "and return the tuned PPI++ 95% interval. x floor = median / floor of the same process (the mean against "
+        "the pass over yhat, the regressions against X'X and X'yhat, the ordinal fit against X'X and X'P); "
+        "speed-up = peer median / rectify median.",
         "",
-        "| task | new ms | old ms | new x floor | new x floor (1 thread) | old x floor | peer | peer ms | "
-        "new speed-up vs peer |",
-        "|---|---:|---:|---:|---:|---:|---|---:|---:|",
+        "| task | new ms | new x floor | new x floor (1 thread) | "
+        + " | ".join(f"{k} ms | {k} x floor" for k in olds)
+        + (" | " if olds else "") + "peer | peer ms | new speed-up vs peer |",
+        "|---|---:|---:|---:|" + "---:|---:|" * len(olds) + "---|---:|---:|",
     ]
     for r in table:
         if "version" in r:
             continue
-        lines.append(f"| {r['task']} | {fmt(r['new_ms'], '.1f')} | {fmt(r.get('old_ms'), '.1f')} | "
-                     f"{fmt(r.get('new_over_floor'), '.1f')} | {fmt(r.get('new_over_floor_1thread'), '.1f')} | "
-                     f"{fmt(r.get('old_over_floor'), '.1f')} | {r.get('peer', '')} | {fmt(r.get('peer_ms'), '.1f')} | "
-                     f"{fmt(r.get('speedup_vs_peer'), '.1f')} |")
+        cells = [r["task"], fmt(r["new_ms"], ".1f"), fmt(r.get("new_over_floor"), ".1f"),
+                 fmt(r.get("new_over_floor_1thread"), ".1f")]
+        for k in olds:
+            cells += [fmt(r.get(f"old_{k}_ms"), ".1f"), fmt(r.get(f"old_{k}_over_floor"), ".1f")]
+        cells += [r.get("peer", ""), fmt(r.get("peer_ms"), ".1f"), fmt(r.get("speedup_vs_peer"), ".1f")]
+        lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "| fresh process | version | ms | peak / frame arrays | peak extra MB | frame MB |",
               "|---|---|---:|---:|---:|---:|"]
     for r in table:
         if "version" in r:
-            v = r["version"]
-            lines.append(f"| {r['task']} | {v} | {fmt(r.get(f'{v}_ms'), '.1f')} | {fmt(r.get('peak_over_frame'), '.3f')} | "
-                         f"{fmt(r.get('peak_extra_MB'), '.1f')} | {fmt(r.get('frame_MB'), '.0f')} |")
-    by = {r["task"]: r for r in table if "version" not in r}
-    fresh = {(r["task"].split(" ")[0], r["version"]): r for r in table if "version" in r}
-
-    def ratio(task, key):
-        return by.get(task, {}).get(key, np.nan)
-
-    def ok(flag):
-        return "met" if flag else "NOT met"
-    goals = [
-        ("mean within 3x of the X'X floor", ratio("mean", "new_over_xx_floor") <= 3),
-        ("mean within 3x of its own floor (sum and sum of squares of yhat)", ratio("mean", "new_over_floor") <= 3),
-        ("ols within 3x of the floor", ratio("ols", "new_over_floor") <= 3),
-        ("logit within 5x of the floor", ratio("logit", "new_over_floor") <= 5),
-        ("convention='ppi_py' at least 10x ppi_py",
-         min(ratio(f"{v} [convention=ppi_py]", "speedup_vs_peer") for v in ("mean", "ols", "logit")) >= 10),
-        ("raking core faster than ipfn", ratio("raking: rake core on codes (1e6 x 3 x 5, 1e-12)", "speedup_vs_peer") >= 1),
-        ("raking from a DataFrame (categorical) no slower than ipfn",
-         ratio("raking: calibrate from a DataFrame, categorical columns", "speedup_vs_peer") >= 1),
-        ("chain rule core under 30 ms", by.get("chain rule: core on codes (N=1e6)", {}).get("new_ms", np.inf) < 30),
-        ("import rectify under 0.35 s", fresh.get(("import", "new"), {}).get("new_ms", np.inf) < 350),
-        ("rectify.ols at N=1e7 peak at most 2x the frame's arrays",
-         fresh.get(("rectify.ols", "new"), {}).get("peak_over_frame", np.inf) <= 2),
-    ]
-    lines += ["", "Goals (issue 17), from this run: " + "; ".join(f"{g}: {ok(f)}" for g, f in goals) + "."]
+            lines.append(f"| {r['task']} | {r['version']} | {fmt(r.get('ms'), '.1f')} | "
+                         f"{fmt(r.get('peak_over_frame'), '.3f')} | {fmt(r.get('peak_extra_MB'), '.1f')} | "
+                         f"{fmt(r.get('frame_MB'), '.0f')} |")
+    others = [r for r in peers if "median_s" in r and r["impl"] not in ("ppi_py",)]
+    if others:
+        lines += ["", "Other peers on the raking task (same rows, margins and tolerance): " + "; ".join(
+            f"{r['impl']} {1e3 * r['median_s']:.1f} ms (median of {r['reps']})" for r in others) + "."]
+    goals = _goals(table, getattr(args, "bayes", None))
+    lines += ["", "Goals (issue 17), from this run: "
+              + "; ".join(f"{g}: {'met' if f else 'NOT met'}" for g, f in goals if f is not None) + "."]
     notes = [f"{r['impl']}: {r['note']}" for r in peers if "note" in r]
     if notes:
         lines += ["", "Peers not measured: " + "; ".join(notes) + "."]
@@ -452,7 +538,9 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--peer-reps", type=int, default=5, help="repetitions for ppi_py (seconds per call)")
     ap.add_argument("--ordinal-reps", type=int, default=5)
-    ap.add_argument("--old", help="a checkout of older rectify code to time in the same run")
+    ap.add_argument("--old", action="append", default=[],
+                    help="a checkout of older rectify code to time in the same run (repeatable), e.g. "
+                         "`git worktree add /tmp/old <commit>`")
     ap.add_argument("--out", default=str(HERE / "results"))
     ap.add_argument("--no-memory", action="store_true", help="skip the N = 1e7 memory rows")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -465,30 +553,33 @@ def main(argv=None) -> int:
 
     info = machine()
     print("machine:", info, flush=True)
-    roots = {"new": ROOT}
+    roots, olds_info = {"new": ROOT}, {}
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    if args.old:
-        roots["old"] = Path(args.old).resolve()
-        info["old"] = subprocess.run(["git", "-C", str(roots["old"]), "log", "-1", "--format=%h %s"],
-                                     capture_output=True, text=True).stdout.strip()[:80] or str(roots["old"])
+    for path in args.old:
+        root = Path(path).resolve()
+        desc = subprocess.run(["git", "-C", str(root), "log", "-1", "--format=%h %s"], capture_output=True,
+                              text=True).stdout.strip()
+        label = f"old {desc.split(' ')[0]}" if desc else f"old {root.name}"
+        roots[label] = root
+        olds_info[label] = desc[:90] or str(root)
     print("new code:", flush=True)
     new = run_worker(ROOT, args)
-    old = None
-    if args.old:
-        print("old code:", flush=True)
-        old = run_worker(roots["old"], args)
+    olds = {}
+    for label, root in roots.items():
+        if label != "new":
+            print(f"{label}:", flush=True)
+            olds[label] = run_worker(root, args)
     print("peers:", flush=True)
     sys.path.insert(0, str(ROOT))
     peers = peer_rows(args.reps, args.peer_reps)
     imports = {k: import_time(r) for k, r in roots.items()}
     mem = {} if args.no_memory else {k: memory(r) for k, r in roots.items()}
     info["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    table, floors = build_table(new, old, peers, imports, mem)
+    table, floors = build_table(new, olds, peers, imports, mem)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(table).assign(cpu=info["cpu"], flags=info["flags"], load_start=info["loadavg_start"],
                                load_end=info["loadavg_end"]).to_csv(out / "floor.csv", index=False)
-    md = to_markdown(table, floors, peers, info, args)
+    md = to_markdown(table, floors, peers, info, args, olds_info)
     (out / "floor.md").write_text(md)
     print(md)
     return 0
