@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from functools import partial
+
 import rectify
 from rectify.errors import InputError, MissingCovariateError, UnseenLevelError
 
@@ -32,10 +34,24 @@ def frames():
     return MAKE.make_frame()
 
 
+class _BeforeIssue13:
+    """The verbs as the reference saw them: superpopulation estimand, pilot a separate sample (issue 13 made
+    the frame the default estimand and refuses two default RangeIndex frames without overlap=)."""
+
+    def __getattr__(self, name):
+        from functools import partial
+
+        return partial(getattr(rectify, name), estimand="superpopulation", overlap="separate")
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_same_numbers_as_before_the_fast_paths(name, frames):
+def test_same_numbers_as_before_the_fast_paths(name, frames, monkeypatch):
+    import rectify.estimators.ppi as core
+    from functools import partial
+
     df, pilot = frames
-    got = MAKE.summarise(CASES[name](rectify, df, pilot))
+    monkeypatch.setattr(core, "ppi_logistic", partial(core.ppi_logistic, estimand="superpopulation"))
+    got = MAKE.summarise(CASES[name](_BeforeIssue13(), df, pilot))
     ref = REFERENCE[name]
     assert got["terms"] == ref["terms"]
     for key in ("estimate", "cov", "conf_low", "conf_high"):
@@ -50,6 +66,7 @@ def test_same_numbers_as_before_the_fast_paths(name, frames):
 def test_fast_path_keeps_strict_replay(verb, formula, pred, frames):
     df, pilot = frames
     fn = getattr(rectify, verb)
+    fn = partial(fn, overlap="inside")  # the pilot is the frame's head (both have the default RangeIndex)
     bad = df.copy()
     bad.loc[5, "x2"] = np.nan
     with pytest.raises(MissingCovariateError, match="x2"):
@@ -74,11 +91,11 @@ def test_fast_path_refuses_a_column_that_changed_type(frames):
     text = df.copy()
     text["x1"] = text["x1"].astype(str)
     with pytest.raises((UnseenLevelError, InputError)):
-        rectify.ols("y ~ x1 + x2", pilot, text, predicted="f")
+        rectify.ols("y ~ x1 + x2", pilot, text, predicted="f", overlap="inside")
     ints = df.copy()
     ints["x1"] = (ints["x1"] * 10).round().astype(int)
-    r_int = rectify.ols("y ~ x1 + x2", pilot, ints, predicted="f")
-    r_flt = rectify.ols("y ~ x1 + x2", pilot, ints.astype({"x1": float}), predicted="f")
+    r_int = rectify.ols("y ~ x1 + x2", pilot, ints, predicted="f", overlap="inside")
+    r_flt = rectify.ols("y ~ x1 + x2", pilot, ints.astype({"x1": float}), predicted="f", overlap="inside")
     np.testing.assert_allclose(r_int.estimate, r_flt.estimate, rtol=1e-12)
 
 
@@ -88,9 +105,9 @@ def test_fast_path_matches_formulaic_on_bool_and_int_columns(frames):
     p = d.iloc[:150].copy()
     from rectify.formula import build_design
     mf = build_design("y ~ x1 + flag + cnt", p, d)
-    fast = rectify.ols("y ~ x1 + flag + cnt", p, d, predicted="f")
+    fast = rectify.ols("y ~ x1 + flag + cnt", p, d, predicted="f", overlap="inside")
     from rectify.estimators.ppi import ppi_ols
-    slow = ppi_ols(mf.X, p["y"], p["f"], mf.X_pop, d["f"], terms=mf.terms)
+    slow = ppi_ols(mf.X, p["y"], p["f"], mf.X_pop, d["f"], terms=mf.terms, overlap="inside")
     assert fast.terms == slow.terms
     np.testing.assert_allclose(fast.estimate, slow.estimate, rtol=1e-10)
     np.testing.assert_allclose(fast.cov, slow.cov, rtol=1e-10)
