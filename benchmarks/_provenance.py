@@ -6,7 +6,9 @@ import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PPI_CODE = ("estimators/ppi.py", "estimators/models.py", "estimators/_validate.py", "rectify/result.py")
+# the PPI cores (estimators/ppi*.py: ppi.py re-exports ppi_base, ppi_means, ...), their models and targets
+PPI_CODE = ("estimators/ppi*.py", "estimators/models.py", "estimators/_validate.py", "rectify/result.py",
+            "rectify/estimand.py")
 
 
 def code_version() -> str:
