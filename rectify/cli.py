@@ -317,6 +317,11 @@ def main(argv: list[str] | None = None) -> int:
     p_cmp.add_argument("--quiet", action="store_true")
     p_met = sub.add_parser("methods", help="list the registered methods (family, what they need, description)")
     p_met.add_argument("config", nargs="?", default=None, help="a configuration: also list the methods it builds")
+    p_sim = sub.add_parser("simulate", help="answer distributions for a frame through a vLLM (OpenAI-compatible) "
+                           "server or the OpenAI Batch API, to Parquet in chunks (see rectify.simulate)")
+    p_sim.add_argument("config", help="TOML configuration file")
+    p_sim.add_argument("--max-chunks", type=int, default=None, help="stop after this many chunks (rerun to go on)")
+    p_sim.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     if args.version:
         print(f"rectify {__version__}")
@@ -328,6 +333,9 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_compare(args)
         if args.command == "methods":
             return _cmd_methods(args)
+        if args.command == "simulate":
+            from .simulate import run_cli
+            return run_cli(args)
     except ConfigError as err:  # one line on stderr, exit code 2, no traceback
         print(f"rectify: configuration error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2

@@ -279,7 +279,7 @@ def compute_cell(shared: Mapping[str, Any], cell: tuple) -> tuple:
     Returns
     -------
     (status, metrics, estimates, coefficients, warnings) -- the tables are None for a failed cell;
-    ``warnings`` is a list of (category, message).
+    ``warnings`` is a list of (category module, category name, message).
 
     Examples
     --------
@@ -318,4 +318,6 @@ def compute_cell(shared: Mapping[str, Any], cell: tuple) -> tuple:
         tab = est = coef = None
     if shared.get("folder"):
         write_cell(shared["folder"], shared["fingerprint"], _slug(name, n, r), status, tab, est, coef)
-    return status, tab, est, coef, [(w.category, str(w.message)) for w in (rec or [])]
+    # categories travel by name: a worker's class need not unpickle in the caller (another version)
+    return status, tab, est, coef, [(w.category.__module__, w.category.__qualname__, str(w.message))
+                                     for w in (rec or [])]

@@ -101,6 +101,17 @@ def _planning(frame: pd.DataFrame, spec: Spec, n: int, seed: int, half_width: fl
 # ---------------------------------------------------------------------------------------------
 # compare
 # ---------------------------------------------------------------------------------------------
+def _warning_class(module: str, name: str) -> type:
+    """The warning class a worker named; ``UserWarning`` if this process cannot import it."""
+    import importlib
+
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return UserWarning
+    return cls if isinstance(cls, type) and issubclass(cls, Warning) else UserWarning
+
+
 def _seed_int(random_state: Any) -> int:
     if isinstance(random_state, (bool, float)) or not isinstance(random_state, (int, np.integer)):
         if isinstance(random_state, np.random.Generator):
@@ -254,8 +265,8 @@ def compare(frame: pd.DataFrame, items: Sequence[str], methods: Sequence[str] | 
     def finished(j: int, res: tuple) -> None:
         status, tab, est, coef, caught = res
         ck.computed += 1
-        for category, message in caught:  # warnings a worker recorded, passed on here
-            warnings.warn(message, category if isinstance(category, type) else RuntimeWarning, stacklevel=4)
+        for module, name, message in caught:  # warnings a worker recorded, passed on here
+            warnings.warn(message, _warning_class(module, name), stacklevel=4)
         if status.get("error"):
             m, n, r = cells[todo[j]]
             final = status.get("final")
