@@ -29,7 +29,7 @@ ratio of the tuned width to it.
 
 Output: ``benchmarks/results/coverage{tag}.csv`` and ``.md``. Run::
 
-    .venv/bin/python benchmarks/ppi_coverage.py --reps 2000          # the full study
+    .venv/bin/python benchmarks/ppi_coverage.py --reps 2000 --shares-file   # the full study
     .venv/bin/python benchmarks/ppi_coverage.py --reps 200 --tag _quick
 
 Randomness: repetition ``r`` of cell (estimand, strength, n) uses
@@ -362,6 +362,8 @@ def main(argv=None) -> int:
     ap.add_argument("--block-size", type=int, default=250)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     ap.add_argument("--tag", default="", help="suffix of the output files, e.g. _r500")
+    ap.add_argument("--shares-file", action="store_true",
+                    help="also write coverageshares{tag}.csv/.md: the shares rows of this run")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     df, _ = run_study(args.reps, args.seed, args.N, tuple(args.n), tuple(args.estimands),
@@ -374,6 +376,12 @@ def main(argv=None) -> int:
     (out / f"coverage{args.tag}.md").write_text(md)
     print(md)
     print(f"wrote {out / f'coverage{args.tag}.csv'} and .md in {elapsed:.0f} s")
+    if args.shares_file and "shares" in args.estimands and len(args.estimands) > 1:
+        sh = df[df["estimand"] == "shares"]
+        sh.to_csv(out / f"coverageshares{args.tag}.csv", index=False)
+        (out / f"coverageshares{args.tag}.md").write_text(
+            to_markdown(sh, args.reps, args.seed, args.N, elapsed, min(2, args.procs)))
+        print(f"wrote {out / f'coverageshares{args.tag}.csv'} and .md (the shares rows of the same run)")
     return 0
 
 
