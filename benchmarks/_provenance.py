@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -12,7 +13,12 @@ PPI_CODE = ("estimators/ppi*.py", "estimators/models.py", "estimators/_validate.
 
 
 def code_version() -> str:
-    """Short commit of the checkout, plus a flag when the estimator code has uncommitted changes."""
+    """Short commit of the checkout, plus a flag when the estimator code has uncommitted changes.
+
+    ``BENCH_CODE_VERSION`` in the environment overrides it (a run from an exported snapshot of a commit).
+    """
+    if os.environ.get("BENCH_CODE_VERSION"):
+        return os.environ["BENCH_CODE_VERSION"]
     try:
         head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, check=True).stdout.strip()

@@ -569,7 +569,7 @@ def main(argv=None) -> int:
         parts = Parallel(n_jobs=procs, verbose=5)(delayed(run_cell)(c, args.reps, args.seed) for c in order)
     elapsed = time.perf_counter() - t0
     df = _sorted(pd.DataFrame([r for p in parts for r in p]))
-    meta = {"reps": args.reps, "seed": args.seed, "code": os.environ.get("STUDY_CODE") or code_version(),
+    meta = {"reps": args.reps, "seed": args.seed, "code": code_version(),
             **machine(), "procs": procs, "load_start": load_start, "load_end": load(), "elapsed": elapsed,
             "skipped": skipped, "title": args.title}
     for k in ("cpu", "flags", "procs", "load_start", "load_end", "code", "seed"):
