@@ -32,17 +32,25 @@ a probability matrix is reduced to its arg-max, as in the chain rule.
 
 The sampler is nutpie's NUTS (Rust, the model compiled with numba; installed by the ``bayes``
 extra), or pymc's own NUTS with ``sampler="pymc"`` or when nutpie is missing. Compiled models are
-cached inside :class:`HierarchicalCalibrator` and refits with the same structure only swap the
-``pm.Data`` containers (and nutpie's copy of them through ``with_data``), so a study of hundreds of
-pilots compiles once. R-hat, ESS and divergences land in ``Result.diagnostics``; a
+cached inside :class:`HierarchicalCalibrator` and, per thread, in the process (the last few
+structures), and refits with the same structure only swap the ``pm.Data`` containers (and nutpie's
+copy of them through ``with_data``): a study of hundreds of pilots, or a new calibrator object with
+the same structure, compiles once. Across processes the compiled code is kept in a per-user folder,
+``$XDG_CACHE_HOME/rectify/pytensor-<uid>`` (``~/.cache`` by default), unless ``PYTENSOR_FLAGS`` or a
+``.pytensorrc`` already names one (see :func:`import_pymc`). R-hat, ESS and divergences land in ``Result.diagnostics``; a
 :class:`~rectify.estimators.bayes_chain.BayesDiagnosticWarning` is raised for divergences or R-hat
 above ``rhat_threshold`` (default 1.01).
 """
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
 import time
 import warnings
+from collections import OrderedDict
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -68,6 +76,7 @@ __all__ = [
     "resolve_sampler",
     "compile_sampler",
     "reuse_compiled",
+    "compile_cache_dir",
     "HierarchicalCalibrator",
     "hierarchical_calibration",
     "cumulative_logit_probs",
@@ -75,8 +84,46 @@ __all__ = [
 
 
 # ------------------------------------------------------------------------------------ MCMC helpers
+def compile_cache_dir(set_flags: bool = True) -> Path | None:
+    """The per-user folder where pytensor keeps compiled code across processes, set before pytensor's
+    first import; None when the user (``PYTENSOR_FLAGS``, ``PYTENSORRC`` or ``~/.pytensorrc``)
+    already chose one, pytensor is already imported, or the folder cannot be made.
+
+    The folder is private to the user (mode 0700) and keyed by the user id, so users never share
+    compiled code; processes of one user share it safely, since pytensor locks its compile folder
+    while it writes and numba writes its cache files atomically. ``set_flags=False`` only returns
+    the folder (nothing is made or set).
+
+    Examples
+    --------
+    >>> d = compile_cache_dir(set_flags=False)
+    >>> d is None or (d.parent.name == "rectify" and d.name.startswith("pytensor-"))
+    True
+    """
+    flags = os.environ.get("PYTENSOR_FLAGS", "")
+    if ("pytensor" in sys.modules or "compiledir" in flags or os.environ.get("PYTENSORRC")
+            or (Path.home() / ".pytensorrc").exists()):
+        return None
+    uid = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rectify" / f"pytensor-{uid}"
+    if not set_flags:
+        return base
+    try:
+        base.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError:
+        return None
+    os.environ["PYTENSOR_FLAGS"] = ",".join(f for f in (flags, f"base_compiledir={base}") if f)
+    return base
+
+
 def import_pymc():
-    """Import pymc lazily with a clear message when the ``bayes`` extra is missing."""
+    """Import pymc lazily with a clear message when the ``bayes`` extra is missing.
+
+    Before pytensor's first import, its compile folder defaults to :func:`compile_cache_dir`, so a
+    second process reuses the compiled code of the first instead of compiling again.
+    """
+    if "pymc" not in sys.modules:
+        compile_cache_dir()
     try:
         import pymc as pm
     except ImportError as err:  # pragma: no cover - depends on the environment
@@ -121,16 +168,77 @@ def compile_sampler(model, sampler: str, target_accept: float):
     return pm.NUTS(model=model, target_accept=target_accept)
 
 
+# compiled models of this process, per thread (a model's data are swapped in place, so two threads
+# never share one), the most recently used last
+_COMPILED: "OrderedDict[tuple, tuple]" = OrderedDict()
+_COMPILED_MAX = 8
+_COMPILED_LOCK = threading.Lock()
+
+
+def _process_compiled(full_key: tuple, entry: tuple | None = None):
+    """Look up (``entry=None``) or store a compiled model in the process cache."""
+    with _COMPILED_LOCK:
+        if entry is None:
+            hit = _COMPILED.get(full_key)
+            if hit is not None:
+                _COMPILED.move_to_end(full_key)
+            return hit
+        _COMPILED[full_key] = entry
+        while len(_COMPILED) > _COMPILED_MAX:
+            _COMPILED.popitem(last=False)
+        return entry
+
+
+class _compile_lock:
+    """One rectify process at a time compiles into a shared pytensor compile folder (a lock file
+    there; waits at most ``timeout`` seconds, then goes on, as pytensor's own lock does). The
+    others then find the compiled code in the folder."""
+
+    def __init__(self, timeout: float = 900.0):
+        self.timeout, self.fh = timeout, None
+
+    def __enter__(self):
+        try:
+            import fcntl
+
+            import pytensor
+
+            path = Path(pytensor.config.base_compiledir) / "rectify-compile.lock"
+            self.fh = open(path, "a")
+        except (ImportError, OSError, AttributeError):
+            return self
+        t0 = time.monotonic()
+        while True:
+            try:
+                fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except OSError:
+                if time.monotonic() - t0 > self.timeout:
+                    self.fh.close()
+                    self.fh = None
+                    return self
+                time.sleep(0.5)
+
+    def __exit__(self, *exc):
+        if self.fh is not None:
+            self.fh.close()  # closing releases the lock
+        return False
+
+
 def reuse_compiled(owner, key: str, build, data: dict, sampler: str, target_accept: float):
-    """The compiled model and sampler of ``owner`` for ``key``, built once and refilled with ``data``.
+    """The compiled model and sampler for ``key``, built once and refilled with ``data``.
 
     The first call builds the pymc model (``build()``) and compiles the sampler; later calls with the
-    same ``key`` swap the ``pm.Data`` containers (and nutpie's copy of them) and reuse the compile.
-    Returns ``(model, step, reused, seconds)``.
+    same ``key`` -- on ``owner`` or on any other object of its class in the same thread (the process
+    keeps the last few) -- swap the ``pm.Data`` containers (and nutpie's copy of them) and reuse the
+    compile. Returns ``(model, step, reused, seconds)``.
     """
     pm = import_pymc()
+    full_key = (type(owner).__qualname__, key, sampler, float(target_accept), threading.get_ident())
     cache = getattr(owner, "_compiled", None)
     t0 = time.perf_counter()
+    if cache is None or cache[0] != key:
+        cache = _process_compiled(full_key)
     reused = cache is not None and cache[0] == key
     if reused:
         model, step = cache[1], cache[2]
@@ -139,9 +247,11 @@ def reuse_compiled(owner, key: str, build, data: dict, sampler: str, target_acce
         if sampler == "nutpie":
             step = step.with_data(**new_data)
     else:
-        model = build()
-        step = compile_sampler(model, sampler, target_accept)
-        owner._compiled = (key, model, step)
+        with _compile_lock():
+            model = build()
+            step = compile_sampler(model, sampler, target_accept)
+    owner._compiled = (key, model, step)
+    _process_compiled(full_key, owner._compiled)
     return model, step, reused, time.perf_counter() - t0
 
 
