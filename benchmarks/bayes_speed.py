@@ -44,10 +44,10 @@ def calibrator_child(refits: int, seed: int) -> list[dict]:
     import numpy as np
     import pandas as pd
 
+    import bench_bayes as bb
     from floor import use_code
 
     use_code(ROOT)  # this checkout's rectify, subpackages included (also when run from a worktree)
-    import bench_bayes as bb
     from rectify.bayes import BayesianCalibrator
 
     pop = bb.make_population()
