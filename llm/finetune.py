@@ -19,18 +19,17 @@ A trained simulator predicts its own pilot too well; feed it to PPI only through
 (:func:`rectify.estimators.crossfit.cross_fit`), which trains one model per fold.
 
 Nothing heavy is imported at module import: torch, transformers and peft load inside ``fit``.
+
+This module is the classifier alone; it runs past 600 lines because the class documents its ~30
+settings in one numpydoc block. Its settings checks live in :mod:`rectify.llm.finetune_settings`,
+training in :mod:`rectify.llm.finetune_train`, saving and loading in :mod:`rectify.llm.finetune_io`.
 """
 
 from __future__ import annotations
 
-import collections
-import contextlib
-import importlib
-import json
 import numbers
-import os
 import warnings
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -40,229 +39,15 @@ from sklearn.utils.validation import check_is_fitted
 from rectify._checks import refuse_special_tokens
 from rectify.errors import ConfigError, InputError
 from rectify.llm.base import progress
+from rectify.llm.finetune_settings import _callable_path, _check_params, _encode, _item_specs
+from rectify.llm.finetune_train import (_BOTTOM_MEMO, _memo_put, _Rows, _torch_threads,  # noqa: F401 - re-exported
+                                        clear_activation_memo, train)
 from rectify.llm.lora_backbone import (EMBEDDED, auto_dtype, auto_target_modules, build_net,
                                        decoder_stack, head_state, load_backbone, n_layers)
 
 __all__ = ["LoRAClassifier", "load_backbone", "auto_target_modules"]
 
-_CONFIG_FILE = "rectify_lora_config.json"
-_ADAPTER_FILE = "adapter.safetensors"
-_HEAD_FILE = "head.safetensors"
 _PREAMBLE = "You are a person with these characteristics: "  # rectify.llm.persona's default
-
-
-# ----------------------------------------------------------------------------- backbone
-def _callable_path(fn: Any) -> str | None:
-    mod, qual = getattr(fn, "__module__", None), getattr(fn, "__qualname__", None)
-    if not mod or not qual or "<" in qual:
-        return None
-    return f"{mod}:{qual}"
-
-
-def _resolve_callable(path: str) -> Callable:
-    mod, _, qual = path.partition(":")
-    obj: Any = importlib.import_module(mod)
-    for part in qual.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
-# ----------------------------------------------------------------------------- labels
-def _item_specs(item: Any, options: Any, n_classes: Any, y: np.ndarray | None,
-                n_items: int) -> list[dict]:
-    """One spec per item: name, options (canonical order) and a coder answers -> codes."""
-    from rectify.llm.baseline import check_labels
-
-    specs = []
-    if item is not None:
-        items = list(item) if isinstance(item, (list, tuple)) else [item]
-        for it in items:
-            if not hasattr(it, "to_index") or not hasattr(it, "options"):
-                raise InputError("argument 'item' must be an Item or a list of Items")
-        if len(items) != n_items:
-            raise InputError(f"{len(items)} items given for {n_items} answer columns in 'y'")
-        for it in items:
-            specs.append({"name": it.name, "options": list(it.options), "item": it})
-        return specs
-    if options is not None:
-        opts = list(options)
-        nested = opts and isinstance(opts[0], (list, tuple))
-        lists = [list(o) for o in opts] if nested else [opts] * n_items
-        if len(lists) != n_items:
-            raise InputError(f"{len(lists)} option lists given for {n_items} items in 'y'")
-        return [{"name": f"item{j}", "options": lists[j], "item": None} for j in range(n_items)]
-    if n_classes is not None:
-        if not isinstance(n_classes, numbers.Integral) or n_classes < 2:
-            raise InputError(f"argument 'n_classes' must be an integer >= 2, got {n_classes!r}")
-        return [{"name": f"item{j}", "options": list(range(int(n_classes))), "item": None}
-                for j in range(n_items)]
-    if y is None:
-        raise InputError("give 'item', 'options' or 'n_classes'")
-    from sklearn.utils.multiclass import type_of_target
-
-    for j in range(n_items):
-        col = y[:, j]
-        obs = np.array([not (v is None or (isinstance(v, float) and np.isnan(v))) for v in col])
-        try:
-            kind = type_of_target(np.asarray(col[obs].tolist()))
-        except ValueError:
-            kind = "unknown"
-        if kind.startswith("continuous"):
-            raise InputError("Unknown label type: continuous answers in 'y'; a classifier needs "
-                             "option labels -- pass 'item' or 'options' for a numeric scale")
-        _, classes, _ = check_labels(y[:, j], None, name="y", allow_missing=True)
-        if len(classes) < 2:
-            raise InputError(f"item {j}: the pilot has a single answer class. Classifier can't "
-                             "train when only one class is present.")
-        specs.append({"name": f"item{j}", "options": classes.tolist(), "item": None})
-    return specs
-
-
-def _encode(y_col: np.ndarray, spec: dict) -> np.ndarray:
-    from rectify.llm.baseline import check_labels
-
-    if spec["item"] is not None:
-        return spec["item"].to_index(list(y_col))
-    codes, _, _ = check_labels(y_col, spec["options"], name="y", allow_missing=True)
-    return codes
-
-
-# ----------------------------------------------------------------------------- settings
-def _int_setting(value: Any, name: str, low: int = 1, optional: bool = False) -> None:
-    if optional and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        none = " or None" if optional else ""
-        raise InputError(f"argument {name!r} must be an integer >= {low}{none}, got {value!r}; "
-                         "set it to a whole number such as 2")
-
-
-def _real_setting(value: Any, name: str, low: float, high: float, low_open: bool,
-                  high_open: bool = True) -> None:
-    ok = (not isinstance(value, bool) and isinstance(value, numbers.Real)
-          and np.isfinite(float(value)))
-    if ok:
-        v = float(value)
-        ok = (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
-    if not ok:
-        lo, hi = "(" if low_open else "[", ")" if high_open else "]"
-        raise InputError(f"argument {name!r} must be a number in {lo}{low}, {high}{hi}, got {value!r}")
-
-
-def _check_params(est: "LoRAClassifier") -> None:
-    """Refuse settings a configuration file may carry wrongly, naming the argument."""
-    from rectify.llm.lora_backbone import DTYPES
-
-    for name in ("r", "epochs", "batch_size", "max_length", "head_hidden", "patience"):
-        _int_setting(getattr(est, name), name)
-    _int_setting(est.lora_layers, "lora_layers", optional=True)
-    _int_setting(est.max_rows, "max_rows", low=2, optional=True)
-    _int_setting(est.num_threads, "num_threads", optional=True)
-    _real_setting(est.lr, "lr", 0.0, 1.0, low_open=True, high_open=False)
-    _real_setting(est.alpha, "alpha", 0.0, np.inf, low_open=True)
-    _real_setting(est.val_fraction, "val_fraction", 0.0, 0.5, low_open=False)
-    _real_setting(est.dropout, "dropout", 0.0, 1.0, low_open=False)
-    _real_setting(est.head_dropout, "head_dropout", 0.0, 1.0, low_open=False)
-    dtype = est.dtype if est.dtype is None else str(est.dtype).replace("torch.", "")
-    if dtype not in (None, "auto") + DTYPES:
-        raise InputError(f"argument 'dtype' must be 'auto' or one of {list(DTYPES)}, got "
-                         f"{est.dtype!r}; 'auto' picks bf16 only where the CPU computes it natively")
-    for name in ("cache_activations", "progress"):
-        if not isinstance(getattr(est, name), (bool, np.bool_)):
-            raise InputError(f"argument {name!r} must be True or False, got {getattr(est, name)!r}")
-    if not (est.class_weight in ("balanced", None) or isinstance(est.class_weight, dict)):
-        raise InputError("argument 'class_weight' must be 'balanced', None or a dict "
-                         f"{{option: weight}}, got {est.class_weight!r}")
-    if est.pooling not in ("mean", "last"):
-        raise InputError(f"argument 'pooling' must be 'mean' or 'last', got {est.pooling!r}")
-    if isinstance(est.random_state, bool) or not isinstance(est.random_state, numbers.Integral) \
-            or est.random_state < 0:
-        raise InputError(f"argument 'random_state' must be an integer >= 0, got "
-                         f"{est.random_state!r} (a run is repeatable only with a fixed seed)")
-
-
-@contextlib.contextmanager
-def _torch_threads(n: int | None) -> Iterator[None]:
-    """Run torch on ``n`` CPU threads for the duration (None: leave torch's setting)."""
-    import torch
-
-    if n is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _bar(enabled: bool, total: int, desc: str) -> Any:
-    """A progress bar updated by hand (``update``, ``set_postfix``), or None."""
-    if not enabled:
-        return None
-    bar = progress(range(total), total, True, desc)
-    return bar if hasattr(bar, "update") else None
-
-
-#: frozen bottom layers' output per (backbone, dtype, split, token ids), shared by every classifier of the
-#: process: the cross-fitted folds, repeated pilots and the prediction of one frame compute each persona's
-#: frozen layers once. Bounded (``RECTIFY_LORA_MEMO_MB``, default 1024 MB); least recently used first out.
-_BOTTOM_MEMO: "collections.OrderedDict[tuple, Any]" = collections.OrderedDict()
-_BOTTOM_MEMO_BYTES = [0]
-
-
-def _memo_limit() -> int:
-    try:
-        return max(0, int(os.environ.get("RECTIFY_LORA_MEMO_MB", "1024"))) * 2**20
-    except ValueError:
-        raise ConfigError("environment variable RECTIFY_LORA_MEMO_MB must be a whole number of megabytes, "
-                          f"got {os.environ.get('RECTIFY_LORA_MEMO_MB')!r}") from None
-
-
-def _memo_put(key: tuple, value: Any) -> None:
-    size = int(value.element_size() * value.nelement())
-    limit = _memo_limit()
-    if size > limit:
-        return
-    _BOTTOM_MEMO[key] = value
-    _BOTTOM_MEMO_BYTES[0] += size
-    while _BOTTOM_MEMO_BYTES[0] > limit and _BOTTOM_MEMO:
-        _, old = _BOTTOM_MEMO.popitem(last=False)
-        _BOTTOM_MEMO_BYTES[0] -= int(old.element_size() * old.nelement())
-
-
-def clear_activation_memo() -> None:
-    """Forget the frozen layers' outputs remembered across classifiers (frees their memory).
-
-    Examples
-    --------
-    >>> clear_activation_memo()
-    >>> len(_BOTTOM_MEMO)
-    0
-    """
-    _BOTTOM_MEMO.clear()
-    _BOTTOM_MEMO_BYTES[0] = 0
-
-
-class _Rows:
-    """Token ids of the training rows and, when cached, the frozen layers' output per row."""
-
-    def __init__(self, clf: "LoRAClassifier", ids_list: list, hidden: list | None):
-        self.clf, self.ids_list, self.hidden = clf, ids_list, hidden
-
-    def batch(self, idx: np.ndarray) -> tuple:
-        import torch
-
-        ids, mask = self.clf._batch(self.ids_list, idx)
-        if self.hidden is None:
-            return ids, mask, None
-        first = self.hidden[idx[0]]
-        h = torch.zeros((len(idx), ids.shape[1], first.shape[-1]), dtype=first.dtype,
-                        device=first.device)
-        for r, i in enumerate(idx):
-            h[r, :self.hidden[i].shape[0]] = self.hidden[i]
-        return ids, mask, h
 
 
 # ----------------------------------------------------------------------------- the classifier
@@ -729,7 +514,7 @@ class LoRAClassifier(ClassifierMixin, BaseEstimator):
                 self.n_cached_layers_ = int(cached or 0)
                 hidden = None if cached is None else self._cache_bottom(net, ids_list,
                                                                         lengths[rows])
-                self._train(net, _Rows(self, ids_list, hidden), codes[rows], observed[rows])
+                train(self, net, _Rows(self, ids_list, hidden), codes[rows], observed[rows])
         from peft import get_peft_model_state_dict
 
         self.adapter_state_ = {k: v.detach().cpu().clone()
@@ -738,126 +523,6 @@ class LoRAClassifier(ClassifierMixin, BaseEstimator):
         net.eval()
         self.fit_seconds_ = time.perf_counter() - t0
         return self
-
-    def _loss_weights(self, codes, observed, rows):
-        import torch
-
-        out = []
-        for j, cls in enumerate(self._classes_list()):
-            K = len(cls)
-            if self.class_weight is None:
-                out.append(None)
-                continue
-            if isinstance(self.class_weight, dict):
-                w = np.ones(K)
-                for lab, wt in self.class_weight.items():
-                    hit = [i for i, c in enumerate(np.asarray(cls).tolist()) if c == lab]
-                    if not hit:
-                        raise InputError(f"class_weight names {lab!r}, not an option "
-                                         f"{np.asarray(cls).tolist()}")
-                    w[hit[0]] = float(wt)
-                out.append(torch.tensor(w, dtype=torch.float32, device=self._device()))
-                continue
-            c = codes[rows][observed[rows, j], j]
-            counts = np.bincount(c, minlength=K).astype(float)
-            seen = counts > 0
-            w = np.zeros(K)
-            w[seen] = counts.sum() / (seen.sum() * counts[seen])
-            out.append(torch.tensor(w, dtype=torch.float32, device=self._device()))
-        return out
-
-    def _batch_loss(self, net, data: _Rows, codes, observed, idx, weights):
-        import torch
-        import torch.nn.functional as F
-
-        logits = net(*data.batch(idx))
-        total = 0.0
-        for j, lg in enumerate(logits):
-            obs = observed[idx, j]
-            if not obs.any():
-                continue
-            target = torch.tensor(codes[idx, j][obs], dtype=torch.long, device=lg.device)
-            sel = torch.tensor(np.flatnonzero(obs), dtype=torch.long, device=lg.device)
-            total = total + F.cross_entropy(lg[sel].float(), target, weight=weights[j])
-        return total
-
-    def _split_rows(self, n, codes, observed, rng) -> tuple[np.ndarray, np.ndarray]:
-        """Validation rows (stratified on the first item) and training rows."""
-        n_val = int(round(float(self.val_fraction) * n))
-        if not (n_val >= 1 and n - n_val >= 2):
-            return np.array([], dtype=int), np.arange(n)
-        from rectify.estimators.crossfit import make_folds
-
-        strat = np.where(observed[:, 0], codes[:, 0], -1)
-        k = max(2, int(round(1.0 / float(self.val_fraction))))
-        folds = make_folds(n, min(k, n), y=strat, random_state=rng)
-        return np.flatnonzero(folds == 0), np.flatnonzero(folds != 0)
-
-    def _train(self, net, data: _Rows, codes, observed) -> None:
-        import torch
-
-        rng = np.random.default_rng(int(self.random_state))
-        val, train = self._split_rows(len(data.ids_list), codes, observed, rng)
-        self.n_val_ = int(val.size)
-        weights = self._loss_weights(codes, observed, train)
-        params = [p for p in net.parameters() if p.requires_grad]
-        trainable = {name for name, p in net.named_parameters() if p.requires_grad}
-        opt = torch.optim.AdamW(params, lr=float(self.lr), weight_decay=0.0)
-        bs = int(self.batch_size)
-        history = []
-        best = (np.inf, None, 0)
-        bad_epochs = 0
-        per_epoch = -(-train.size // bs)
-        bar = _bar(bool(self.progress), int(self.epochs) * per_epoch, "LoRA fit")
-        for epoch in range(int(self.epochs)):
-            net.train()
-            order = train[rng.permutation(train.size)]
-            tot, nb = 0.0, 0
-            for start in range(0, order.size, bs):
-                idx = order[start:start + bs]
-                loss = self._batch_loss(net, data, codes, observed, idx, weights)
-                if bar is not None:
-                    bar.update(1)
-                if not torch.is_tensor(loss):
-                    continue
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                tot += float(loss.detach())
-                nb += 1
-            rec = {"epoch": epoch + 1, "train_loss": tot / max(nb, 1), "val_loss": np.nan}
-            if val.size:
-                net.eval()
-                with torch.no_grad():
-                    vl, vn = 0.0, 0
-                    for start in range(0, val.size, bs * 2):
-                        idx = val[start:start + bs * 2]
-                        loss = self._batch_loss(net, data, codes, observed, idx, weights)
-                        if torch.is_tensor(loss):
-                            vl += float(loss) * idx.size
-                            vn += idx.size
-                rec["val_loss"] = vl / max(vn, 1)
-                if rec["val_loss"] < best[0] - 1e-6:
-                    state = {k: v.detach().clone() for k, v in net.state_dict().items()
-                             if k in trainable}
-                    best = (rec["val_loss"], state, epoch + 1)
-                    bad_epochs = 0
-                else:
-                    bad_epochs += 1
-            history.append(rec)
-            if bar is not None:
-                bar.set_postfix(epoch=epoch + 1, train_loss=round(rec["train_loss"], 4),
-                                val_loss=round(rec["val_loss"], 4))
-            if val.size and bad_epochs >= int(self.patience):
-                break
-        if bar is not None:
-            bar.close()
-        if best[1] is not None:
-            net.load_state_dict(best[1], strict=False)
-            self.best_epoch_ = best[2]
-        else:
-            self.best_epoch_ = len(history)
-        self.history_ = history
 
     # ------------------------------------------------------------------ predict
     def predict_proba(self, X: Any) -> np.ndarray | list[np.ndarray]:
@@ -937,57 +602,9 @@ class LoRAClassifier(ClassifierMixin, BaseEstimator):
         The backbone is recorded by name (``"smollm2"``), path, or the import path of its factory;
         a custom ``render`` callable is recorded by import path when it has one.
         """
-        from safetensors.torch import save_file
+        from rectify.llm.finetune_io import save_lora
 
-        check_is_fitted(self, "head_state_")
-        os.makedirs(directory, exist_ok=True)
-        params = self.get_params(deep=False)
-        for key in ("backbone", "render"):
-            v = params[key]
-            if callable(v):
-                path = _callable_path(v)
-                if path is None:
-                    raise ConfigError(f"cannot save {key}={v!r}: use a module-level function, or "
-                                      f"pass {key}= again to load()")
-                params[key] = {"callable": path}
-        if params["item"] is not None:
-            items = params["item"] if isinstance(params["item"], (list, tuple)) else [params["item"]]
-            params["item"] = {"items": [{"name": it.name, "wording": it.wording,
-                                         "options": list(it.options), "missing": list(it.missing),
-                                         "scores": None if it.scores is None else list(it.scores)}
-                                        for it in items],
-                              "list": isinstance(self.item, (list, tuple))}
-        if callable(params["template"]):
-            path = _callable_path(params["template"])
-            if path is None:
-                raise ConfigError("cannot save a lambda template; use a template string")
-            params["template"] = {"callable": path}
-        fitted = {
-            "classes": [np.asarray(c).tolist() for c in self._classes_list()],
-            "battery": bool(self._battery),
-            "item_names": list(self.item_names_),
-            "n_missing": np.asarray(self.n_missing_).tolist(),
-            "history": [{k: (None if isinstance(v, float) and np.isnan(v) else v)
-                         for k, v in h.items()} for h in self.history_],
-            "best_epoch": int(self.best_epoch_),
-            "target_modules": list(self.target_modules_),
-            "n_features_in": int(self.n_features_in_),
-            "n_val": int(self.n_val_),
-            "dtype": self.dtype_,
-            "n_cached_layers": int(self.n_cached_layers_),
-            "rows_used": np.asarray(self.rows_used_).tolist(),
-        }
-        try:
-            text = json.dumps({"params": params, "fitted": fitted, "format": 1}, indent=2,
-                              default=_json_default)
-        except TypeError as err:
-            raise ConfigError(f"cannot save the configuration as JSON: {err}") from None
-        with open(os.path.join(directory, _CONFIG_FILE), "w") as fh:
-            fh.write(text)
-        save_file({k: v.contiguous() for k, v in self.adapter_state_.items()},
-                  os.path.join(directory, _ADAPTER_FILE))
-        save_file({k: v.contiguous() for k, v in self.head_state_.items()},
-                  os.path.join(directory, _HEAD_FILE))
+        save_lora(self, directory)
 
     @classmethod
     def load(cls, directory: str, *, backbone: Any = None, render: Callable | None = None,
@@ -1010,78 +627,16 @@ class LoRAClassifier(ClassifierMixin, BaseEstimator):
         allow_callables : bool, default False
             Import callables outside rectify that the saved configuration names.
         """
-        from safetensors.torch import load_file
+        from rectify.llm.finetune_io import load_lora
 
-        path = os.path.join(directory, _CONFIG_FILE)
-        if not os.path.exists(path):
-            raise ConfigError(f"{directory!r} holds no saved LoRAClassifier ({_CONFIG_FILE} missing)")
-        with open(path) as fh:
-            cfg = json.load(fh)
-        params = dict(cfg["params"])
-        given = {"backbone": backbone, "render": render, "template": None}
-        for key in ("backbone", "render", "template"):
-            v = params.get(key)
-            if isinstance(v, dict) and "callable" in v:
-                if given[key] is not None:
-                    continue  # replaced below by the caller's object: nothing is imported
-                target = str(v["callable"])
-                if not (target.startswith("rectify.") or allow_callables):
-                    raise ConfigError(
-                        f"{directory!r} names the callable {target!r} as its {key}; loading it would import and "
-                        f"run code that a file names: pass the object yourself ({key}=...) or, for a folder you "
-                        "saved yourself, allow_callables=True")
-                params[key] = _resolve_callable(target)
-        if isinstance(params.get("item"), dict):
-            from rectify.llm.items import Item
-
-            items = [Item(d["name"], d["wording"], d["options"], missing=d["missing"],
-                          scores=d["scores"]) for d in params["item"]["items"]]
-            params["item"] = items if params["item"]["list"] else items[0]
-        if backbone is not None:
-            params["backbone"] = backbone
-        if render is not None:
-            params["render"] = render
-        if device is not None:
-            params["device"] = device
-        for key in ("target_modules",):
-            if isinstance(params.get(key), list):
-                params[key] = list(params[key])
-        obj = cls(**params)
-        f = cfg["fitted"]
-        classes = [np.asarray(c) for c in f["classes"]]
-        obj.classes_ = classes if f["battery"] else classes[0]
-        obj._battery = f["battery"]
-        obj.item_names_ = f["item_names"]
-        obj.n_missing_ = np.asarray(f["n_missing"], dtype=int)
-        obj.history_ = [{k: (np.nan if v is None else v) for k, v in h.items()} for h in f["history"]]
-        obj.best_epoch_ = f["best_epoch"]
-        obj.target_modules_ = f["target_modules"]
-        obj.n_features_in_ = f["n_features_in"]
-        obj.n_val_ = f["n_val"]
-        if "dtype" in f:  # saved by rectify >= December 2026
-            obj.dtype_ = f["dtype"]
-            obj.n_cached_layers_ = f["n_cached_layers"]
-            obj.rows_used_ = np.asarray(f["rows_used"], dtype=int)
-        obj.adapter_state_ = load_file(os.path.join(directory, _ADAPTER_FILE))
-        obj.head_state_ = load_file(os.path.join(directory, _HEAD_FILE))
-        obj._net = None
-        return obj
+        return load_lora(cls, directory, backbone=backbone, render=render, device=device,
+                         allow_callables=allow_callables)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_class = True
         tags.non_deterministic = False
         return tags
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, tuple):
-        return list(o)
-    raise TypeError(f"{type(o).__name__} is not JSON-serialisable")
 
 
 def _conversion_warning():
