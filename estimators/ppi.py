@@ -44,7 +44,7 @@ from __future__ import annotations
 # the estimators live in modules of one job each; their names stay importable from here
 from .ppi_base import (_check_common, _combine, _difference_estimator, _float_array, _lambda, _lambda_tuning,  # noqa: F401
                        _optimal_lambda, _satterthwaite, _target_fields, optimal_lambda)
-from .ppi_categorical import _as_shares_matrix, _logit_share_interval, _one_hot, ppi_shares  # noqa: F401
+from .ppi_categorical import _as_shares_matrix, _logit_share_interval, _one_hot, _share_result, ppi_shares  # noqa: F401,E501
 from .ppi_means import _mean_core, _mean_fit, _prepare_mean_inputs, _stratified, ppi_mean, ppi_quantile  # noqa: F401
 from .ppi_regression import _fit_in, _prepare_regression, _regression, ppi_logistic, ppi_ols, ppi_ordinal  # noqa: F401
 

@@ -1,4 +1,29 @@
-"""PPI estimators of option shares (categorical items); see :mod:`rectify.estimators.ppi`."""
+"""PPI estimators of option shares (categorical items); see :mod:`rectify.estimators.ppi`.
+
+Rare options
+------------
+A share near 0 (a Likert option chosen by 1-5%) breaks Wald-type intervals at pilots of 50-100: the
+estimated variance ``p(1 - p)`` collapses with the estimate (an option nobody in the pilot chose gets
+the interval [0, 0]). The default interval (``interval="score"``) inverts the PPI estimating equation
+as Wilson's score interval does: the answers' variance is taken at the hypothesised share ``p``
+rather than at the estimate,
+
+    {p : (m - p)^2 <= t^2 V(p)},   V(p) = V^ + kappa (m2 p (1 - p) - s2^),
+
+where ``m`` is the (PPI) share estimate, ``V^`` its estimated variance, ``s2^ = mean(w^2 (y - ybar)^2)``
+the answers' part of it, ``m2 = mean(w^2)`` and ``kappa`` the factor with which the answers' variance
+enters ``V^`` (``1/(n - 1 - tuned)``, times the finite-population or frame factor of
+:mod:`rectify.estimand`). The set is an interval (a quadratic in ``p``); with ``lambda = 0`` it is
+Wilson's interval. Its critical value is the normal one: the variance under the hypothesised share
+already is the small-sample correction (Student t on top made the common options over-cover).
+Coverage measured (tests/test_rare_shares.py, a 3% option, n = 50 and 100): 94.6-96.4%, where the
+logit-scale interval gave 71% (classical) and 79% (PPI++) at n = 50; at a 1% share and n = 50 PPI++
+reached 92.8%, which :class:`~rectify.errors.SparseAnswersWarning` says at run time. The point estimates are projected onto the simplex (non-negative,
+summing to one); the covariance is the unprojected estimator's. Stratified estimates and
+``convention="ppi_py"`` keep the logit-scale interval. :class:`rectify.errors.SparseAnswersWarning` is
+issued when an option has no pilot answer, when every pilot answer is the same option, or when an
+interval has zero width.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +32,8 @@ from functools import partial
 import numpy as np
 from scipy import special
 
-from rectify.errors import InputError
+from rectify import estimand as E
+from rectify.errors import InputError, SparseAnswersWarning
 from rectify.result import Result, check_level
 
 from . import _validate as V
@@ -61,7 +87,7 @@ def _as_shares_matrix(a, categories, name):
 def ppi_shares(y=None, yhat=None, yhat_pop=None, method: str = "ppi++", *, categories=None, weights=None,
                weights_pop=None, lam=None, lambda_bounds=None, strata=None, strata_pop=None,
                level: float = 0.95, convention: str = "small-sample", estimand: str | None = None,
-               overlap: str = "separate", frame_size: int | None = None) -> Result:
+               overlap: str = "separate", frame_size: int | None = None, interval: str = "score") -> Result:
     """Population option shares of a categorical (e.g. Likert) item, with their joint covariance.
 
     Human answers ``y`` are labels; LLM predictions may be labels or an (n, K) matrix of answer
@@ -75,6 +101,9 @@ def ppi_shares(y=None, yhat=None, yhat_pop=None, method: str = "ppi++", *, categ
         Pilot answers, pilot predictions, population predictions (see :func:`ppi_mean`).
     categories : sequence
         The item's options in order. Default: sorted labels seen in ``y`` and ``yhat_pop``.
+    interval : {"score", "logit"}
+        ``"score"`` (default): the Wilson-type inversion of the estimating equation (module notes),
+        which holds for rare options; ``"logit"``: Wald on the log-odds scale.
     Other parameters as in :func:`ppi_mean`.
 
     Returns
@@ -93,6 +122,8 @@ def ppi_shares(y=None, yhat=None, yhat_pop=None, method: str = "ppi++", *, categ
     """
     if method not in ("classical", "naive", "ppi", "ppi++"):
         V.check_method(method)
+    if interval not in ("score", "logit"):
+        raise InputError(f"argument 'interval' must be 'score' or 'logit', got {interval!r}")
     if categories is None:
         seen = []
         for a in (y, yhat_pop):
@@ -116,11 +147,108 @@ def ppi_shares(y=None, yhat=None, yhat_pop=None, method: str = "ppi++", *, categ
                  lambda_bounds=lambda_bounds, strata=strata, strata_pop=strata_pop, level=level,
                  convention=convention, terms=[f"share[{c}]" for c in categories], estimand=estimand,
                  overlap=overlap, frame_size=frame_size)
+    return _share_result(r, None if method == "naive" else Y, categories, method=method, lam=lam, weights=weights,
+                         estimand=estimand, overlap=overlap, convention=convention, interval=interval,
+                         stratified=strata is not None)
+
+
+def _share_result(r: Result, Y, categories, *, method, lam, weights, estimand, overlap, convention,
+                  interval="score", stratified=False) -> Result:
+    """A mean-of-indicators Result as shares: simplex projection, the interval, the sparse-answer warnings
+    (shared by :func:`ppi_shares` and the streamed verbs)."""
     from dataclasses import replace
     fn = partial(_logit_share_interval, estimate=r.estimate, se=r.std_error, df=r.df)
-    return replace(r, estimand="shares", bounds=(0.0, 1.0), interval_fn=fn,
-                   diagnostics={**r.diagnostics, "categories": categories,
-                                "interval": "logit-scale (Wald on the log-odds, back-transformed)"})
+    how = "logit-scale (Wald on the log-odds, back-transformed)"
+    shown = _project_simplex(r.estimate)
+    if interval == "score" and convention != "ppi_py" and Y is not None and not stratified:
+        n = Y.shape[0]
+        w = V.normalise_weights(weights, n, "weights")
+        target = E.core_target(estimand, overlap, convention)
+        lam_used = float(np.atleast_1d(r.tuning.get("lambda", 0.0))[0]) if method in ("ppi", "ppi++") else 0.0
+        kappa = _answers_factor(n, r.n_population, target, int(method == "ppi++" and lam is None and lam_used != 0))
+        theta = (w[:, None] * Y).mean(0)
+        fn = partial(_score_share_interval, estimate=r.estimate, var=np.diag(r.cov), kappa=kappa,
+                     m2=float(np.mean(w**2)), s2=np.mean((w[:, None] * (Y - theta)) ** 2, axis=0), df=None,
+                     fallback=fn, shown=shown)
+        how = "score (Wilson-type inversion of the PPI estimating equation)"
+    r = replace(r, estimate=shown, estimand="shares", bounds=(0.0, 1.0), interval_fn=fn,
+                diagnostics={**r.diagnostics, "categories": categories, "interval": how})
+    _warn_sparse(Y, categories, r)
+    return r
+
+
+def _project_simplex(v: np.ndarray) -> np.ndarray:
+    """Euclidean projection onto {p >= 0, sum p = 1} (sort-based); shares already there are unchanged."""
+    v = np.asarray(v, float)
+    if np.all(v >= 0) and abs(v.sum() - 1) < 1e-12:
+        return v
+    u = np.sort(v)[::-1]
+    css = np.cumsum(u) - 1
+    k = np.nonzero(u - css / np.arange(1, v.size + 1) > 0)[0][-1]
+    return np.maximum(v - css[k] / (k + 1), 0.0)
+
+
+def _answers_factor(n: int, N: int, target, tuned: int) -> float:
+    """The factor ``kappa`` with which the answers' variance enters the estimated variance (module notes)."""
+    a, b, _ = E.variance_parts(np.eye(1) / (n - 1 - tuned), np.zeros((1, 1)), np.eye(1) / (n - 1), n, N, target)
+    return float(a[0, 0] + b[0, 0])
+
+
+def _critical(level, df, d):
+    q = 0.5 + level / 2
+    if df is None:
+        return np.full(d, special.ndtri(q))
+    df = np.asarray(df, float)
+    return np.where(np.isfinite(df), special.stdtrit(np.where(np.isfinite(df), df, 1.0), q), special.ndtri(q))
+
+
+def _score_share_interval(level, *, estimate, var, kappa, m2, s2, df, fallback, shown):
+    """``{p : (m - p)^2 <= t^2 (V^ + kappa (m2 p (1 - p) - s2^))}`` per option (module notes)."""
+    level = check_level(level)
+    t2 = _critical(level, df, len(estimate)) ** 2
+    m = np.asarray(estimate, float)
+    c0 = var - kappa * s2
+    a2 = 1 + t2 * kappa * m2
+    a1 = -(2 * m + t2 * kappa * m2)
+    a0 = m**2 - t2 * c0
+    disc = a1**2 - 4 * a2 * a0
+    root = np.sqrt(np.maximum(disc, 0.0))
+    flo, fhi = fallback(level)
+    lo = np.where(disc >= 0, (-a1 - root) / (2 * a2), flo)
+    hi = np.where(disc >= 0, (-a1 + root) / (2 * a2), fhi)
+    lo, hi = np.clip(lo, 0.0, 1.0), np.clip(hi, 0.0, 1.0)
+    return np.minimum(lo, shown), np.maximum(hi, shown)
+
+
+def _warn_sparse(Y, categories, r) -> None:
+    """:class:`SparseAnswersWarning` for options no pilot respondent chose, a pilot with one answer, options
+    with under one expected pilot answer, and intervals of zero width."""
+    import warnings
+
+    def warn(msg):
+        warnings.warn(msg, SparseAnswersWarning, stacklevel=5)
+
+    rests = "the LLM's predictions and " if r.method in ("ppi", "ppi++") else ""
+    if Y is not None:
+        n = Y.shape[0]
+        counts = Y.sum(axis=0)
+        none = [c for c, k in zip(categories, counts) if k == 0]
+        if len(none) == len(categories) - 1:
+            warn(f"every pilot answer is option {categories[int(np.argmax(counts))]!r}: the other options' shares "
+                 f"rest on {rests}the score interval alone; collect more varied answers")
+        elif none:
+            warn(f"options {none} have no pilot answer: their shares rest on {rests}the score interval (no human "
+                 f"chose them); a larger pilot, or oversampling the groups likely to choose them, would check them")
+        few = [c for c, p in zip(categories, r.estimate) if n * p < 1 and c not in none]
+        if few and r.diagnostics.get("interval", "").startswith("score"):
+            warn(f"options {few} have fewer than one expected pilot answer (n x share < 1): no interval method "
+                 f"reached 93.5% coverage there in simulation (PPI++ score interval: 92.8% at a 1% share, n = 50; "
+                 f"tests/test_rare_shares.py); read their intervals as indicative")
+    lo, hi = r.conf_int()
+    flat = [c for c, a, b in zip(categories, lo, hi) if b - a <= 1e-12]
+    if flat:
+        warn(f"the intervals of options {flat} have zero width: no sampling variance is estimable for them "
+             f"(interval {r.diagnostics.get('interval')}); do not read them as certain")
 
 
 def _logit_share_interval(level, *, estimate, se, df):

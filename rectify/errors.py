@@ -29,6 +29,7 @@ __all__ = [
     "BackendError",
     "RectifyWarning",
     "InSamplePredictionWarning",
+    "SparseAnswersWarning",
     "NotFittedError",
 ]
 
@@ -75,6 +76,11 @@ class RectifyWarning(UserWarning):
 
 class InSamplePredictionWarning(RectifyWarning):
     """PPI fed with in-sample predictions of a model trained on the same pilot (intervals too narrow)."""
+
+
+class SparseAnswersWarning(RectifyWarning):
+    """Option shares from too few answers: an option no pilot respondent chose, a pilot with one answer,
+    or an interval of zero width."""
 
 
 def _not_fitted_error() -> type:

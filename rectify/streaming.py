@@ -368,7 +368,7 @@ def stream_verb(verb: str, args: Mapping[str, Any]) -> Any:
 
 
 def _stream_mean(verb, args, pilot, method):
-    from .estimators.ppi import _as_shares_matrix, _logit_share_interval, _mean_fit
+    from .estimators.ppi import _as_shares_matrix, _mean_fit
 
     source, pred = args["population"], args.get("predicted")
     col = args["y"] if verb == "mean" else args["item"]
@@ -408,12 +408,12 @@ def _stream_mean(verb, args, pilot, method):
     if verb == "mean":
         return r
     from dataclasses import replace
-    from functools import partial
 
-    fn = partial(_logit_share_interval, estimate=r.estimate, se=r.std_error, df=r.df)
-    return replace(r, estimand="shares", bounds=(0.0, 1.0), interval_fn=fn, terms=tuple(f"{col}={c}" for c in labels),
-                   diagnostics={**r.diagnostics, "categories": labels,
-                                "interval": "logit-scale (Wald on the log-odds, back-transformed)"})
+    from .estimators.ppi import _share_result  # the in-memory verb's interval, projection and warnings
+
+    r = _share_result(r, None if method == "naive" else Y, labels, method=method, lam=args.get("lam"), weights=None,
+                      estimand=args.get("estimand"), overlap=args.get("overlap", "separate"), convention="small-sample")
+    return replace(r, terms=tuple(f"{col}={c}" for c in labels))
 
 
 def _stream_regression(verb, args, pilot, method):

@@ -387,7 +387,7 @@ def test_population_fit_without_rows_matches_full_influence():
 
 def test_share_intervals_are_logit_scale():
     y = np.array([1] * 6 + [2] * 30 + [3] * 14)
-    r = ppi_shares(y, method="classical", categories=[1, 2, 3])
+    r = ppi_shares(y, method="classical", categories=[1, 2, 3], interval="logit")
     p = np.array([6, 30, 14]) / 50
     se = np.sqrt(p * (1 - p) / 49)  # HC1: n / (n - 1) on the ddof-0 variance
     np.testing.assert_allclose(r.std_error, se, rtol=1e-12)
