@@ -245,7 +245,12 @@ def ppi_ols(X=None, y=None, yhat=None, X_pop=None, yhat_pop=None, method: str = 
 
     ``theta = b_y - lam (b_f - b_f~)`` where ``b`` are (weighted) least-squares fits of the human answers
     and of the predictions on the pilot and of the predictions on the population. The covariance is
-    the HC1-type sandwich of that estimator; intervals use Student's t (see the module notes).
+    the sandwich of that estimator with the pilot's influence rows divided by ``1 - h_ii`` (HC3: the
+    classical interval is statsmodels' ``cov_type="HC3"`` interval), falling back to HC1
+    (``n / (n - p)``) when a pilot row has leverage >= 0.99; ``convention="ppi_py"`` uses ppi_py's
+    ddof-0 variances. Intervals use Student's t (see :mod:`rectify.estimators.ppi`). ``estimand``,
+    ``overlap`` and ``frame_size`` as in :func:`rectify.estimators.ppi.ppi_mean` (``"frame"``: the
+    frame's census coefficients).
 
     Parameters
     ----------
@@ -297,7 +302,9 @@ def ppi_logistic(X=None, y=None, yhat=None, X_pop=None, yhat_pop=None, method: s
     ``b_y - lam (b_f - b_f~)`` of three Newton fits (see module notes); ``convention="ppi_py"``
     computes ppi_py's joint-loss estimate instead. ``ridge`` (default 0: maximum likelihood) adds an
     L2 penalty ``ridge / 2 * ||beta||^2`` (intercept excluded) to each fit; the estimand is then the
-    penalised one.
+    penalised one. Default variance: HC3, as :func:`ppi_ols` (the pilot's influence rows divided by
+    ``1 - h_ii`` with the weighted-logistic hat matrix; HC1 when a leverage reaches 0.99).
+    ``estimand``, ``overlap`` and ``frame_size`` as in :func:`rectify.estimators.ppi.ppi_mean`.
 
     Examples
     --------
@@ -328,7 +335,14 @@ def ppi_ordinal(X=None, y=None, yhat=None, X_pop=None, yhat_pop=None, method: st
 
     ``P(y <= k | x) = logistic(tau_k - x'beta)``. ``X`` has no intercept. Human answers ``y`` are
     labels among ``categories``; predictions are labels or (n, K) answer distributions, which enter as
-    soft labels (expected log-likelihood). Classical fits equal statsmodels' ``OrderedModel``.
+    soft labels (expected log-likelihood). Classical point estimates equal statsmodels' ``OrderedModel``
+    (``distr="logit"``). Standard errors are the sandwich with HC1 scaling, not OrderedModel's default
+    inverse-Hessian (``cov_type="nonrobust"``): for the coefficients, rectify's classical SE equals
+    ``OrderedModel(...).fit(cov_type="HC0").bse * sqrt(n / (n - p))`` (checked to 1e-7; p counts
+    coefficients and thresholds). OrderedModel reports thresholds as the first cut-off and log
+    increments, so its threshold SEs are on another scale (rectify reports the cut-offs themselves).
+    PPI and PPI++ use the same sandwich for the rectifier (see :mod:`rectify.estimators.ppi`).
+    ``estimand``, ``overlap`` and ``frame_size`` as in :func:`rectify.estimators.ppi.ppi_mean`.
 
     Examples
     --------

@@ -397,3 +397,26 @@ def test_share_intervals_are_logit_scale():
     hi = 1 / (1 + np.exp(-(eta + q * se / (p * (1 - p)))))
     np.testing.assert_allclose(r.conf_int(), (lo, hi), rtol=1e-12)
     assert r.conf_int()[0][0] > 0  # a Wald interval would reach below 0.04
+
+
+def test_ordinal_standard_errors_are_orderedmodel_hc0_with_hc1_scaling():
+    """The relation stated in ppi_ordinal's docstring: classical coefficient SEs equal statsmodels'
+    OrderedModel(cov_type="HC0") times sqrt(n / (n - p)); its default (inverse Hessian) differs."""
+    import warnings
+
+    from statsmodels.miscmodels.ordinal_model import OrderedModel
+
+    rng = np.random.default_rng(2)
+    n = 300
+    X = rng.normal(size=(n, 2))
+    y = np.digitize(X @ [1.0, -0.5] + rng.logistic(size=n), [-1, 0, 1]) + 1
+    r = ppi_ordinal(X, y, method="classical", categories=[1, 2, 3, 4], terms=["a", "b"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = OrderedModel(y, X, distr="logit")
+        hc0 = m.fit(method="bfgs", disp=False, maxiter=2000, gtol=1e-10, cov_type="HC0")
+        plain = m.fit(method="bfgs", disp=False, maxiter=2000, gtol=1e-10)
+    p = len(r.estimate)
+    np.testing.assert_allclose(r.estimate[:2], hc0.params[:2], rtol=1e-6)
+    np.testing.assert_allclose(r.std_error[:2], hc0.bse[:2] * np.sqrt(n / (n - p)), rtol=1e-6)
+    assert not np.allclose(r.std_error[:2], plain.bse[:2], rtol=1e-2)
