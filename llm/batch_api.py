@@ -101,21 +101,23 @@ def submit(backend: Any, prompts: Sequence[Any], state_path: str, metadata: dict
     state = read_state(state_path)
     if state.get("batch_id"):
         return state["batch_id"]
-    data = request_lines(backend, prompts)
-    n = data.count(b"\n")
-    if n == 0:
+    lines = backend.batch_requests(prompts)
+    if not lines:
         return None
-    check_batch(n, len(data))
+    n_bytes = sum(len(json.dumps(x, ensure_ascii=False)) + 1 for x in lines)
+    check_batch(len(lines), n_bytes)
     batch_id = backend.submit_batch(prompts, metadata=metadata)
-    _write_state(state_path, {"batch_id": batch_id, "n_requests": n, "bytes": len(data), "submitted": time.time(),
-                              "status": "submitted"})
+    _write_state(state_path, {"batch_id": batch_id, "n_requests": len(lines), "bytes": n_bytes,
+                              "submitted": time.time(), "status": "submitted",
+                              "keys": [x["custom_id"] for x in lines]})  # for the token count on collection
     return batch_id
 
 
 def collect(backend: Any, prompts: Sequence[Any], state_path: str, poll_interval: float = 30.0,
             max_wait: float | None = None) -> dict:
     """Poll the batch named in ``state_path`` until it ends (or ``max_wait`` seconds), store its
-    answers in the backend's cache and record the outcome; returns ``{"status", "stored", "failed"}``.
+    answers in the backend's cache and record the outcome; returns ``{"status", "stored", "failed",
+    "prompt_tokens", "completion_tokens"}`` (the tokens of the answers the batch brought).
 
     A batch already collected is not fetched again. Statuses other than ``"completed"`` (failed,
     expired, cancelled) are recorded too: the prompts it did not answer stay uncached, and scoring
@@ -124,9 +126,14 @@ def collect(backend: Any, prompts: Sequence[Any], state_path: str, poll_interval
     state = read_state(state_path)
     if not state.get("batch_id"):
         return {"status": "none", "stored": 0, "failed": 0}
+    fields = ("status", "stored", "failed", "prompt_tokens", "completion_tokens")
     if state.get("collected"):
-        return {"status": state["status"], "stored": state.get("stored", 0), "failed": state.get("failed", 0)}
+        return {k: state.get(k, 0) for k in fields}
     got = backend.collect_batch(state["batch_id"], prompts, poll_interval=poll_interval, max_wait=max_wait)
+    got.update(prompt_tokens=0, completion_tokens=0)
     if got["status"] in ("completed", "failed", "expired", "cancelled"):
+        found = backend.cache.get_many(state.get("keys", []))  # the answers this batch brought, as billed
+        got.update(prompt_tokens=sum(int(v.get("pt", 0)) for v in found.values()),
+                   completion_tokens=sum(int(v.get("ct", 0)) for v in found.values()))
         _write_state(state_path, {**state, **got, "collected": time.time()})
     return got

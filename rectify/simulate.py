@@ -212,12 +212,6 @@ def _prompts(sims: Mapping, X: pd.DataFrame) -> dict:
     return {name: sim.prompts(X) for name, sim in sims.items()}
 
 
-def _stored_tokens(backend, keys: set) -> tuple[int, int]:
-    """Prompt and completion tokens of the stored answers of these (distinct) cache keys."""
-    found = backend.cache.get_many(sorted(keys)) if keys else {}
-    return (sum(int(v.get("pt", 0)) for v in found.values()), sum(int(v.get("ct", 0)) for v in found.values()))
-
-
 def _answers(backend, sims: Mapping, prompts: Mapping, ids: np.ndarray) -> tuple[pd.DataFrame, dict]:
     """The chunk's answer table and its record: prompts, answers read from the cache, failed prompts
     and the tokens of the requests this run sent (what the server billed)."""
@@ -325,14 +319,12 @@ def simulate(config: str | Mapping[str, Any], *, progress: bool = True, max_chun
         pr = _prompts(sims, _persona_frame(chunk, fr))
         batch_tokens = (0, 0)
         if be["mode"] == "batch":
-            flat = [p for ps in pr.values() for p in ps]
-            keys = {backend._keys(p)[0] for p in flat}
-            before = set(backend.cache.get_many(sorted(keys)))
-            got = batch_api.collect(backend, flat, os.path.join(out["folder"], "batches", f"part-{k:06d}.json"),
+            got = batch_api.collect(backend, [p for ps in pr.values() for p in ps],
+                                    os.path.join(out["folder"], "batches", f"part-{k:06d}.json"),
                                     poll_interval=float(be.get("poll_interval", 30)), max_wait=be.get("max_wait"))
             if got["status"] not in ("completed", "failed", "expired", "cancelled", "none"):
                 continue  # still running: a rerun collects it
-            batch_tokens = _stored_tokens(backend, keys - before)  # the answers this batch brought
+            batch_tokens = (got["prompt_tokens"], got["completion_tokens"])  # the answers its batch brought
         table, rec = _answers(backend, sims, pr, ids(chunk, k))
         rec["batch_prompt_tokens"], rec["batch_completion_tokens"] = batch_tokens
         rec["prompt_tokens"] += batch_tokens[0]

@@ -51,7 +51,7 @@ class MockServer:
         self.polls_to_finish, self.fail_every = polls_to_finish, fail_every
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, dict] = {}
-        self.counts = {"chat": 0, "batch_lines": 0, "batches_created": 0, "polls": 0}
+        self.counts = {"chat": 0, "batch_lines": 0, "batch_failed": 0, "batches_created": 0, "polls": 0}
         self.lock = threading.Lock()
         server = self
 
@@ -122,6 +122,7 @@ class MockServer:
                     self.counts["batch_lines"] += 1
                     if self.fail_every and i % self.fail_every == self.fail_every - 1:
                         resp = {"status_code": 500, "request_id": f"r{i}", "body": {"error": "server"}}
+                        self.counts["batch_failed"] += 1
                     else:
                         resp = {"status_code": 200, "request_id": f"r{i}", "body": completion(req["body"])}
                     out.append(json.dumps({"id": f"req_{i}", "custom_id": req["custom_id"], "response": resp,

@@ -34,8 +34,8 @@ def _frame(tmp_path, n=23):
     return df, path
 
 
-def _config(tmp_path, url, **extra):
-    _, path = _frame(tmp_path)
+def _config(tmp_path, url, n=23, **extra):
+    _, path = _frame(tmp_path, n)
     backend = {"model": "mock-model", "base_url": url, "api_key_env": "RECTIFY_TEST_NO_KEY",
                "prices": [2.0, 8.0], **extra.pop("backend", {})}
     raw = {"frame": {"path": str(path), "id": "pid", "persona": ["age", "gender"]}, "items": ITEMS,
@@ -162,7 +162,7 @@ def test_against_the_llama_cpp_server(tmp_path):
                 assert proc.poll() is None and time.time() < deadline, (tmp_path / "server.log").read_text()[-2000:]
                 time.sleep(0.5)
         df, _ = _frame(tmp_path, n=4)
-        raw = _config(tmp_path, url, backend={"model": "smollm2", "max_concurrency": 2})
+        raw = _config(tmp_path, url, n=4, backend={"model": "smollm2", "max_concurrency": 2})
         raw["items"] = {"q1": ITEMS["q1"]}
         raw["output"]["chunk_rows"] = 3
         summary = simulate(check_config(raw, str(tmp_path)), progress=False)
