@@ -21,6 +21,15 @@ from .ppi import ppi_logistic, ppi_ols
 __all__ = ["PPILinearRegression", "PPILogisticRegression"]
 
 
+def _unique_columns(X) -> None:
+    """Refuse a DataFrame ``X`` whose column names repeat (its names become the result's terms)."""
+    cols = getattr(X, "columns", None)
+    if cols is not None and not cols.is_unique:
+        from rectify._checks import check_unique
+
+        check_unique(X, [c for c in cols if isinstance(c, str)], "X")
+
+
 def _design(X, fit_intercept):
     return np.column_stack([np.ones(X.shape[0]), X]) if fit_intercept else X
 
@@ -104,6 +113,7 @@ class PPILinearRegression(_PPIMixin, RegressorMixin, BaseEstimator):
     def fit(self, X, y, yhat=None, X_unlabeled=None, yhat_unlabeled=None, sample_weight=None,
             sample_weight_unlabeled=None):
         """Fit on the pilot (X, y, yhat) and the unlabeled population (X_unlabeled, yhat_unlabeled)."""
+        _unique_columns(X)
         X, y = validate_data(self, X, y, dtype=float, y_numeric=True)
         return self._fit_core(ppi_ols, X, y, yhat, X_unlabeled, yhat_unlabeled, sample_weight,
                               sample_weight_unlabeled)
@@ -147,6 +157,7 @@ class PPILogisticRegression(_PPIMixin, ClassifierMixin, BaseEstimator):
         """Fit on the pilot and (optionally) the unlabeled population; see the class docstring."""
         from sklearn.utils.multiclass import type_of_target
 
+        _unique_columns(X)
         X, y = validate_data(self, X, y, dtype=None if np.asarray(y).dtype == object else float)
         X = np.asarray(X, dtype=float)
         check_classification_targets(y)

@@ -40,6 +40,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from rectify._checks import check_labels, check_unique
 from rectify.errors import InputError, MissingCovariateError
 
 from rectify.llm.items import Item
@@ -231,6 +232,8 @@ def render_personas(
         raise InputError(f"argument 'X' must be a pandas DataFrame, got {type(X).__name__}")
     if len(X) == 0:
         raise InputError("argument 'X' is an empty frame; pass at least one row")
+    check_labels(list(X.columns), "X")  # a persona names each covariate by its column label
+    check_unique(X, list(X.columns), "X")
     texts = [render_persona(row, template, value_labels) for _, row in X.iterrows()]
     return pd.Series(texts, index=X.index, name="persona")
 

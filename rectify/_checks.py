@@ -158,8 +158,14 @@ def check_numeric_text(s: pd.Series, col: str, frame: str, categories_hint: bool
     ...     print(str(err)[:56])
     column 'trust' of the pilot holds numbers stored as text
     """
+    also = " (or write C(" + col + ") in the formula to treat its values as categories)" if categories_hint else ""
+    if pd.api.types.is_object_dtype(s):
+        vals = s.dropna()
+        text = [v for v in vals if isinstance(v, str)]
+        if text and any(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in vals):
+            raise InputError(f"column {col!r} of the {frame} mixes numbers and text (e.g. {text[0]!r}); code missing "
+                             f"values as NaN and convert it with pd.to_numeric(df[{col!r}], errors='coerce'){also}")
     if looks_like_numbers(s):
-        also = " (or write C(" + col + ") in the formula to treat its values as categories)" if categories_hint else ""
         raise InputError(f"column {col!r} of the {frame} holds numbers stored as text (e.g. "
                          f"{s.dropna().iloc[0]!r}); convert it with pd.to_numeric(df[{col!r}]){also}")
 

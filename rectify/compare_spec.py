@@ -165,3 +165,9 @@ def _need_columns(frame: pd.DataFrame, cols: Sequence[str], what: str) -> None:
     if absent:
         raise ConfigError(f"{what}: columns {absent} are not in the frame (it has {list(frame.columns)[:8]}...); "
                           "check the names or add the columns")
+    from ._checks import check_unique
+
+    try:
+        check_unique(frame, cols, "frame")
+    except InputError as err:
+        raise ConfigError(f"{what}: {err}") from None

@@ -46,6 +46,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ._checks import check_labels, check_numeric_text, check_unique
 from .errors import EstimationError, InputError, MissingCovariateError
 from .fidelity_individual import (
     accuracy,
@@ -362,8 +363,15 @@ def fidelity_report(
     ['conservative', 'liberal', 'moderate']
     """
     names, item_scores = _item_names(items)
-    _check_frames(human_df, simulated_df, names)
     grouping = [groups] if isinstance(groups, str) else list(groups or [])
+    check_labels(grouping, "human_df")
+    for frame, df in (("human_df", human_df), ("simulated_df", simulated_df)):
+        if isinstance(df, pd.DataFrame):
+            check_unique(df, names + (grouping if frame == "human_df" else []), frame)
+            for c in names:
+                if c in df.columns:
+                    check_numeric_text(df[c], c, frame)
+    _check_frames(human_df, simulated_df, names)
     absent = [g for g in grouping if g not in human_df.columns]
     if absent:
         raise InputError(f"argument 'groups' names columns not in human_df: {absent}; check the names or add "

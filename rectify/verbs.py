@@ -61,6 +61,8 @@ def _placement(pilot, population, estimand, overlap, id, predicted, method) -> d
     from .estimand import pilot_in_frame, resolve_estimand
 
     resolve_estimand(estimand)  # refuse a bad value before any work
+    if predicted is not None and not isinstance(predicted, (str, list, tuple)):
+        predicted = as_label(predicted, "predicted")  # a Series or an array: refused by name
     if method == "naive" or pilot is None or population is None:
         return {"estimand": estimand, "overlap": "separate" if overlap == "auto" else overlap, "id": None}
     inside = pilot_in_frame(_frame(pilot, "pilot"), _frame(population, "population"), overlap, id, predicted)

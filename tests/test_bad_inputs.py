@@ -44,7 +44,8 @@ def _base() -> pd.DataFrame:
                        "wt": rng.uniform(0.5, 2.0, size=n)})
     for k in range(4):
         df[f"p{k + 1}"] = P[:, k]
-    return df
+    # respondent ids as the index: a pilot cut from the frame is then recognisably inside it (rectify.estimand)
+    return df.set_axis(pd.Index(np.arange(1001, 1001 + n)), axis=0)
 
 
 def frame() -> pd.DataFrame:
@@ -108,7 +109,7 @@ CASES = [
          lambda: rectify.mean("trust", with_value(pilot(), "trust", 3, np.nan), frame(), "trust_llm"),
          E.MissingCovariateError, r"'trust'", r"impute|subset"),
     Case("mean_inf_prediction",
-         lambda: rectify.mean("trust", pilot(), with_value(frame(), "trust_llm", 5, np.inf), "trust_llm"),
+         lambda: rectify.mean("trust", pilot(), with_value(frame(), "trust_llm", 200, np.inf), "trust_llm"),
          E.InputError, r"'trust_llm'", r"fix or remove"),
     Case("mean_text_answers",
          lambda: rectify.mean("trust", pilot().assign(trust=lambda d: d["trust"].astype(str)), frame(), "trust_llm"),
@@ -144,7 +145,8 @@ CASES = [
          lambda: rectify.mean("trust", pilot().query("region != 'c'"), frame(), "trust_llm", by="region"),
          E.InputError, r"group 'c' of 'region'", r"sample it|merge"),
     Case("mean_strata_in_pilot_not_population",
-         lambda: rectify.mean("trust", pilot(), frame().query("region != 'c'"), "trust_llm", strata="region"),
+         lambda: rectify.mean("trust", pilot(), frame().query("region != 'c'"), "trust_llm", strata="region",
+                              overlap="separate"),
          E.InputError, r"strata \['c'\]", r"add them|merge"),
     Case("shares_answer_outside_categories",
          lambda: rectify.shares("trust", pilot().assign(trust_mode=1.0), frame().assign(trust_mode=1.0),
@@ -152,7 +154,7 @@ CASES = [
          E.InputError, r"column 'trust' of the pilot", r"fix the coding|add the option"),
     Case("shares_probabilities_negative",
          lambda: rectify.shares("trust", pilot(), frame().assign(p1=lambda d: d["p1"] - 0.5), ["p1", "p2", "p3", "p4"],
-                                categories=[1.0, 2.0, 3.0, 4.0]),
+                                categories=[1.0, 2.0, 3.0, 4.0], overlap="separate"),
          E.InputError, r"columns \['p1', 'p2', 'p3', 'p4'\] of the population", r"check"),
     Case("quantile_q_out_of_range", lambda: rectify.quantile("trust", 1.5, pilot(), frame(), "trust_llm"),
          E.InputError, r"'q'", r"between 0 and 1"),
@@ -361,6 +363,174 @@ CASES = [
 ]
 
 
+# ------------------------------------------------------------------------------------------ issue 16: kinds of input
+def spilot(n: int = 80) -> pd.DataFrame:
+    """A pilot drawn from the frame (its index labels are frame rows)."""
+    return frame().sample(n, random_state=5)
+
+
+def dup(df: pd.DataFrame, col: str) -> pd.DataFrame:
+    """``df`` with a second column named ``col``."""
+    return pd.concat([df, df[[col]]], axis=1)
+
+
+class _SpecialTok:
+    """A tokenizer's special and added tokens (SmolLM2's ``<file_sep>`` is an added token)."""
+
+    all_special_tokens = ["<|im_start|>", "<|im_end|>"]
+
+    def get_added_vocab(self):
+        return {"<file_sep>": 5, "<|im_start|>": 1}
+
+
+def _local_with(tok):
+    from rectify.llm.local import LocalBackend
+
+    be = LocalBackend()
+    be._model, be._tok = object(), tok  # loaded: the check runs before any forward pass
+    return be
+
+
+def _openai(**kw):
+    from rectify.llm.openai_backend import OpenAIBackend
+
+    return OpenAIBackend("gpt-4o-mini", **kw)
+
+
+def _lora(**kw):
+    from rectify.llm.finetune import LoRAClassifier
+
+    return LoRAClassifier(options=[1, 2], **kw).fit(pd.DataFrame({"age": [20, 30, 40, 50]}), [1, 2, 1, 2])
+
+
+_TZ = pd.date_range("2024-01-01", periods=240, freq="D", tz="Europe/Paris")
+
+KIND_CASES = [
+    # --- duplicated column names
+    Case("mean_duplicated_answer_column", lambda: rectify.mean("trust", dup(spilot(), "trust"), frame(), "trust_llm"),
+         E.InputError, r"column 'trust' appears 2 times in the pilot", r"unique name"),
+    Case("mean_duplicated_prediction_column",
+         lambda: rectify.mean("trust", spilot(), dup(frame(), "trust_llm"), "trust_llm"),
+         E.InputError, r"'trust_llm' appears 2 times in the population", r"unique name"),
+    Case("ols_duplicated_covariate", lambda: rectify.ols("trust ~ income", dup(spilot(), "income"), frame(), "trust_llm"),
+         E.InputError, r"'income' appears 2 times", r"unique name"),
+    Case("calibrate_duplicated_margin_column", lambda: rectify.calibrate(
+        dup(_calib_sample(), "sex"), margins={"sex": {"f": 50, "m": 50}}),
+         E.InputError, r"'sex' appears 2 times in the sample", r"unique name"),
+    Case("fidelity_duplicated_item_column", lambda: fidelity_report(
+        dup(_fidelity_frames()[0], "q1"), _fidelity_frames()[1], ["q1"]),
+         E.InputError, r"'q1' appears 2 times in the human_df", r"unique name"),
+    Case("make_spec_duplicated_item_column", lambda: make_spec(dup(_compare_frame(), "q1"), ["q1"]),
+         E.ConfigError, r"'q1' appears 2 times", r"unique name"),
+    Case("persona_duplicated_covariate", lambda: PromptSimulator(_Backend(), ITEM).fit().prompts(
+        dup(frame()[["region", "income"]], "region")),
+         E.InputError, r"'region' appears 2 times in the X", r"unique name"),
+    Case("sklearn_ols_duplicated_feature_name", lambda: rectify.estimators.PPILinearRegression().fit(
+        dup(frame()[["income", "wt"]], "wt"), frame()["trust"]),
+         E.InputError, r"'wt' appears 2 times", r"unique name"),
+    # --- non-string column labels
+    Case("mean_integer_column_label", lambda: rectify.mean(
+        0, spilot().rename(columns={"trust": 0}), method="classical"),
+         E.InputError, r"argument 'y' must be a column name.*got int 0", r"astype\(str\)"),
+    Case("persona_integer_column_label", lambda: PromptSimulator(_Backend(), ITEM).fit().prompts(
+        pd.DataFrame({0: [30, 40]})),
+         E.InputError, r"column of the X must be named by one string, got int 0", r"astype\(str\)"),
+    Case("calibrate_integer_variable", lambda: rectify.calibrate(
+        _calib_sample().rename(columns={"sex": 1}), pd.DataFrame({1: ["f", "m"] * 5}), vars=[1]),
+         E.InputError, r"named by one string, got int 1", r"astype\(str\)"),
+    # --- a list, Series or array where a column name is expected (one name in a list is read as that name)
+    Case("mean_two_names_for_y", lambda: rectify.mean(["trust", "income"], spilot(), frame(), "trust_llm"),
+         E.InputError, r"argument 'y' must name one column.*list of 2", r"once per column"),
+    Case("mean_series_as_predicted", lambda: rectify.mean("trust", spilot(), frame(), frame()["trust_llm"]),
+         E.InputError, r"argument 'predicted'.*pandas Series", r"pass its name \(e\.g\. 'trust_llm'\)"),
+    Case("mean_array_as_predicted", lambda: rectify.mean("trust", spilot(), frame(),
+                                                        frame()["trust_llm"].to_numpy()),
+         E.InputError, r"argument 'predicted'.*numpy array of shape \(240,\)", r"pass one column name"),
+    Case("mean_by_two_columns", lambda: rectify.mean("trust", spilot(), method="classical", by=["region", "agree"]),
+         E.InputError, r"argument 'by' must name one column", r"once per column"),
+    Case("mean_strata_series", lambda: rectify.mean("trust", spilot(), frame(), "trust_llm",
+                                                    strata=frame()["region"]),
+         E.InputError, r"argument 'strata'.*pandas Series", r"pass its name"),
+    Case("quantile_two_probabilities", lambda: rectify.quantile("trust", [0.25, 0.5], spilot(), method="classical"),
+         E.InputError, r"argument 'q' must be a number, got a list of 2", r"once per q"),
+    Case("quantile_probability_as_text", lambda: rectify.quantile("trust", "0.5", spilot(), method="classical"),
+         E.InputError, r"argument 'q' must be a number, got str", r"between 0 and 1"),
+    # --- numbers stored as text
+    Case("mean_prediction_as_text", lambda: rectify.mean(
+        "trust", spilot(), frame().assign(trust_llm=lambda d: d["trust_llm"].astype(str)), "trust_llm"),
+         E.InputError, r"'trust_llm' of the population holds numbers stored as text", r"pd\.to_numeric"),
+    Case("ols_covariate_as_text", lambda: rectify.ols(
+        "trust ~ income", spilot().assign(income=lambda d: d["income"].astype(str)), frame(), "trust_llm"),
+         E.InputError, r"'income' of the pilot holds numbers stored as text", r"pd\.to_numeric.*C\(income\)"),
+    Case("ols_outcome_as_text", lambda: rectify.ols(
+        "trust ~ income", spilot().assign(trust=lambda d: d["trust"].astype(str)), frame(), "trust_llm"),
+         E.InputError, r"'trust' of the pilot holds numbers stored as text", r"pd\.to_numeric"),
+    Case("fidelity_item_as_text", lambda: fidelity_report(
+        _fidelity_frames()[0].assign(q1=lambda d: d["q1"].astype(str)), _fidelity_frames()[1], ["q1"]),
+         E.InputError, r"'q1' of the human_df holds numbers stored as text", r"pd\.to_numeric"),
+    # --- string outcome to logit
+    Case("logit_text_outcome", lambda: rectify.logit(
+        "yn ~ income", spilot().assign(yn=lambda d: np.where(d["agree"] > 0, "yes", "no")), frame(), "agree_llm"),
+         E.InputError, r"outcome column 'yn' of the pilot is not numeric", r"recode it as numbers.*0/1"),
+    # --- datetimes (timezone-aware or not)
+    Case("ols_timezone_aware_covariate", lambda: rectify.ols(
+        "trust ~ when", frame().assign(when=_TZ).sample(80, random_state=5), frame().assign(when=_TZ), "trust_llm"),
+         E.InputError, r"'when' of the pilot holds timezone-aware datetimes \(Europe/Paris\)", r"dt\.year"),
+    Case("mean_timezone_aware_answer", lambda: rectify.mean("when", frame().assign(when=_TZ), method="classical"),
+         E.InputError, r"'when' of the pilot holds timezone-aware", r"convert it first"),
+    Case("ols_naive_datetime_covariate", lambda: rectify.ols(
+        "trust ~ when", frame().assign(when=_TZ.tz_localize(None)), method="classical"),
+         E.InputError, r"'when' of the pilot holds dates or times", r"dt\.year"),
+    # --- negative or absurd numeric settings
+    Case("calibrate_max_iter_negative", lambda: rectify.calibrate(
+        _calib_sample(), margins={"sex": {"f": 50, "m": 50}}, max_iter=-1),
+         E.InputError, r"'max_iter' must be a whole number >= 1, got -1", r"whole number"),
+    Case("calibrate_tol_negative", lambda: rectify.calibrate(
+        _calib_sample(), margins={"sex": {"f": 50, "m": 50}}, tol=-1e-9),
+         E.InputError, r"'tol' must be a number > 0", r"<= 1"),
+    Case("calibrate_trim_not_a_pair", lambda: rectify.calibrate(
+        _calib_sample(), margins={"sex": {"f": 50, "m": 50}}, trim=0.5),
+         E.InputError, r"'trim' must be a pair \(lower, upper\)", r"write e\.g\. \(0\.5, 3\.0\)"),
+    Case("calibrated_trim_pair_and_upper", lambda: rectify.calibrate(
+        _calib_sample(), margins={"sex": {"f": 50, "m": 50}}).trim((1.0, 20.0), 30.0),
+         E.InputError, r"trim\(\(lower, upper\)\)", r"not both"),
+    Case("calibrated_trim_reversed_pair", lambda: rectify.calibrate(
+        _calib_sample(), margins={"sex": {"f": 50, "m": 50}}).trim((20.0, 1.0)),
+         E.InputError, r"'trim' must have lower < upper", r"swap or widen"),
+    Case("openai_timeout_negative", lambda: _openai(timeout=-1),
+         E.InputError, r"'timeout' must be a number > 0", r"seconds one request may take"),
+    Case("openai_timeout_zero", lambda: _openai(timeout=0),
+         E.InputError, r"'timeout' must be a number > 0", r"seconds one request may take"),
+    Case("openai_max_retries_absurd", lambda: _openai(max_retries=10_000),
+         E.InputError, r"'max_retries' must be a whole number >= 0 and <= 100", r"<= 100"),
+    Case("openai_temperature_negative", lambda: _openai(temperature=-0.5),
+         E.InputError, r"'temperature' must be a number >= 0 and <= 2", r">= 0"),
+    Case("lora_seed_negative", lambda: _lora(random_state=-3),
+         E.InputError, r"'random_state' must be an integer >= 0, got -3", r"fixed seed"),
+    Case("lora_learning_rate_negative", lambda: _lora(lr=-0.1),
+         E.InputError, r"'lr' must be a number in \(0\.0, 1\.0\]", r"got -0\.1"),
+    # --- credentials anywhere in a URL (the message never repeats the URL)
+    Case("openai_url_userinfo", lambda: _openai(base_url="https://me:sk-abcdefghijklmnop@api.example.org/v1"),
+         E.ConfigError, r"'base_url' carries credentials", r"api_key_env"),
+    Case("openai_url_query_with_innocuous_name", lambda: _openai(base_url="https://api.example.org/v1?x=sk-abc123def456ghi"),
+         E.ConfigError, r"'base_url' carries a key-like value in query parameter 'x'", r"api_key_env"),
+    Case("openai_url_query_hex_key", lambda: _openai(base_url="https://h.example.org/v1?deployment=0123456789abcdef0123456789abcdef"),
+         E.ConfigError, r"key-like value in query parameter 'deployment'", r"api_key_env"),
+    Case("openai_url_fragment", lambda: _openai(base_url="https://api.example.org/v1#sk-abcdefghijklmnop"),
+         E.ConfigError, r"'base_url' carries a fragment", r"api_key_env"),
+    Case("openai_url_key_in_path", lambda: _openai(base_url="https://api.example.org/sk-proj-abcdefghijklmnop/v1"),
+         E.ConfigError, r"'base_url' carries a key-like segment in its path", r"api_key_env"),
+    Case("openai_url_secret_name", lambda: _openai(base_url="https://api.example.org/v1?access_token=abc"),
+         E.ConfigError, r"secret-like query parameter 'access_token'", r"api_key_env"),
+    # --- tokenizer special tokens in persona text (any special or added token, not only turn markers)
+    Case("local_persona_with_added_token", lambda: _local_with(_SpecialTok()).score(
+        PromptSimulator(_Backend(), ITEM).fit().prompts(pd.DataFrame({"bio": ["likes <file_sep> cats"]}))),
+         E.InputError, r"prompt 1, message \d \(\w+\) contains the tokenizer's special token '<file_sep>'",
+         r"Remove or rewrite it"),
+]
+CASES += KIND_CASES
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_is_refused_with_a_useful_message(case):
     with pytest.raises(Exception) as info:
@@ -411,6 +581,20 @@ CLI_CASES = [
     CliCase("cli_frame_unknown_extension", _toml(frame='"survey.xlsx"'), r"survey\.xlsx", r"use a \.csv"),
     CliCase("cli_scale_without_plus", _toml() + '[scales.trust]\nminus = ["q1"]\n', r"scale 'trust'",
             r"must be a table with 'plus'"),
+    CliCase("cli_seed_negative", _toml(seed="-3"), r"'seed' must be a non-negative whole number, got -3",
+            r"non-negative whole number"),
+    CliCase("cli_scores_text", _toml(scores='["a", "b", "c", "d"]'), r"'scores' must be a list of numbers",
+            r"e\.g\. \[1, 2, 3, 4\]"),
+    CliCase("cli_repeats_absurd", _toml(repeats="100000000"), r"'repeats' = 100000000", r"give e\.g\. 5 to 200"),
+    CliCase("cli_finetune_lr_negative", _toml() + "[finetune]\nlr = -1.0\n", r"\[finetune\].*'lr'",
+            r"\(0\.0, 1\.0\]"),
+    CliCase("cli_scale_plus_not_a_list", _toml() + '[scales.trust]\nplus = "q1"\n', r"scale 'trust': 'plus'",
+            r"list of item names"),
+    CliCase("cli_openai_url_with_key", _toml() + '[simulators.gpt]\nkind = "openai"\nmodel = "m"\n'
+            'base_url = "https://api.example.org/v1?k=sk-abcdefghijklmnopq"\n', r"base_url' carries",
+            r"api_key_env"),
+    CliCase("cli_openai_timeout_negative", _toml() + '[simulators.gpt]\nkind = "openai"\nmodel = "m"\n'
+            "timeout = -1.0\n", r"'timeout' must be a number > 0", r"<= 86400"),
 ]
 
 
@@ -486,7 +670,8 @@ def test_near_misses_are_refused_or_kept_never_dropped_recoded_or_clipped():
     f = frame()
     f.loc[f.index[0], ["p1", "p2"]] = [-1e-3, f.loc[f.index[0], "p2"] + 1e-3]
     with pytest.raises(E.InputError, match="negative"):
-        rectify.shares("trust", pilot(), f, ["p1", "p2", "p3", "p4"], categories=[1.0, 2.0, 3.0, 4.0])
+        rectify.shares("trust", pilot(), f, ["p1", "p2", "p3", "p4"], categories=[1.0, 2.0, 3.0, 4.0],
+                       overlap="separate")
 
     # 5. a group too small for a metric is reported as not estimable (NaN with a reason), never as 0
     h, sim = _fidelity_frames()
