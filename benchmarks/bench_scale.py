@@ -26,6 +26,11 @@ peak RSS is its own): :func:`rectify.mean` (one pass), :func:`rectify.ols` (two 
 :func:`rectify.logit` (one pass per Newton step) on the streamed folder, and the same verbs on the
 first 10^7 rows streamed and in memory (the anchor: time per 10^6 rows of each path). Writes
 ``benchmarks/results/scale_frames.csv`` and ``scale_frames.md``.
+
+``tokens``: tokens per prompt of the bundled misinformation survey (its 1,500 personas x 36 claims,
+zero-shot, the prompts ``rectify simulate`` sends), counted with the embedded model's tokenizer and
+chat template -- the input of the cost and time estimates in benchmarks/README.md. Writes
+``benchmarks/results/scale_tokens.csv`` and ``scale_tokens.md``.
 """
 
 from __future__ import annotations
@@ -275,9 +280,49 @@ def bench_frames(args) -> None:
     (res / f"scale_frames{args.tag}.md").write_text("\n".join(md) + "\n")
 
 
+def bench_tokens(args) -> None:
+    import numpy as np
+
+    from rectify.datasets import MISINFO_OPTIONS, MISINFO_QUESTION, load_misinfo, misinfo_items
+    from rectify.llm.items import Item
+    from rectify.llm.local import _load_tokenizer, embedded_model_dir
+    from rectify.llm.simulator import PromptSimulator
+
+    class _Prompts:  # prompts only: never asked to score
+        def score(self, prompts):
+            raise RuntimeError("not used")
+
+    tok = _load_tokenizer(embedded_model_dir())
+    df = load_misinfo()[["age", "gender", "education", "region", "ideology"]]
+    counts, first = [], None
+    for r in misinfo_items(as_dicts=True):
+        item = Item(r["name"], MISINFO_QUESTION.format(claim=r["wording"]), list(MISINFO_OPTIONS), scores=[1, 2, 3, 4])
+        prompts = PromptSimulator(_Prompts(), item).fit().prompts(df)
+        texts = [tok.apply_chat_template(list(p.messages), tokenize=False, add_generation_prompt=True) for p in prompts]
+        counts += [len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]]
+        first = first or texts[0]
+    c = np.array(counts)
+    m = machine()
+    row = {"prompts": len(c), "personas": len(df), "items": len(c) // len(df), "mean_tokens": round(float(c.mean()), 1),
+           "p50": int(np.median(c)), "p95": int(np.percentile(c, 95)), "max": int(c.max()),
+           "tokenizer": "SmolLM2-135M-Instruct (embedded), chat template with generation prompt", "cpu": m["cpu"],
+           "code": code_version()}
+    res = HERE / "results"
+    pd.DataFrame([row]).to_csv(res / f"scale_tokens{args.tag}.csv", index=False)
+    md = ["# Tokens per prompt (issue 14)", "",
+          f"The bundled misinformation survey's {len(df):,} personas x {row['items']} claims, zero-shot, as "
+          "`rectify simulate` sends them, counted with the embedded model's tokenizer (its chat template, with the "
+          "generation prompt). Other models' tokenizers differ by some tens of percent.", "",
+          "| prompts | mean tokens | median | p95 | max |", "|---|---|---|---|---|",
+          f"| {row['prompts']:,} | {row['mean_tokens']} | {row['p50']} | {row['p95']} | {row['max']} |", "",
+          "One prompt, as the model sees it:", "", "```", first.strip(), "```"]
+    (res / f"scale_tokens{args.tag}.md").write_text("\n".join(md) + "\n")
+    print(row)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("part", choices=["compare", "frames"])
+    ap.add_argument("part", choices=["compare", "frames", "tokens"])
     ap.add_argument("--rows", type=int, default=100_000_000)
     ap.add_argument("--folder", default="/tmp/rectify_bench_frame")
     ap.add_argument("--keep", action="store_true")
@@ -287,8 +332,10 @@ def main() -> None:
     args = ap.parse_args()
     if args.part == "compare":
         bench_compare(args)
-    else:
+    elif args.part == "frames":
         bench_frames(args)
+    else:
+        bench_tokens(args)
 
 
 if __name__ == "__main__":
