@@ -509,25 +509,25 @@ KIND_CASES = [
          E.InputError, r"'random_state' must be an integer >= 0, got -3", r"fixed seed"),
     Case("lora_learning_rate_negative", lambda: _lora(lr=-0.1),
          E.InputError, r"'lr' must be a number in \(0\.0, 1\.0\]", r"got -0\.1"),
-    # --- credentials anywhere in a URL (the message never repeats the URL)
-    Case("openai_url_userinfo", lambda: _openai(base_url="https://me:sk-abcdefghijklmnop@api.example.org/v1"),
-         E.ConfigError, r"'base_url' carries credentials", r"api_key_env"),
-    Case("openai_url_query_with_innocuous_name", lambda: _openai(base_url="https://api.example.org/v1?x=sk-abc123def456ghi"),
-         E.ConfigError, r"'base_url' carries a key-like value in query parameter 'x'", r"api_key_env"),
-    Case("openai_url_query_hex_key", lambda: _openai(base_url="https://h.example.org/v1?deployment=0123456789abcdef0123456789abcdef"),
-         E.ConfigError, r"key-like value in query parameter 'deployment'", r"api_key_env"),
-    Case("openai_url_fragment", lambda: _openai(base_url="https://api.example.org/v1#sk-abcdefghijklmnop"),
-         E.ConfigError, r"'base_url' carries a fragment", r"api_key_env"),
-    Case("openai_url_key_in_path", lambda: _openai(base_url="https://api.example.org/sk-proj-abcdefghijklmnop/v1"),
-         E.ConfigError, r"'base_url' carries a key-like segment in its path", r"api_key_env"),
-    Case("openai_url_secret_name", lambda: _openai(base_url="https://api.example.org/v1?access_token=abc"),
-         E.ConfigError, r"secret-like query parameter 'access_token'", r"api_key_env"),
+    # --- credentials anywhere in a URL: see _URL_CASES below
     # --- tokenizer special tokens in persona text (any special or added token, not only turn markers)
     Case("local_persona_with_added_token", lambda: _local_with(_SpecialTok()).score(
         PromptSimulator(_Backend(), ITEM).fit().prompts(pd.DataFrame({"bio": ["likes <file_sep> cats"]}))),
          E.InputError, r"prompt 1, message \d \(\w+\) contains the tokenizer's special token '<file_sep>'",
          r"Remove or rewrite it"),
 ]
+_URL_CASES = [  # (id, base_url, what the message names); the message never repeats the URL
+    ("userinfo", "https://me:sk-abcdefghijklmnop@api.example.org/v1", r"credentials"),
+    ("query_with_innocuous_name", "https://api.example.org/v1?x=sk-abc123def456ghi",
+     r"key-like value in query parameter 'x'"),
+    ("query_hex_key", "https://h.example.org/v1?deployment=0123456789abcdef0123456789abcdef",
+     r"key-like value in query parameter 'deployment'"),
+    ("fragment", "https://api.example.org/v1#sk-abcdefghijklmnop", r"a fragment"),
+    ("key_in_path", "https://api.example.org/sk-proj-abcdefghijklmnop/v1", r"key-like segment in its path"),
+    ("secret_name", "https://api.example.org/v1?access_token=abc", r"secret-like query parameter 'access_token'"),
+]
+KIND_CASES += [Case(f"openai_url_{name}", lambda url=url: _openai(base_url=url), E.ConfigError,
+                    rf"'base_url' carries .*{what}", r"api_key_env") for name, url, what in _URL_CASES]
 CASES += KIND_CASES
 
 
