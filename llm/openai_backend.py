@@ -12,6 +12,11 @@ options is status ``"off_scale"``.
 The API key is read from the environment (``api_key_env``, default ``OPENAI_API_KEY``) when the
 client is built; it is never stored on the backend, in the cache, the run records or messages.
 
+Why one module of ~850 lines: the live requests, the sampling fallback and the Batch API share one
+request plan, one cache writer, one redaction of secrets and one retry policy; splitting them would
+spread the handling of the key over several files, which is what this module exists to keep in
+one place.
+
 Examples
 --------
 >>> from rectify.llm.openai_backend import OpenAIBackend

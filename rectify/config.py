@@ -65,6 +65,10 @@ simulator's predictions (``ppi++``, ``greg``, ``raking``, ``bayes-chain``) or, f
 the pilot (``lora``, ``covariates``), ``xfit-ppi++`` (cross-fitted) or ``ppi++`` (in-sample: the
 degeneracy case, which warns).
 
+Why one module of ~700 lines: it is the one place that checks a configuration file -- every key,
+its type and range, the simulators, pipelines and designs -- so that the command line refuses a bad
+file before anything runs, with a message naming the key.
+
 Examples
 --------
 >>> sorted(DESIGNS["seed"])
