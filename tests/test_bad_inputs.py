@@ -680,3 +680,19 @@ def test_near_misses_are_refused_or_kept_never_dropped_recoded_or_clipped():
     few = rep[(rep["grouping"] == "tiny") & (rep["group"] == "few") & (rep["item"] == "q1")]
     assert len(few) and few["value"].isna().all()
     assert few["note"].str.contains("not estimable").all()
+
+
+def test_url_refusals_never_repeat_the_secret_and_nothing_is_kept():
+    import pickle
+
+    for name, url, _ in _URL_CASES:
+        with pytest.raises(E.ConfigError) as info:
+            _openai(base_url=url)
+        msg = str(info.value)
+        secret = url.split("//", 1)[1].split("/", 1)[1] if name == "key_in_path" else url.rsplit("=", 1)[-1]
+        assert url not in msg and "sk-abc" not in msg and "0123456789abcdef" not in msg, (name, msg)
+        assert secret not in msg or len(secret) < 4, (name, msg)
+    # a kept URL (no credential) survives pickling as given, and no key is stored on the backend
+    be = _openai(base_url="http://127.0.0.1:8000/v1?api-version=2024-06-01")
+    state = pickle.dumps(be)
+    assert b"api-version=2024-06-01" in state and b"sk-" not in state
