@@ -28,11 +28,23 @@ Intervals
 ---------
 ``convention="small-sample"`` (default): for OLS and logistic regression the pilot's influence rows
 are divided by ``1 - h_ii`` (HC3: the classical OLS interval is statsmodels' HC3 interval); for
-means, shares and ordinal models the pilot part is scaled by n / (n - p) (HC1). A lambda tuned on
-the same pilot costs one more degree of freedom, and a tuned lambda that does not beat the pilot
-alone after that cost falls back to 0. Intervals use Student's t with Welch-Satterthwaite degrees of
-freedom combining the pilot (n - p [- 1]) and population (N - p) parts. This keeps 95% coverage at
+means and ordinal models the pilot part is scaled by n / (n - p) (HC1). A lambda tuned on
+the same pilot costs one more degree of freedom (one per lambda with ``lambda_mode="element"`` in a
+regression), and a tuned lambda that does not beat the pilot alone after that cost falls back to 0.
+Intervals use Student's t with Welch-Satterthwaite degrees of freedom combining the pilot
+(n - p [- tuned lambdas]) and population (N - p) parts; with survey weights the pilot's n becomes
+``(sum w^2)^2 / sum w^4`` (the Satterthwaite df of a weighted sum of squares; ``ppi_base._weights_df``),
+which keeps weighted pilots with Kish deff 2 at 95% (tests/test_degrees_of_freedom.py). Shares use a
+score (Wilson-type) interval (:mod:`rectify.estimators.ppi_categorical`). This keeps 95% coverage at
 pilots of n = 50 (see benchmarks/ppi_coverage.py).
+
+Estimand (:mod:`rectify.estimand`): ``estimand="frame"`` (default) or ``"superpopulation"``, and
+``overlap="inside"`` when ``yhat_pop`` is the frame the pilot was drawn from (the formula verbs detect
+it): the variance then carries the finite-population correction or the frame's own sampling error.
+
+Modules: :mod:`.ppi_base` (lambda, variance, df), :mod:`.ppi_means` (means, stratified means,
+quantiles), :mod:`.ppi_categorical` (shares), :mod:`.ppi_regression` (OLS, logistic, ordinal); their
+names stay importable from here.
 
 ``convention="ppi_py"``: normal (z) intervals with the variance conventions of the reference package
 ppi_py 0.2.3, lambda clipped to [0, 1] and, for logistic regression, its joint-loss point estimate.

@@ -85,12 +85,14 @@ def _satterthwaite(va: np.ndarray, vb: np.ndarray, dfa: float, dfb: float) -> np
 
 def _combine(A: np.ndarray | None, MB: np.ndarray | None, n: int, N: int, p: int,
              convention: str, tuned: int = 0, leverage: np.ndarray | None = None,
-             target: E.Target | None = None, psi_y: np.ndarray | None = None):
+             target: E.Target | None = None, psi_y: np.ndarray | None = None, n_df: float | None = None):
     """Covariance of ``mean(A) + mean(B)`` and Satterthwaite df, for the estimand and overlap of ``target``.
 
     ``target=None`` (or the superpopulation with a separate pilot): pilot and population independent.
     Otherwise :func:`rectify.estimand.variance_parts` applies (finite-population correction, and for
     the superpopulation with the pilot inside the frame the human answers' ``psi_y`` rows).
+    ``n_df`` (survey weights): the pilot's degrees of freedom before the estimated parameters are
+    taken off, :func:`_weights_df` (``n`` for equal weights).
 
     ``A`` holds the pilot's influence rows and ``MB = B'B / N`` the population rows' second moment.
     Small-sample convention: the pilot rows are divided by ``1 - h_ii`` (HC3, where the model has a
@@ -122,10 +124,32 @@ def _combine(A: np.ndarray | None, MB: np.ndarray | None, n: int, N: int, p: int
         def cov_y():
             return _combine(psi_y, None, n, N, p, convention, leverage=leverage)[0]
         cov_a, cov_b, from_pilot = E.variance_parts(cov_a, cov_b, cov_y, n, N, target)
-        df_b = n - p if from_pilot else df_b
+        df_b = min(n, n_df or n) - p if from_pilot else df_b
     cov = cov_a + cov_b
-    df = _satterthwaite(np.diag(cov_a), np.diag(cov_b), n - ddof_a, df_b)
+    df = _satterthwaite(np.diag(cov_a), np.diag(cov_b), min(n, n_df or n) - ddof_a, df_b)
     return cov, df
+
+
+def _weights_df(w) -> float | None:
+    """Degrees of freedom of a variance estimated with survey weights: ``(sum w^2)^2 / sum w^4``.
+
+    The pilot part of every variance here is ``sum_i w_i^2 e_i^2`` (times constants); for errors of equal
+    variance its Satterthwaite degrees of freedom are ``(sum w^2)^2 / sum w^4`` -- ``n`` for equal
+    weights, and far fewer than Kish's effective n ``(sum w)^2 / sum w^2`` when a few rows carry large
+    weights. ``None`` for equal weights (or no weights).
+
+    Examples
+    --------
+    >>> _weights_df(np.ones(10)) is None, round(_weights_df(np.array([1.0, 1.0, 1.0, 3.0])), 2)
+    (True, 1.71)
+    """
+    if w is None:
+        return None
+    w = np.asarray(w, float)
+    if np.ptp(w) <= 1e-12 * np.abs(w).max():
+        return None
+    w2 = w * w
+    return float(w2.sum() ** 2 / (w2 * w2).sum())
 
 
 def _usable_leverage(fit):
@@ -172,11 +196,13 @@ def _check_common(method, convention, level, lambda_mode, lambda_bounds):
 
 
 def _difference_estimator(fit_y: Fit | None, fit_f: Fit | None, fit_pop: Fit | None, method, lam,
-                          lambda_mode, lambda_bounds, n, N, p, convention, target=None, frame_size=None):
-    """theta_y - lam (theta_f - theta_f~) with its covariance, df and lambda (``target``: see :func:`_combine`)."""
+                          lambda_mode, lambda_bounds, n, N, p, convention, target=None, frame_size=None, n_df=None):
+    """theta_y - lam (theta_f - theta_f~) with its covariance, df and lambda (``target``, ``n_df``: see
+    :func:`_combine`). With ``lambda_mode="element"`` in a regression (``p > 1``) every tuned lambda
+    costs one degree of freedom; a mean's coordinates are separate problems (one lambda each)."""
     d = (fit_y or fit_pop).theta.shape[0]
     lev = _usable_leverage(fit_y)
-    comb = partial(_combine, target=target, psi_y=None if fit_y is None else fit_y.psi)
+    comb = partial(_combine, target=target, psi_y=None if fit_y is None else fit_y.psi, n_df=n_df)
     if method == "classical":
         cov, df = comb(fit_y.psi, None, n, frame_size or N, p, convention, leverage=lev)
         return fit_y.theta, cov, df, None
@@ -185,7 +211,8 @@ def _difference_estimator(fit_y: Fit | None, fit_f: Fit | None, fit_pop: Fit | N
         cov, df = _combine(None, M, n, N, p, convention)
         return fit_pop.theta, cov, df, None
     lam_vec = _lambda(method, lam, fit_y.psi, fit_f.psi, np.diag(M), N, lambda_mode, lambda_bounds, d, target)
-    tuned = 1 if (method == "ppi++" and lam is None) else 0
+    per_lambda = lambda_mode == "element" and p > 1
+    tuned = (d if per_lambda else 1) if (method == "ppi++" and lam is None) else 0
     est = fit_y.theta - lam_vec * (fit_f.theta - fit_pop.theta)
     A = fit_y.psi - lam_vec * fit_f.psi
     cov, df = comb(A, M * np.outer(lam_vec, lam_vec), n, N, p, convention, tuned=tuned, leverage=lev)
@@ -199,7 +226,7 @@ def _difference_estimator(fit_y: Fit | None, fit_f: Fit | None, fit_pop: Fit | N
             lam_vec = np.where(worse, 0.0, lam_vec)
             est = fit_y.theta - lam_vec * (fit_f.theta - fit_pop.theta)
             A = fit_y.psi - lam_vec * fit_f.psi
-            tuned = 0 if worse.all() else 1
+            tuned = int((~worse).sum()) if per_lambda else (0 if worse.all() else 1)
             cov, df = comb(A, M * np.outer(lam_vec, lam_vec), n, N, p, convention, tuned=tuned, leverage=lev)
     return est, cov, df, lam_vec
 

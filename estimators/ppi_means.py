@@ -15,7 +15,7 @@ from rectify.result import Result, check_level
 from . import _validate as V
 from .models import Fit, one_blas_thread, row_blocks
 from .ppi_base import (_check_common, _difference_estimator, _float_array, _frame_size, _lambda_tuning,
-                       _optimal_lambda, _target_fields)
+                       _optimal_lambda, _target_fields, _weights_df)
 
 __all__ = ["ppi_mean", "ppi_quantile"]
 
@@ -104,7 +104,7 @@ def _mean_core(Y, F, Fp, w, wp, method, lam, lambda_mode, lambda_bounds, convent
         cov = A.T @ A / n**2 + np.outer(lam_vec, lam_vec) * CB / N**2
         return est, cov, None, lam_vec
     return _difference_estimator(fit_y, fit_f, fit_pop, method, lam, lambda_mode, lambda_bounds,
-                                 n, N, 1, convention, target, frame_size)
+                                 n, N, 1, convention, target, frame_size, _weights_df(w))
 
 
 def _prepare_mean_inputs(y, yhat, yhat_pop, method, weights, weights_pop, ndim=(1, 2)):

@@ -14,7 +14,8 @@ from rectify.result import Result
 from . import _validate as V
 from .models import (ColumnDesign, NonFiniteData, _logistic_pass, _solve, block_gram, block_matvec, block_outer,
                      block_tvec, fit_logistic, fit_ols, fit_ordinal, one_blas_thread, row_blocks)
-from .ppi_base import _check_common, _difference_estimator, _float_array, _frame_size, _lambda_tuning, _target_fields
+from .ppi_base import (_check_common, _difference_estimator, _float_array, _frame_size, _lambda_tuning, _target_fields,
+                       _weights_df)
 from .ppi_categorical import _as_shares_matrix
 
 __all__ = ["ppi_ols", "ppi_logistic", "ppi_ordinal"]
@@ -102,7 +103,8 @@ def _regression(fitter, X, y, yhat, X_pop, yhat_pop, method, weights, weights_po
             pop_fitter = partial(pop_fitter, start=fit_f.theta)
         fit_pop = _pop_fit(pop_fitter, Xp, Fp, wp) if method != "classical" else None
         est, cov, df, lam_vec = _difference_estimator(fit_y, fit_f, fit_pop, method, lam, lambda_mode,
-                                                      lambda_bounds, n, N, n_par, convention, target, frame_size)
+                                                      lambda_bounds, n, N, n_par, convention, target, frame_size,
+                                                      _weights_df(w))
         diag = {"iterations": {k: f.iterations for k, f in (("pilot", fit_y), ("pilot_pred", fit_f),
                                                              ("population", fit_pop)) if f is not None}}
     names = terms + ([] if extra_terms is None else extra_terms(Y if Y is not None else Fp))

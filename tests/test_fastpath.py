@@ -54,7 +54,13 @@ def test_same_numbers_as_before_the_fast_paths(name, frames, monkeypatch):
     got = MAKE.summarise(CASES[name](_BeforeIssue13(), df, pilot))
     ref = REFERENCE[name]
     assert got["terms"] == ref["terms"]
-    for key in ("estimate", "cov", "conf_low", "conf_high"):
+    # issue 13 changed these intervals on purpose (weighted pilots' degrees of freedom, one per tuned
+    # lambda in element mode, the score interval for shares): their estimates and covariances still hold
+    # (element mode: each tuned lambda's degree of freedom also scales the HC3 covariance)
+    changed = any(k in name for k in ("weighted", "element", "shares"))
+    keys = ("estimate",) if "element" in name else ("estimate", "cov") if changed else ("estimate", "cov",
+                                                                                        "conf_low", "conf_high")
+    for key in keys:
         np.testing.assert_allclose(got[key], ref[key], rtol=1e-10, atol=1e-12, err_msg=f"{name}: {key}")
     if ref["lambda"] is None:
         assert got["lambda"] is None
