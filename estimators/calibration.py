@@ -512,7 +512,7 @@ def cell_codes(codes: Sequence[np.ndarray], n_levels: Sequence[int]) -> tuple[np
 _ROWS = 65536  # rows per block of the cell pass: the block's codes and cell indices stay in cache
 
 
-def _cells(codes, n_levels, names, d):
+def _cells(codes, n_levels, names, d, check: bool = True):
     """Cell of every row and the design-weight total of every cell, refusing out-of-range codes.
 
     Returns ``(cell, cm, c0)`` as :func:`cell_codes` plus the cell totals of ``d``. For a small table
@@ -532,7 +532,7 @@ def _cells(codes, n_levels, names, d):
     for i in range(0, n, _ROWS):
         j = min(i + _ROWS, n)
         blocks = [c[i:j] for c in codes]
-        if any(b.min() < 0 or b.max() >= k for b, k in zip(blocks, n_levels)):
+        if check and any(b.min() < 0 or b.max() >= k for b, k in zip(blocks, n_levels)):
             _check_ranges(codes, n_levels, names)  # names the first margin at fault
         flat = blocks[0].astype(np.intp)
         for b, k in zip(blocks[1:], n_levels[1:]):
@@ -629,6 +629,7 @@ def rake(
     max_iter: int = 1000,
     tol: float = 1e-12,
     allow_zero: bool = False,
+    validated: bool = False,
 ) -> CalibrationFit:
     """Rake design weights to categorical margins (iterative proportional fitting).
 
@@ -649,6 +650,10 @@ def rake(
         Maximum sweeps over the margins.
     tol : float
         Convergence when every margin total is within ``tol * (1 + target)`` of its target.
+    validated : bool
+        The caller already checked ``d`` with :func:`check_design_weights` and every code's range
+        (e.g. pandas category codes of columns without missing values): skip those passes over the
+        rows. The margins are validated on the cell table either way.
 
     Returns
     -------
@@ -667,7 +672,7 @@ def rake(
     names = list(names) if names is not None else [f"margin {j}" for j in range(m)]
     codes = [np.asarray(c) for c in codes]
     n = codes[0].shape[0]
-    d = check_design_weights(d, n, allow_zero=allow_zero)
+    d = np.asarray(d, dtype=float) if validated else check_design_weights(d, n, allow_zero=allow_zero)
     targets = [np.asarray(t, float).ravel() for t in targets]
     if levels is None:
         levels = [list(range(len(t))) for t in targets]
@@ -677,7 +682,7 @@ def rake(
             raise InputError(f"margin {names[j]!r}: codes must be an integer array of length {n}")
     # one pass over the rows to their cell (checking every code's range), one for the cell totals;
     # the margins are then validated and raked on the cell table
-    cell, cm, c0 = _cells(codes, [len(t) for t in targets], names, d)
+    cell, cm, c0 = _cells(codes, [len(t) for t in targets], names, d, check=not validated)
     n_cells = cm.shape[0]
     _check_margin_sums([np.bincount(cm[:, j], weights=c0, minlength=len(targets[j])) for j in range(m)],
                        lambda j: np.bincount(cm[:, j], weights=np.bincount(cell[d > 0], minlength=n_cells),

@@ -75,16 +75,17 @@ def _weights_arg(sample: pd.DataFrame, design_weights) -> np.ndarray:
 def _codes(sample_col: pd.Series, levels: Sequence, name: str) -> np.ndarray:
     """Integer code of each sample value in ``levels`` (the column's own category codes when it is
     categorical, else factorize first: fast on big columns)."""
+    pos = {lev: k for k, lev in enumerate(levels)}  # a handful of labels: a dict, no index engine
     if isinstance(sample_col.dtype, pd.CategoricalDtype):
         cats = sample_col.cat.categories
         local = sample_col.cat.codes.to_numpy()
-        where = pd.Index(list(levels)).get_indexer(cats)
+        where = np.array([pos.get(c, -1) for c in cats], dtype=np.int64)
         if (where >= 0).all() or not (np.bincount(local[local >= 0], minlength=len(cats))[where < 0]).any():
             if np.array_equal(where, np.arange(len(where))) and len(where) == len(levels):
                 return local  # the categories are the levels, in order
             return where.astype(np.int64)[local]
     local, uniques = pd.factorize(sample_col, use_na_sentinel=True)
-    where = pd.Index(list(levels)).get_indexer(pd.Index(uniques, dtype=object))
+    where = np.array([pos.get(u, -1) for u in uniques], dtype=np.int64)
     if (where < 0).any():
         missing = sorted(str(u) for u, k in zip(uniques, where) if k < 0)
         raise InputError(
@@ -289,7 +290,8 @@ def _population_size(spec: _Spec) -> float | None:
 
 
 # --------------------------------------------------------------------------- computing weights
-def _compute(spec: _Spec, d: np.ndarray, method: str, bounds, trim, max_iter, tol, allow_zero=False):
+def _compute(spec: _Spec, d: np.ndarray, method: str, bounds, trim, max_iter, tol, allow_zero=False,
+             d_checked=False):
     """Weights for design weights ``d``: returns (CalibrationFit, residualization step factory)."""
     from rectify.estimators import calibration as cal
 
@@ -298,8 +300,10 @@ def _compute(spec: _Spec, d: np.ndarray, method: str, bounds, trim, max_iter, to
         return cal.poststratify(cell, d, t, labels=labels, name=f"post-stratum of {vs}",
                                 allow_zero=allow_zero)
     if method == "raking" and spec.X is None and bounds is None:
-        fit = cal.rake(spec.cat_codes, spec.cat_targets, d, names=spec.cat_names,
-                       levels=spec.cat_levels, max_iter=max_iter, tol=tol, allow_zero=allow_zero)
+        # d_checked: the weights passed check_design_weights; the codes come from _codes (in range by
+        # construction): rake skips those passes over the rows
+        fit = cal.rake(spec.cat_codes, spec.cat_targets, d, names=spec.cat_names, levels=spec.cat_levels,
+                       max_iter=max_iter, tol=tol, allow_zero=allow_zero, validated=d_checked)
         if trim is not None:
             g, k = cal.trim_g(fit.g, d, trim)
             fit = cal.CalibrationFit(d * g, g, fit.iterations, fit.max_error, None, "raking",
@@ -459,7 +463,7 @@ def calibrate(
         n_pop = _population_size(spec)
         if n_pop is not None and n_pop > 0:
             d = np.full(len(sample), n_pop / len(sample))
-    fit = _compute(spec, d, method, bounds, trim, max_iter, tol)
+    fit = _compute(spec, d, method, bounds, trim, max_iter, tol, d_checked=True)
     cw = CalibratedWeights(sample=sample, design_weights=d, fit=fit, spec=spec, method=method,
                            bounds=bounds, trim=trim, max_iter=max_iter, tol=tol,
                            n_population=len(population) if population is not None else int(round(fit.weights.sum())))
