@@ -14,7 +14,9 @@ Two places for the pilot
 ``separate``: an independent sample from the same superpopulation. The formula verbs detect it
 (:func:`pilot_in_frame`): a respondent-id column named by ``id=`` present in both frames, or else
 the frames' index labels. All pilot ids in the frame: inside; none: separate; some: refused. Two
-default ``RangeIndex`` frames identify nobody: refused unless ``overlap=`` says which.
+default ``RangeIndex`` frames identify nobody by their labels: then the rows' contents over the columns
+both frames hold decide (every pilot row found among unique frame rows: inside; none found: separate);
+anything else is refused unless ``overlap=`` says which.
 
 Derivation (linearised; n pilot rows, N frame rows, f = n / N)
 ---------------------------------------------------------------
@@ -184,10 +186,13 @@ def pilot_in_frame(pilot, population, overlap: str = "auto", id: str | None = No
 
     ``overlap="inside"``/``"separate"`` states it; ``"auto"`` detects it from the respondent-id column
     ``id`` (present in both frames) or else from the index labels: every pilot id in the frame means
-    inside, none separate, some is refused. Two default ``RangeIndex`` frames identify nobody and are
-    refused (pass ``id=`` or ``overlap=``). When the pilot is detected inside and both frames hold the
-    prediction column(s) ``predicted``, the matched rows must agree, else the labels do not identify
-    people and the call is refused.
+    inside, none separate, some is refused. Two default ``RangeIndex`` frames identify nobody by their
+    labels: the rows' contents over the shared columns decide when the frame's rows are unique there
+    (all pilot rows found: inside; none: separate), else the call is refused (pass ``id=`` or
+    ``overlap=``). A pilot whose shared columns were recoded after the draw is then seen as separate:
+    the frame estimand's variance is conservative for it. When the pilot is detected inside by its
+    labels and both frames hold the prediction column(s) ``predicted``, the matched rows must agree,
+    else the labels do not identify people and the call is refused.
 
     Examples
     --------
@@ -221,12 +226,42 @@ def pilot_in_frame(pilot, population, overlap: str = "auto", id: str | None = No
                          f"Pass a respondent-id column present in both (id=...), make the population the whole frame "
                          f"(pilot included), or state overlap='inside' or overlap='separate'")
     if id is None and _default_range(pilot.index) and _default_range(population.index):
+        by_rows = _rows_in_frame(pilot, population)
+        if by_rows is not None:
+            return by_rows
         raise InputError("the pilot and the population both have the default RangeIndex 0, 1, 2, ..., which does not "
                          "identify people: rectify cannot tell whether the pilot is inside the frame. Keep the frame's "
                          "index on the pilot (draw_pilot and DataFrame.sample do), pass id='<respondent id column>', "
                          "or state overlap='inside' (the pilot is a sample from the frame) or overlap='separate'")
     _check_same_rows(pilot, population, pid, fid, id, predicted)
     return True
+
+
+def _rows_in_frame(pilot, population) -> bool | None:
+    """Default RangeIndex on both frames: are the pilot's rows the frame's rows, by their contents?
+
+    Each row is hashed over the columns both frames hold. When those hashes are unique in the frame
+    (the rows tell people apart), every pilot row found means inside and none found means separate;
+    anything else (duplicated frame rows, some found) is undecided (None).
+    """
+    import pandas as pd
+
+    shared = [c for c in pilot.columns if c in population.columns]
+    if not shared:
+        return None
+    try:
+        hp = pd.util.hash_pandas_object(pilot[shared], index=False).to_numpy()
+        hf = pd.util.hash_pandas_object(population[shared], index=False).to_numpy()
+    except TypeError:  # unhashable cells
+        return None
+    if len(np.unique(hf)) != len(hf):
+        return None
+    found = np.isin(hp, hf)
+    if found.all():
+        return True
+    if not found.any():
+        return False
+    return None
 
 
 def _isin(pid, fid) -> np.ndarray:

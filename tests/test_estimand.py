@@ -164,11 +164,20 @@ def test_partial_overlap_is_refused(frame):
         rectify.mean("y", pilot, frame.iloc[:380], predicted="f")
 
 
-def test_default_range_indexes_are_refused_unless_stated(frame):
-    pilot = frame.iloc[:50].reset_index(drop=True)
+def test_default_range_indexes_decide_by_rows_or_are_refused(frame):
+    pilot = frame.sample(50, random_state=1).reset_index(drop=True)
     pop = frame.reset_index(drop=True)
+    # labels identify nobody; the rows' contents do: every pilot row is a frame row
+    assert rectify.mean("y", pilot, pop, predicted="f").pilot_in_frame is True
+    other = pd.DataFrame({"x": [0.1, 0.2, 0.3], "y": [1.0, 2.0, 0.5], "f": [0.3, 0.1, 0.2], "pid": ["a", "b", "c"]})
+    assert rectify.mean("y", other, pop, predicted="f").pilot_in_frame is False
+    # rows that do not tell people apart (only a few categories): refused
+    cat = pd.DataFrame({"g": ["a", "b"] * 100, "f": [1.0, 2.0] * 100, "y": [1.0, 0.0] * 100})
     with pytest.raises(InputError, match="RangeIndex"):
-        rectify.mean("y", pilot, pop, predicted="f")
+        rectify.mean("y", cat.iloc[[0, 3, 5]].reset_index(drop=True), cat, predicted="f")
+    mixed = pd.concat([pilot.iloc[:5], other]).reset_index(drop=True)
+    with pytest.raises(InputError, match="RangeIndex"):
+        rectify.mean("y", mixed, pop, predicted="f")
     assert rectify.mean("y", pilot, pop, predicted="f", overlap="inside").pilot_in_frame is True
     assert rectify.mean("y", pilot, pop, predicted="f", overlap="separate").pilot_in_frame is False
     # a respondent-id column tells: the same people
