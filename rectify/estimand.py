@@ -287,11 +287,11 @@ def _check_same_rows(pilot, population, pid, fid, id_col, predicted) -> None:
     pos = pd.Index(fid).get_indexer(pd.Index(pid))
     try:
         a = pilot[cols].to_numpy(dtype=float, na_value=np.nan)
-        b = population[cols].to_numpy(dtype=float, na_value=np.nan)[pos]
+        b = population[cols].iloc[pos].to_numpy(dtype=float, na_value=np.nan)
         same = np.isclose(a, b, rtol=1e-9, atol=1e-12, equal_nan=True)
     except (TypeError, ValueError):  # labels: compare as objects
         a = pilot[cols].to_numpy(dtype=object)
-        b = population[cols].to_numpy(dtype=object)[pos]
+        b = population[cols].iloc[pos].to_numpy(dtype=object)
         same = (a == b) | (pd.isna(a) & pd.isna(b))
     if not same.all():
         bad = int((~same.all(axis=1)).sum())
