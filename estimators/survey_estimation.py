@@ -34,6 +34,7 @@ Every estimator returns a :class:`rectify.result.Result`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable, Sequence
 
 import numpy as np
@@ -435,7 +436,10 @@ def survey_shares(codes, labels: Sequence, design: SurveyDesign, n_population: i
         the design has ``small_sample``). ``"xlogit"``: the same s.e. mapped through the logit,
         ``expit(logit(p) +- t_df se / (p (1 - p)))`` with the design degrees of freedom (R's
         ``svyciprop(method="xlogit")``); asymmetric, inside (0, 1), and it keeps its coverage for
-        rare categories where the Wald interval does not.
+        rare categories where the Wald interval does not. ``"wilson"``: Wilson's score interval at the
+        design's effective sample size ``n* = p (1 - p) / V`` (``V``: the linearized variance; Kish's
+        ``(sum w)^2 / sum w^2`` where ``p`` is 0 or 1), normal critical value -- an interval that
+        does not collapse to a point when a category has no or few respondents.
 
     Examples
     --------
@@ -449,8 +453,8 @@ def survey_shares(codes, labels: Sequence, design: SurveyDesign, n_population: i
         raise InputError("argument 'codes' must hold one code in 0..K-1 per design row")
     ind = np.zeros((design.n, K))
     ind[np.arange(design.n), codes] = 1.0
-    if interval not in ("wald", "xlogit"):
-        raise InputError(f"argument 'interval' must be 'wald' or 'xlogit', got {interval!r}")
+    if interval not in ("wald", "xlogit", "wilson"):
+        raise InputError(f"argument 'interval' must be 'wald', 'xlogit' or 'wilson', got {interval!r}")
     r = survey_mean(ind, design, terms=[str(l) for l in labels], n_population=n_population)
     fn = None
     if interval == "xlogit":
@@ -465,10 +469,24 @@ def survey_shares(codes, labels: Sequence, design: SurveyDesign, n_population: i
             # a share estimated as 0 or 1 has no logit: its interval is the point
             return np.where(np.isfinite(lo), lo, p), np.where(np.isfinite(hi), hi, p)
 
+    if interval == "wilson":
+        fn = partial(_wilson_effective_n, p=r.estimate, var=np.diag(r.cov), w=np.asarray(design.weights, float))
     diag = dict(r.diagnostics)
     diag["interval"] = interval
     return Result(r.estimate, r.cov, r.terms, r.method, "shares", r.n_pilot, r.n_population, **_tfields(design),
                   df=r.df, diagnostics=diag, bounds=(0.0, 1.0), interval_fn=fn)
+
+
+def _wilson_effective_n(level: float, *, p, var, w):
+    """Wilson's interval at the effective sample size ``n* = p (1 - p) / var`` (Kish's where p is 0 or 1)."""
+    z2 = stats.norm.ppf(0.5 + level / 2.0) ** 2
+    kish = w.sum() ** 2 / (w**2).sum()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        n_star = np.where((p > 0) & (p < 1) & (var > 0), p * (1 - p) / var, kish)
+    k = z2 / n_star
+    centre = (p + k / 2) / (1 + k)
+    half = np.sqrt(k * p * (1 - p) + k**2 / 4) / (1 + k)
+    return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
 
 
 def quantile_math(y, w, p: float) -> float:

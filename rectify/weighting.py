@@ -703,7 +703,8 @@ class CalibratedWeights:
         """Weighted shares of the categories of ``col`` (sorted, or in the order of ``levels``).
 
         ``interval="xlogit"`` gives logit-scale intervals (R's ``svyciprop(method="xlogit")``),
-        better than the default Wald intervals for rare categories.
+        better than the default Wald intervals for rare categories; ``interval="wilson"`` (Wilson at
+        the design's effective sample size) also holds for a 2-3% category at pilots of 50-100.
         """
         from rectify.estimators.survey_estimation import survey_shares
 
