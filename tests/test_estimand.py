@@ -242,3 +242,30 @@ def test_compare_adapters_pass_the_estimand():
     with pytest.raises(InputError, match="estimand"):
         rectify.compare(frame, ["f01"], methods=["classical"], pilot_sizes=[50], repeats=1, estimand="census",
                         progress=False)
+
+
+@pytest.mark.parametrize("estimand", ["frame", "superpopulation"])
+def test_logistic_coverage_pilot_inside_half_the_frame(estimand):
+    from rectify.estimators.ppi import ppi_logistic
+
+    rng = np.random.default_rng(23 + len(estimand))
+    n, N = 150, 300
+
+    def world():
+        x = rng.normal(size=N)
+        X = np.column_stack([np.ones(N), x])
+        p = 1 / (1 + np.exp(-(-0.3 + 1.0 * x)))
+        y = (rng.uniform(size=N) < p).astype(float)
+        return X, y, np.clip(p + 0.1 * rng.normal(size=N), 0.01, 0.99)
+
+    X, y, f = world()
+    census = ppi_logistic(X, y, method="classical").estimate[1]
+    hits = 0
+    for _ in range(REPS):
+        if estimand == "superpopulation":
+            X, y, f = world()
+        idx = rng.choice(N, n, replace=False)
+        lo, hi = ppi_logistic(X[idx], y[idx], f[idx], X, f, estimand=estimand, overlap="inside").conf_int()
+        truth = census if estimand == "frame" else 1.0
+        hits += lo[1] <= truth <= hi[1]
+    assert abs(hits / REPS - 0.95) <= TOL, f"{estimand}: logistic slope coverage {hits / REPS:.4f}"
