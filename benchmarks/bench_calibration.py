@@ -15,8 +15,9 @@ over the repetitions, the worst relative margin error reached, the machine). Met
   IPF, when the ``ipfn`` package is importable (it is not a dependency of rectify; put it on
   ``PYTHONPATH`` to include it).
 
-``balance`` and ``svy`` are not installed here; FIELD-NOTES.md reports about 1.2 s and 2.2 s for them
-on this kind of machine.
+``benchmarks/floor.py`` times the same task beside ``svy`` (PyPI, in the ``bench`` extra) and says why
+``balance`` is not measured (it cannot be installed beside pandas 3); FIELD-NOTES.md reports about
+1.2 s (balance) and 2.2 s (svy) on this kind of machine.
 """
 
 from __future__ import annotations
