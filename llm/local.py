@@ -210,6 +210,9 @@ class LocalBackend:
         if num_threads is not None and (not isinstance(num_threads, int) or isinstance(num_threads, bool)
                                         or num_threads < 1):
             raise InputError(f"argument 'num_threads' must be a positive integer or None, got {num_threads!r}")
+        if str(dtype).replace("torch.", "") not in ("auto", "float32", "bfloat16", "float16"):
+            raise ConfigError(f"argument 'dtype' must be 'auto', 'float32', 'bfloat16' or 'float16', got {dtype!r}; "
+                              "'auto' picks bf16 only where the CPU computes it natively")
         self.model = model
         self.dtype = dtype
         self.device = device

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
+from rectify._checks import check_number
 from rectify.errors import InputError
 from rectify.llm.base import Scores
 from rectify.llm.items import Item
@@ -130,6 +131,9 @@ class PromptSimulator(BaseEstimator):
         if self.selection not in ("random", "nearest"):
             raise InputError(f"argument 'selection' must be 'random' or 'nearest', got {self.selection!r}")
         option_order(2, self.option_order, 0)  # validates the name
+        if self.random_state is not None and not isinstance(self.random_state, np.random.Generator):
+            check_number(self.random_state, "random_state", low=0, integer=True,
+                         hint="; give a seed >= 0 (the same seed gives the same prompts), or None")
 
     def fit(self, pilot_X: pd.DataFrame | None = None, pilot_y: Sequence[Any] | None = None) -> "PromptSimulator":
         """Store the few-shot pool (pilot personas and answers); zero-shot needs no pilot.

@@ -505,6 +505,10 @@ KIND_CASES = [
          E.InputError, r"'max_retries' must be a whole number >= 0 and <= 100", r"<= 100"),
     Case("openai_temperature_negative", lambda: _openai(temperature=-0.5),
          E.InputError, r"'temperature' must be a number >= 0 and <= 2", r">= 0"),
+    Case("simulator_seed_negative", lambda: PromptSimulator(_Backend(), ITEM, random_state=-1).fit(),
+         E.InputError, r"'random_state' must be a whole number >= 0, got -1", r"give a seed >= 0"),
+    Case("local_dtype_unknown", lambda: __import__("rectify.llm.local", fromlist=["LocalBackend"]).LocalBackend(
+        dtype="float8"), E.ConfigError, r"'dtype' must be 'auto', 'float32'.*got 'float8'", r"'auto' picks bf16"),
     Case("lora_seed_negative", lambda: _lora(random_state=-3),
          E.InputError, r"'random_state' must be an integer >= 0, got -3", r"fixed seed"),
     Case("lora_learning_rate_negative", lambda: _lora(lr=-0.1),
