@@ -202,3 +202,21 @@ def test_seed_design_end_to_end_on_a_tiny_slice(data_dir, capsys):
     allt = axes_table(ref.table, 20, SEED_METHODS)
     assert {"pilot only", "prompting", "rectification", "calibration", "covariates"} <= set(allt.index.get_level_values(0))
     assert allt[[c for c in allt.columns if c.startswith("individual")]].notna().any().all()
+
+
+def test_an_unforeseen_error_is_one_line_and_exit_2_with_the_traceback_on_demand(monkeypatch, capsys):
+    """No bad input should reach this path, but if one does the user still gets one line, exit code 2."""
+    import rectify.cli as cli
+
+    def boom(args):
+        raise TypeError("unhashable type: 'list'")
+
+    monkeypatch.setattr(cli, "_cmd_compare", boom)
+    monkeypatch.delenv("RECTIFY_DEBUG", raising=False)
+    assert cli.main(["compare", "x.toml"]) == 2
+    out, err = capsys.readouterr()
+    assert err.startswith("rectify: unexpected error: TypeError: unhashable type: 'list'") and "RECTIFY_DEBUG=1" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in out + err
+    monkeypatch.setenv("RECTIFY_DEBUG", "1")
+    with pytest.raises(TypeError, match="unhashable"):
+        cli.main(["compare", "x.toml"])
