@@ -564,14 +564,14 @@ def ordinal_probabilities(X: np.ndarray, beta: np.ndarray, tau: np.ndarray) -> n
     return np.diff(cum, axis=1)
 
 
-def _ordinal_block(XT, PT, w, beta, tau, hessian=True, meat=False, rows=False):
+def _ordinal_block(XT, PT, w, beta, tau, hessian=True, meat=False, rows=False, loglik=True):
     """Log-likelihood sums of the cumulative-logit model on one block, vectorised over categories.
 
     ``XT`` (p, m) and ``PT`` (K, m) are the block's design and soft labels, transposed. With
     ``a_j = tau_j - x'beta`` the likelihood ``sum_k P_k log(F(a_k) - F(a_{k-1}))`` has a tridiagonal
     Hessian in ``a``; the parameters enter through ``d a_j / d tau_j = 1``, ``d a_j / d beta = -x``.
-    Returns ``(ll, score, H, S2, S)``: the sums of the log-likelihood and of its score (beta then
-    tau), of its Hessian (``None`` unless ``hessian``), of the score's outer products (``meat``) and
+    Returns ``(ll, score, H, S2, S)``: the sums of the log-likelihood (NaN unless ``loglik``: the
+    logarithms are the dearest part of a pass) and of its score (beta then tau), of its Hessian (``None`` unless ``hessian``), of the score's outer products (``meat``) and
     the per-row scores (``rows``, shape (m, p + K - 1)).
     """
     K, m = PT.shape
@@ -583,14 +583,14 @@ def _ordinal_block(XT, PT, w, beta, tau, hessian=True, meat=False, rows=False):
     np.subtract(1.0, F[-1], out=pi[-1])
     Pw = PT if w is None else PT * w
     if pi.min() > 0:  # the usual case: no masks
-        ll = float((Pw * np.log(pi)).sum())
+        ll = float((Pw * np.log(pi)).sum()) if loglik else np.nan
         q = Pw / pi  # P_k / pi_k
     else:
         ok = pi > 0
         if np.any(PT[~ok] > 0):
             raise EstimationError("ordinal model: a category probability underflowed; thresholds collapsed")
         pi = np.where(ok, pi, 1.0)  # rows without weight on a vanished category: they add nothing
-        ll = float((Pw * np.log(pi)).sum())
+        ll = float((Pw * np.log(pi)).sum()) if loglik else np.nan
         q = np.where(ok, Pw / pi, 0.0)
     dq = q[:-1] - q[1:]
     d = f * dq  # score of tau_j; the score of beta is -x sum_j d_j
@@ -629,7 +629,7 @@ def _ordinal_block(XT, PT, w, beta, tau, hessian=True, meat=False, rows=False):
     return ll, score, H, S2, S
 
 
-def _ordinal_pass(X, P, w, beta, tau, hessian=True, meat=False, rows=False):
+def _ordinal_pass(X, P, w, beta, tau, hessian=True, meat=False, rows=False, loglik=True):
     """:func:`_ordinal_block` summed over the row blocks of ``X`` (an array or :class:`ColumnDesign`)
     and ``P``; returns the mean log-likelihood, the summed score, the mean Hessian of the mean
     negative log-likelihood, the summed meat and the per-row scores (``rows``)."""
@@ -638,7 +638,7 @@ def _ordinal_pass(X, P, w, beta, tau, hessian=True, meat=False, rows=False):
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         for i, j, XT in t_blocks(X, n if rows else _PASS_BLOCK):
             b = _ordinal_block(XT, np.ascontiguousarray(P[i:j].T), None if w is None else w[i:j], beta, tau,
-                               hessian, meat, rows)
+                               hessian, meat, rows, loglik)
             ll, g = ll + b[0], g + b[1]
             H = H + b[2] if hessian else None
             S2 = S2 + b[3] if meat else None
@@ -663,38 +663,54 @@ def _ordinal_start(P, w, p, start):
 
 
 def _ordinal_newton(X, P, w, tol, max_iter, start, ridge, cov=True, rows=False):
-    """Newton's method with a line search on the (penalised) mean log-likelihood; one fused pass over
-    the rows per accepted step (its log-likelihood, score and Hessian together). The pass expected
-    to be the last also sums the meat (``cov``) or keeps the per-row scores (``rows``)."""
+    """Newton's method on the (penalised) mean log-likelihood; one fused pass over the rows per
+    accepted step (score and Hessian together). A full step is accepted when it shrinks the score;
+    otherwise a line search on the log-likelihood itself backtracks (the only passes that take the
+    logarithms). The pass expected to be the last also sums the meat (``cov``) or keeps the per-row
+    scores (``rows``)."""
     n, p = X.shape
     theta = np.asarray(start, float)
     pen = np.r_[np.full(p, ridge / n), np.zeros(P.shape[1] - 1)]
 
-    def run(t, last):
-        ll, g, H, S2, S = _ordinal_pass(X, P, w, t[:p], t[p:], meat=cov and last and not rows, rows=rows and last)
+    def run(t, last, loglik=False):
+        ll, g, H, S2, S = _ordinal_pass(X, P, w, t[:p], t[p:], meat=cov and last and not rows, rows=rows and last,
+                                        loglik=loglik)
         return ll - 0.5 * float((pen * t * t).sum()), g, H + np.diag(pen), S2, S
 
-    ll, g, H, S2, S = run(theta, False)
+    def ordered(t):
+        return bool(np.all(np.diff(t[p:]) > 0))
+
+    _, g, H, S2, S = run(theta, False)
+    grad = -g / n + pen * theta
     prev = None
     for it in range(1, max_iter + 1):
-        grad = -g / n + pen * theta
         step = _solve(H, grad, "ordinal")
         size = float(np.max(np.abs(step)))
         near = prev is not None and size**3 / max(prev * prev, 1e-300) < tol
-        t = 1.0
-        while True:
-            cand = theta - t * step
-            if np.all(np.diff(cand[p:]) > 0):
+        t, new = 1.0, None
+        if ordered(theta - step):
+            try:
+                new = run(theta - step, near or size < tol)
+            except EstimationError:
+                new = None
+        if new is None or np.linalg.norm(-new[1] / n + pen * (theta - step)) >= np.linalg.norm(grad):
+            cur = run(theta, False, loglik=True)[0]
+            while True:
+                t /= 2
+                if t < 1e-12:
+                    raise ConvergenceError("ordinal model: line search failed; the likelihood is flat or separated")
+                cand = theta - t * step
+                if not ordered(cand):
+                    continue
                 try:
-                    new = run(cand, near or t * size < tol)
+                    new = run(cand, near or t * size < tol, loglik=True)
                 except EstimationError:
-                    new = None
-                if new is not None and new[0] >= ll - 1e-14:
+                    continue
+                if new[0] >= cur - 1e-14:
                     break
-            t /= 2
-            if t < 1e-12:
-                raise ConvergenceError("ordinal model: line search failed; the likelihood is flat or separated")
-        theta, (ll, g, H, S2, S) = cand, new
+        theta = theta - t * step
+        _, g, H, S2, S = new
+        grad = -g / n + pen * theta
         prev = t * size
         if prev < tol:
             break
