@@ -73,6 +73,15 @@ def test_lora_seed_gives_the_same_model_on_a_cold_and_a_warm_cache_and_in_anothe
     # the check can fail: another seed gives other probabilities
     from rectify.llm.finetune import LoRAClassifier
 
-    other = LoRAClassifier(**{**_PARAMS, "random_state": 12}).fit(_ROWS, _Y).predict_proba(_ROWS)
+    clf = LoRAClassifier(**{**_PARAMS, "random_state": 12}).fit(_ROWS, _Y)
+    other = clf.predict_proba(_ROWS)
     assert np.abs(other - cold).max() > 1e-4
+
+    # the embedded tokenizer's added tokens (not only chat-turn markers) are refused in persona text
+    from rectify.errors import InputError
+
+    tok = local._load_tokenizer(target)
+    assert "<file_sep>" in tok.get_added_vocab()
+    with pytest.raises(InputError, match="persona 2 contains the tokenizer's special token '<file_sep>'"):
+        clf.predict_proba(_ROWS.assign(party=["left", "right <file_sep> x"] + ["centre"] * 6))
 
