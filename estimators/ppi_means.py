@@ -230,8 +230,10 @@ def ppi_mean(y=None, yhat=None, yhat_pop=None, method: str = "ppi++", *, weights
         predictions ``yhat_pop`` include the pilot's own rows: then the variance carries the
         finite-population correction ``1 - n/N``. The formula verbs detect it.
     frame_size : int, optional
-        Number of frame rows N when ``yhat_pop`` is not given (``method="classical"``), for the
-        finite-population correction.
+        Number of frame rows N when ``yhat_pop`` is not given (``method="classical"``). With
+        ``overlap="inside"`` it gives the finite-population correction ``1 - n/N``; with the default
+        ``overlap="separate"`` and the frame estimand the variance grows to ``Var(y) (1/n + 1/N)`` (the
+        frame's own deviation) -- pass ``overlap="inside"`` when the pilot was drawn from that frame.
 
     Returns
     -------

@@ -269,3 +269,12 @@ def test_logistic_coverage_pilot_inside_half_the_frame(estimand):
         truth = census if estimand == "frame" else 1.0
         hits += lo[1] <= truth <= hi[1]
     assert abs(hits / REPS - 0.95) <= TOL, f"{estimand}: logistic slope coverage {hits / REPS:.4f}"
+
+
+def test_frame_size_with_and_without_the_pilot_inside():
+    y = np.arange(20.0)
+    sep = ppi_mean(y, method="classical", frame_size=200)  # frame estimand, separate pilot: 1/n + 1/N
+    assert sep.std_error[0] == pytest.approx(np.sqrt(y.var(ddof=1) * (1 / 20 + 1 / 200)), rel=1e-12)
+    r = ppi_mean(y, method="classical", frame_size=200, overlap="inside")
+    assert r.std_error[0] == pytest.approx(np.sqrt((1 - 20 / 200) * y.var(ddof=1) / 20), rel=1e-12)
+    assert r.pilot_in_frame is True and r.n_population == 200
