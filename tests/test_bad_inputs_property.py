@@ -5,7 +5,8 @@ A clean frame (a numeric answer, the LLM's prediction, a numeric and a categoric
 damaged by a random sequence of mutations -- a duplicated column, numbers stored as text, text, a
 missing or infinite value, a non-string column label, a timezone-aware datetime, a boolean column,
 an empty or one-row frame, a dropped column -- and given to :func:`rectify.mean` (classical, on the
-pilot), :func:`rectify.mean` (naive, on the frame) and :func:`rectify.ols` (classical). Whatever
+pilot), :func:`rectify.mean` (naive, on the frame), :func:`rectify.ols` (classical) and
+:func:`rectify.shares` (classical). Whatever
 comes back is either a :class:`rectify.errors.RectifyError` or an estimate equal to a reference
 computed with numpy on the same (then necessarily clean) columns. Hypothesis runs derandomised
 (a fixed seed), so a failure reproduces.
@@ -121,6 +122,17 @@ def test_classical_ols_is_refused_or_equals_least_squares(df):
         X = np.column_stack([np.ones(len(x)), x])
         ref = np.linalg.lstsq(X, y, rcond=None)[0]
         np.testing.assert_allclose(r.estimate, ref, rtol=1e-8, atol=1e-10)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(damaged())
+def test_classical_shares_are_refused_or_equal_the_counts(df):
+    r = _outcome(lambda: rectify.shares("g", df, method="classical", categories=["a", "b", "c"]))
+    if r is not None:
+        s = df["g"]
+        assert isinstance(s, pd.Series) and s.notna().all(), "accepted a missing or duplicated answer column"
+        ref = np.array([(s == c).mean() for c in ("a", "b", "c")])
+        np.testing.assert_allclose(r.estimate, ref, rtol=1e-12, atol=1e-12)
 
 
 def test_the_mutations_do_reach_both_outcomes():
