@@ -117,6 +117,8 @@ def bench_compare(args) -> None:
 
     rows = []
     for name, kw in studies(args.quick).items():
+        if args.study not in ("both", name):
+            continue
         frame = kw.pop("frame")
         ref = None
         for backend in ("sequential", "joblib", "dask"):
@@ -323,6 +325,7 @@ def bench_tokens(args) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("part", choices=["compare", "frames", "tokens"])
+    ap.add_argument("--study", choices=["both", "demo", "cells1000"], default="both", help="compare: which study")
     ap.add_argument("--rows", type=int, default=100_000_000)
     ap.add_argument("--folder", default="/tmp/rectify_bench_frame")
     ap.add_argument("--keep", action="store_true")

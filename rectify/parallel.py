@@ -127,12 +127,14 @@ def _need(module: str, package: str) -> None:
 def map_tasks(fn: Callable[[Mapping, Any], Any], shared: Mapping[str, Any], cells: Sequence[Any],
               backend: Any = "sequential", n_jobs: int | None = None,
               on_result: Callable[[int, Any], None] | None = None,
-              on_start: Callable[[int], None] | None = None) -> list:
+              on_start: Callable[[int], None] | None = None, per_task: int | None = None) -> list:
     """``[fn(shared, c) for c in cells]`` on ``backend``, ``shared`` shipped once per worker.
 
-    ``on_result(i, result)`` is called in this process as each task finishes (in the order they
-    finish; use it for a progress bar or to save), ``on_start(i)`` before each task of the
-    sequential backend. On a worker the key ``"capture"`` of ``shared`` is True.
+    ``on_result(i, result)`` is called in this process as each cell finishes (in the order they
+    finish; use it for a progress bar or to save), ``on_start(i)`` before each cell of the
+    sequential backend. On a worker the key ``"capture"`` of ``shared`` is True. Cells go to the
+    workers in groups of ``per_task`` (default: about eight groups per worker, at most 64 cells a
+    group), so that cheap cells do not each pay a task's overhead.
 
     Examples
     --------
@@ -157,11 +159,18 @@ def map_tasks(fn: Callable[[Mapping, Any], Any], shared: Mapping[str, Any], cell
                 if on_start is not None:
                     on_start(i)
                 done(i, fn(shared, c))
-        elif kind == "joblib":
-            _joblib_map(fn, {**shared, "capture": True}, cells, handle, done)
         else:
-            _dask_map(fn, {**shared, "capture": True}, cells, handle, done)
+            workers = handle if kind == "joblib" else max(1, sum(handle.nthreads().values()))
+            size = per_task or max(1, min(64, len(cells) // (8 * workers)))
+            groups = [list(range(i, min(i + size, len(cells)))) for i in range(0, len(cells), size)]
+            run = _joblib_map if kind == "joblib" else _dask_map
+            run(fn, {**shared, "capture": True}, cells, groups, handle, done)
     return out
+
+
+def _run_group(fn: Callable, shared: Mapping, cells: Sequence) -> list:
+    """One task: several cells, one after another, on a worker."""
+    return [fn(shared, c) for c in cells]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,32 +214,34 @@ def _worker_shared(path: str) -> Mapping:
     return _WORKER_SHARED[path]
 
 
-def _joblib_task(fn: Callable, path: str, i: int, cell: Any) -> tuple[int, Any]:
-    return i, fn(_worker_shared(path), cell)
+def _joblib_task(fn: Callable, path: str, idx: list, cells: list) -> tuple[list, list]:
+    return idx, _run_group(fn, _worker_shared(path), cells)
 
 
-def _joblib_map(fn: Callable, shared: Mapping, cells: Sequence, n_jobs: int, done: Callable) -> None:
+def _joblib_map(fn: Callable, shared: Mapping, cells: Sequence, groups: list, n_jobs: int, done: Callable) -> None:
     import joblib
 
     with tempfile.TemporaryDirectory(prefix="rectify-shared-") as tmp:
         path = os.path.join(tmp, "shared.joblib")
         joblib.dump({k: (v if _plain(v) else _Cloud(v)) for k, v in shared.items()}, path)
         par = joblib.Parallel(n_jobs=n_jobs, backend="loky", return_as="generator_unordered", batch_size=1)
-        for i, res in par(joblib.delayed(_joblib_task)(fn, path, i, c) for i, c in enumerate(cells)):
-            done(i, res)
+        for idx, res in par(joblib.delayed(_joblib_task)(fn, path, g, [cells[i] for i in g]) for g in groups):
+            for i, r in zip(idx, res):
+                done(i, r)
 
 
 # ---------------------------------------------------------------------------------------------
 # dask: the shared inputs scattered to every worker once, tasks refer to them by future
 # ---------------------------------------------------------------------------------------------
-def _dask_map(fn: Callable, shared: Mapping, cells: Sequence, client: Any, done: Callable) -> None:
+def _dask_map(fn: Callable, shared: Mapping, cells: Sequence, groups: list, client: Any, done: Callable) -> None:
     from distributed import as_completed
 
     [ref] = client.scatter([dict(shared)], broadcast=True, hash=False)
-    futures = [client.submit(fn, ref, c, pure=False) for c in cells]
-    where = {f.key: i for i, f in enumerate(futures)}
+    futures = [client.submit(_run_group, fn, ref, [cells[i] for i in g], pure=False) for g in groups]
+    where = {f.key: g for f, g in zip(futures, groups)}
     try:
         for f in as_completed(futures):
-            done(where[f.key], f.result())
+            for i, r in zip(where[f.key], f.result()):
+                done(i, r)
     finally:
         client.cancel(futures + [ref])

@@ -149,7 +149,8 @@ def _task(shared, cell):
 def test_shared_inputs_shipped_once_per_worker(kind, client, tmp_path):
     log = tmp_path / "loads"
     shared = {"frame": pd.DataFrame({"x": np.arange(10)}), "model": _Counted(str(log))}
-    out = map_tasks(_task, shared, list(range(24)), backend="joblib" if kind == "joblib" else client, n_jobs=2)
+    out = map_tasks(_task, shared, list(range(24)), backend="joblib" if kind == "joblib" else client, n_jobs=2,
+                    per_task=5)  # groups of 5 cells, the last one short
     assert [v for v, _ in out] == [c * 2 + 45 for c in range(24)]  # in the cells' order
     loads = log.read_text().split()
     workers = {pid for _, pid in out}
