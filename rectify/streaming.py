@@ -1,7 +1,8 @@
 """Frames larger than memory: the verbs' population read in chunks from Parquet, Arrow, DuckDB, Polars
 or Dask, reduced to the sums the estimators need.
 
-The verbs (:func:`rectify.mean`, :func:`~rectify.shares`, :func:`~rectify.ols`, :func:`~rectify.logit`)
+The verbs (:func:`rectify.mean`, :func:`~rectify.shares`, :func:`~rectify.ols`, :func:`~rectify.logit`,
+:func:`~rectify.ordinal`)
 accept as ``population`` a Parquet file or folder (a path), a :mod:`pyarrow.dataset` dataset or an
 Arrow table, a DuckDB relation, a Polars LazyFrame or a Dask DataFrame. The pilot stays a pandas
 DataFrame. What the frame contributes is a handful of sums:
@@ -10,8 +11,9 @@ DataFrame. What the frame contributes is a handful of sums:
   a shift that keeps the second moment accurate) -- **one pass**;
 * OLS: ``sum x x'`` and ``sum x f`` (pass one), then the meat ``sum r^2 x x'`` at the fit -- **two
   passes**;
-* logistic: the gradient and Hessian sums at each Newton iterate -- **one pass per iteration**,
-  starting from the fit on the pilot's predictions (the last pass also sums the meat).
+* logistic and ordinal (cumulative logit): the gradient and Hessian sums at each Newton iterate --
+  **one pass per iteration**, starting from the fit on the pilot's predictions (each pass also sums
+  the meat).
 
 The formula's model spec is learned on the pilot and replayed strictly on every chunk: a category
 the pilot never saw, a missing covariate or a missing prediction in any chunk raises a rectify
@@ -20,7 +22,7 @@ the finite-population correction and the intervals are those of the in-memory es
 (:mod:`rectify.estimators.ppi`), so the results agree with them to rounding (tests: 1e-10).
 
 Not streamed (a clear error says so): ``by=``, ``strata=``, survey weights, the ``ppi_py``
-convention, ordinal models and quantiles -- group the frame first, or load it into memory.
+convention and quantiles -- group the frame first, or load it into memory.
 
 Examples
 --------
@@ -303,6 +305,34 @@ def _logistic_fit_streamed(passes: Callable[[], Iterator], p: int, start: np.nda
     return Fit(theta, None, H, it, meat=Hinv @ (S2 / N) @ Hinv.T), N
 
 
+def _ordinal_fit_streamed(passes: Callable[[], Iterator], p: int, start: np.ndarray, tol: float = 1e-10,
+                          max_iter: int = 100):
+    """Newton's method for the cumulative-logit model, one pass over the frame per iterate (score,
+    Hessian and meat summed together by the estimators' own per-block code)."""
+    from .errors import ConvergenceError
+    from .estimators.models import Fit, _ordinal_pass, _solve
+
+    def one_pass(theta):
+        N, g, Hs, S2 = 0, 0.0, 0.0, 0.0
+        for X, F in passes():
+            _, gc, Hc, S2c, _ = _ordinal_pass(X, F, None, theta[:p], theta[p:], hessian=True, meat=True,
+                                              loglik=False)
+            N, g, Hs, S2 = N + len(X), g + gc, Hs + Hc * len(X), S2 + S2c
+        return N, np.asarray(g, float), Hs / N, S2
+
+    theta = np.array(start, float)
+    for it in range(1, max_iter + 1):
+        N, g, H, S2 = one_pass(theta)
+        step = _solve(H, -g / N, "ordinal")
+        if float(np.max(np.abs(step))) < tol:
+            break
+        theta = theta - step
+    else:
+        raise ConvergenceError(f"ordinal model on the streamed frame did not converge in {max_iter} passes")
+    Hinv = np.linalg.inv(H)
+    return Fit(theta, None, H, it, meat=Hinv @ (S2 / N) @ Hinv.T), N
+
+
 # ---------------------------------------------------------------------------------------------
 # the verbs on a streamed frame
 # ---------------------------------------------------------------------------------------------
@@ -353,9 +383,9 @@ def stream_verb(verb: str, args: Mapping[str, Any]) -> Any:
                          f"{type(args.get('population')).__name__}")
     method = args.get("method", "ppi++")
     check_method(method)
-    if verb not in ("mean", "shares", "ols", "logit"):
-        raise InputError(f"{verb}: a streamed population is supported by mean, shares, ols and logit; load the "
-                         "frame into memory (or a sample of it) for this verb")
+    if verb not in ("mean", "shares", "ols", "logit", "ordinal"):
+        raise InputError(f"{verb}: a streamed population is supported by mean, shares, ols, logit and ordinal; load "
+                         "the frame into memory (or a sample of it) for this verb")
     _refuse(verb, args)
     pilot = args.get("pilot")
     if not isinstance(pilot, pd.DataFrame) or len(pilot) == 0:
@@ -364,6 +394,8 @@ def stream_verb(verb: str, args: Mapping[str, Any]) -> Any:
         raise InputError(f"method {method!r} needs 'predicted', the column of LLM predictions; pass predicted=...")
     if verb in ("mean", "shares"):
         return _stream_mean(verb, args, pilot, method)
+    if verb == "ordinal":
+        return _stream_ordinal(args, pilot, method)
     return _stream_regression(verb, args, pilot, method)
 
 
@@ -463,6 +495,56 @@ def _stream_regression(verb, args, pilot, method):
     diag = {"iterations": {k: f.iterations for k, f in (("pilot", fit_y), ("pilot_pred", fit_f),
                                                          ("population", fit_pop)) if f is not None}}
     r = _finish(kind, fit_y, fit_f, fit_pop, method, args, n, N, p, mf.terms, diag)
+    return replace(r, diagnostics={**r.diagnostics, "formula": formula})
+
+
+def _stream_ordinal(args, pilot, method):
+    """The cumulative-logit verb: the design without intercept, answers and predictions as (n, K)
+    matrices over ``categories`` (default: the pilot's answers, sorted), thresholds after the slopes."""
+    from dataclasses import replace
+
+    from .estimators.models import fit_ordinal
+    from .estimators.ppi import _as_shares_matrix, _fit_in
+    from .formula import _spec_variables, build_design, plain_columns
+
+    formula, source, pred = args["formula"], args["population"], args.get("predicted")
+    mf = build_design(formula, pilot, None, intercept=False)
+    cats = args.get("categories")
+    if cats is None and method == "naive":
+        raise InputError("pass 'categories' (the item's options in order): with method='naive' they cannot be "
+                         "read off a frame that is not in memory")
+    cats = list(cats) if cats is not None else sorted(set(np.asarray(mf.y).tolist()))
+    if len(cats) < 2:
+        raise InputError("argument 'categories' must list at least two options")
+    pred_cols = [pred] if isinstance(pred, str) else list(pred or [])
+    X, (n, p), w = mf.X, mf.X.shape, np.ones(mf.X.shape[0])
+    fit_y = _fit_in(fit_ordinal, X, _as_shares_matrix(mf.y, cats, "y"), w, "the pilot's human answers") \
+        if method != "naive" else None
+    fit_f = None
+    if method in ("ppi", "ppi++"):
+        F = pilot[pred_cols[0]].to_numpy() if len(pred_cols) == 1 else pilot[pred_cols].to_numpy(dtype=float)
+        fit_f = _fit_in(fit_ordinal, X, _as_shares_matrix(F, cats, "yhat"), w, "the LLM's predictions for the pilot")
+    plain = plain_columns(mf.spec, mf.terms)
+    full = list(build_design(formula, pilot, None).terms)  # the spec's columns, the intercept included
+    drop = [j for j, t in enumerate(full) if t not in mf.terms]
+
+    def passes():
+        for Xc, Fc in _design_chunks(source, mf.spec, _spec_variables(mf.spec), pred_cols, labels=cats, plain=plain):
+            yield (np.delete(Xc, drop, axis=1) if Xc.shape[1] == len(full) and drop else Xc), Fc
+
+    fit_pop, N = None, 0
+    if method != "classical":
+        start = fit_f.theta if fit_f is not None else fit_y.theta if fit_y is not None else None
+        if start is None:  # naive: start from a fit on the first chunk
+            X1, F1 = next(iter(passes()))
+            start = fit_ordinal(X1, F1, None, keep_psi=False).theta
+        fit_pop, N = _ordinal_fit_streamed(passes, p, start)
+    else:
+        N = count_rows(source)
+    thr = [f"threshold[{a}|{b}]" for a, b in zip(cats[:-1], cats[1:])]
+    diag = {"iterations": {k: f.iterations for k, f in (("pilot", fit_y), ("pilot_pred", fit_f),
+                                                         ("population", fit_pop)) if f is not None}}
+    r = _finish("ordinal", fit_y, fit_f, fit_pop, method, args, n, N, p + len(thr), mf.terms + thr, diag)
     return replace(r, diagnostics={**r.diagnostics, "formula": formula})
 
 

@@ -1,9 +1,8 @@
-"""Streamed frames (rectify.streaming): every verb on a Parquet folder of many row groups equals the
+"""Streamed frames (rectify.streaming): every verb (mean, shares, OLS, logistic, ordinal) on a Parquet folder of many row groups equals the
 in-memory verb to 1e-10, from every kind of source; the pilot's spec is replayed strictly on every
 chunk (an unseen level or a missing value in the last chunk still raises)."""
 
 import numpy as np
-import pandas as pd
 import pytest
 
 import rectify
@@ -47,6 +46,7 @@ CASES = [
     ("logit", rectify.logit, ("b ~ age + C(gender)",), dict(predicted="b_llm")),
     ("ols", rectify.ols, ("f01 ~ age + f02_llm",), dict(predicted="f01_llm")),  # plain columns: no formulaic
     ("logit", rectify.logit, ("b ~ age",), dict(predicted="b_llm")),
+    ("ordinal", rectify.ordinal, ("f01 ~ age + C(ideology)",), dict(predicted=PROBS, categories=CATS)),
 ]
 
 
