@@ -29,8 +29,8 @@ def code_version() -> str:
     return head + (" + uncommitted changes to the PPI code" if dirty else "")
 
 
-def machine_line() -> str:
-    """CPU model, its vector/matrix flags, visible cores and the load average now (for a results header)."""
+def cpu_info() -> tuple[str, str]:
+    """CPU model name and the vector/matrix flags that matter here (avx2, avx512f, avx512_bf16, amx_bf16)."""
     cpu, flags = "unknown CPU", ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -42,8 +42,17 @@ def machine_line() -> str:
                 break
     except OSError:
         pass
+    return cpu, flags
+
+
+def load_average() -> str:
     try:
-        load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
     except OSError:
-        load = "unknown"
-    return f"{cpu} ({os.cpu_count()} CPUs visible; flags {flags or 'none listed'}), load average {load}"
+        return "unknown"
+
+
+def machine_line() -> str:
+    """CPU model, its vector/matrix flags, visible cores and the load average now (for a results header)."""
+    cpu, flags = cpu_info()
+    return f"{cpu} ({os.cpu_count()} CPUs visible; flags {flags or 'none listed'}), load average {load_average()}"

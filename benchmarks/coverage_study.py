@@ -53,7 +53,6 @@ from __future__ import annotations
 import argparse
 import inspect
 import os
-import platform
 import sys
 import time
 import warnings
@@ -74,7 +73,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 sys.path.append(str(HERE))  # last: _provenance only
 
-from _provenance import code_version  # noqa: E402
+from _provenance import code_version, cpu_info, load_average  # noqa: E402
 
 from rectify.errors import EstimationError  # noqa: E402
 from rectify.estimators import ppi as P  # noqa: E402
@@ -400,25 +399,12 @@ def cells(families=FAMILIES, targets=TARGETS, sizes=PILOT_SIZES) -> tuple[list[C
 
 # ----------------------------------------------------------------------------- reporting
 def machine() -> dict:
-    cpu, flags = platform.processor() or "unknown", ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and cpu in ("unknown", "x86_64", ""):
-                cpu = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                have = set(line.split(":", 1)[1].split())
-                flags = " ".join(f for f in ("avx2", "avx512f", "amx_bf16", "avx512_bf16") if f in have)
-                break
-    except OSError:
-        pass
+    cpu, flags = cpu_info()
     return {"cpu": cpu, "flags": flags, "cores": os.cpu_count()}
 
 
 def load() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "unknown"
+    return load_average()
 
 
 def classify(r) -> str:
