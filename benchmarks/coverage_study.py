@@ -420,6 +420,12 @@ def classify(r) -> str:
         why.append(f"SE overstates the spread (mean SE / actual sd = {r['se_ratio']:.2f})")
     elif r["se_ratio"] < 0.95:
         why.append(f"SE understates the spread (mean SE / actual sd = {r['se_ratio']:.2f})")
+    # the interval against +/- 1.96 reported SE: t with few df or a score inversion makes it differ
+    wr = r["mean_width"] / (2 * 1.959964 * r["mean_se"]) if r["mean_se"] > 0 else np.nan
+    if wr < 0.95:
+        why.append(f"interval narrower than +/- 1.96 SE (width / 3.92 SE = {wr:.2f})")
+    elif wr > 1.10:
+        why.append(f"interval wider than +/- 1.96 SE (width / 3.92 SE = {wr:.2f}: few df or score inversion)")
     if not why:
         why.append(f"SE about right ({r['se_ratio']:.2f}): skewed or discrete sampling distribution")
     return "; ".join(why)
