@@ -91,6 +91,10 @@ def fitted():
 _NOT_APPLICABLE = {
     "check_classifiers_train": "requires > 83% accuracy on numeric blobs; numbers rendered as text "
                                "are unknown tokens to the test tokenizer, so nothing is learnable",
+    "check_classifier_data_not_an_array": "fits a pandas DataFrame with integer column labels; a persona "
+                                          "names each covariate by its column label, so rectify refuses "
+                                          "non-string labels (rectify.errors.InputError) instead of "
+                                          "writing '0: 1.3' into the prompt",
 }
 
 
