@@ -167,14 +167,29 @@ def _share_result(r: Result, Y, categories, *, method, lam, weights, estimand, o
         lam_used = float(np.atleast_1d(r.tuning.get("lambda", 0.0))[0]) if method in ("ppi", "ppi++") else 0.0
         kappa = _answers_factor(n, r.n_population, target, int(method == "ppi++" and lam is None and lam_used != 0))
         theta = (w[:, None] * Y).mean(0)
+        s2 = np.mean((w[:, None] * (Y - theta)) ** 2, axis=0)
         fn = partial(_score_share_interval, estimate=r.estimate, var=np.diag(r.cov), kappa=kappa,
-                     m2=float(np.mean(w**2)), s2=np.mean((w[:, None] * (Y - theta)) ** 2, axis=0), df=None,
+                     m2=_option_design_effects(theta, s2, float(np.mean(w**2))), s2=s2, df=None,
                      fallback=fn, shown=shown)
         how = "score (Wilson-type inversion of the PPI estimating equation)"
     r = replace(r, estimate=shown, estimand="shares", bounds=(0.0, 1.0), interval_fn=fn,
                 diagnostics={**r.diagnostics, "categories": categories, "interval": how})
     _warn_sparse(Y, categories, r)
     return r
+
+
+def _option_design_effects(theta: np.ndarray, s2: np.ndarray, kish: float) -> np.ndarray:
+    """Each option's own design effect ``s2_k / (theta_k (1 - theta_k))`` for the score interval.
+
+    The score interval replaces the answers' observed second moment ``s2_k`` by its value under a
+    hypothesised share p, ``deff_k p (1 - p)``. With weights that depend on the answer (an
+    unequal-probability pilot), every option has its own design effect: one Kish factor ``mean(w^2)``
+    for all options would make the interval of an up-weighted option too narrow for the standard error
+    it reports (74% coverage at Kish deff 1.5, benchmarks/results/coverage_study.md). With equal weights
+    ``deff_k = 1``; an option nobody chose (``theta_k = 0``) keeps the Kish factor.
+    """
+    q = theta * (1 - theta)
+    return np.where(q > 1e-12, s2 / np.where(q > 1e-12, q, 1.0), kish)
 
 
 def _project_simplex(v: np.ndarray) -> np.ndarray:
