@@ -163,7 +163,13 @@ def _lambda(method: str, lam: Any, psi_y, psi_f, var_pop, N, mode, bounds, d, ta
     if method == "ppi":
         return np.ones(d)
     if lam is not None:
-        arr = np.broadcast_to(np.asarray(lam, dtype=float), (d,)).copy()
+        if isinstance(lam, (str, bytes, bool, np.bool_)):
+            raise InputError(f"argument 'lam' must be a number (or None to tune it), got {lam!r}")
+        try:
+            arr = np.broadcast_to(np.asarray(lam, dtype=float), (d,)).copy()
+        except (TypeError, ValueError):
+            raise InputError(f"argument 'lam' must be a number or one number per term ({d}), got {lam!r}; "
+                             "pass None to tune it") from None
         if not np.all(np.isfinite(arr)):
             raise InputError("argument 'lam' must be finite")
         return arr

@@ -238,6 +238,9 @@ def compare(frame: pd.DataFrame, items: Sequence[str], methods: Sequence[str] | 
         raise ConfigError(f"argument 'repeats' must be a positive integer, got {repeats!r}")
     if isinstance(min_group_n, bool) or not isinstance(min_group_n, (int, np.integer)) or min_group_n < 1:
         raise ConfigError(f"argument 'min_group_n' must be a positive integer, got {min_group_n!r}")
+    if min_group_n > len(frame):
+        raise ConfigError(f"argument 'min_group_n' is {min_group_n} but the frame has {len(frame)} rows: every "
+                          "subgroup would be suppressed; use a number such as 20")
     if evaluate not in ("frame", "rest"):
         raise ConfigError(f"argument 'evaluate' must be 'frame' or 'rest', got {evaluate!r}")
     frame = frame.copy()

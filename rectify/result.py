@@ -53,6 +53,9 @@ def check_level(level: float) -> float:
     >>> check_level(0.9)
     0.9
     """
+    if isinstance(level, (str, bytes, bool, np.bool_)):
+        raise InputError(f"argument 'level' must be a number in (0, 1) such as 0.95, got {level!r}: pass a number, "
+                         "not text or True/False")
     try:
         level_f = float(level)
     except (TypeError, ValueError):
