@@ -14,7 +14,7 @@ from rectify.result import Result, check_level
 
 from . import _validate as V
 from .models import Fit, one_blas_thread, row_blocks
-from .ppi_base import (_check_common, _difference_estimator, _float_array, _frame_size, _lambda_tuning,
+from .ppi_base import (warn_small_effective_n, _check_common, _difference_estimator, _float_array, _frame_size, _lambda_tuning,
                        _optimal_lambda, _target_fields, _weights_df)
 
 __all__ = ["ppi_mean", "ppi_quantile"]
@@ -121,6 +121,7 @@ def _prepare_mean_inputs(y, yhat, yhat_pop, method, weights, weights_pop, ndim=(
     n = 0 if Y is None else Y.shape[0]
     N = 0 if Fp is None else Fp.shape[0]
     w = V.normalise_weights(weights, n, "weights") if Y is not None else None
+    warn_small_effective_n(w)
     wp = V.normalise_weights(weights_pop, N, "weights_pop") if (Fp is not None and weights_pop is not None) else None
     def two(a):
         return None if a is None else (a[:, None] if a.ndim == 1 else a)

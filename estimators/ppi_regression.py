@@ -14,7 +14,7 @@ from rectify.result import Result
 from . import _validate as V
 from .models import (ColumnDesign, NonFiniteData, _logistic_pass, _solve, block_gram, block_matvec, block_outer,
                      block_tvec, fit_logistic, fit_ols, fit_ordinal, one_blas_thread, row_blocks)
-from .ppi_base import (_check_common, _difference_estimator, _float_array, _frame_size, _lambda_tuning, _target_fields,
+from .ppi_base import (warn_small_effective_n, _check_common, _difference_estimator, _float_array, _frame_size, _lambda_tuning, _target_fields,
                        _weights_df)
 from .ppi_categorical import _as_shares_matrix
 
@@ -52,6 +52,7 @@ def _prepare_regression(X, y, yhat, X_pop, yhat_pop, method, weights, weights_po
     n = 0 if Xa is None else Xa.shape[0]
     N = 0 if Xp is None else Xp.shape[0]
     w = V.normalise_weights(weights, n, "weights") if need_pilot else None
+    warn_small_effective_n(w)
     # unweighted population: None, so that the population passes skip the multiplies by ones
     wp = V.normalise_weights(weights_pop, N, "weights_pop") if (need_pop and weights_pop is not None) else None
     return Xa, Y, F, Xp, Fp, w, wp, n, N, p, terms
