@@ -5,6 +5,11 @@ The cell's random numbers come from a seed derived from the cell's key (comparis
 size, repeat, method name) only, never from the order in which cells run, so every backend of
 :func:`rectify.compare` gives the same numbers.
 
+Missing answers: pilot and frame rows without a human answer to an item are left out of that item's
+estimates and metrics (counted, never imputed). That is valid for the frame only if answers are missing
+at random given what each method adjusts for (its covariates, margins or strata);
+:func:`rectify.missingness_diagnostic` shows how respondents with and without an answer differ.
+
 Examples
 --------
 >>> int(_cell_seed(0, 50, 1, "ppi++").integers(10**6)) == int(_cell_seed(0, 50, 1, "ppi++").integers(10**6))

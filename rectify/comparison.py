@@ -164,7 +164,9 @@ def compare(frame: pd.DataFrame, items: Sequence[str], methods: Sequence[str] | 
     progress : bool
         Progress bar on stderr.
     min_group_n : int
-        Smallest group size for a metric (smaller groups: not estimable).
+        Smallest group size for a metric (smaller groups: not estimable). Rows without a human answer
+        are left out of an item's estimates and metrics, which assumes answers missing at random given
+        each method's adjustments (check with :func:`rectify.missingness_diagnostic`).
     level : float
         Interval level.
     evaluate : {"frame", "rest"}
