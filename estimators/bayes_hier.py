@@ -1,5 +1,9 @@
 """Hierarchical Bayesian calibration of LLM answers with post-stratification (pymc, extra ``bayes``).
 
+Why one module of ~820 lines: the pymc model, its compile cache (compiled once per structure,
+refilled with ``pm.Data``), the sampler settings, the diagnostics and the post-stratification all
+read one model specification; pymc is imported lazily, here only.
+
 The model learns ``P(human answer | LLM answer, covariates, groups)`` on the pilot:
 
 * ordinal items (``K >= 3`` options): cumulative logit, ``P(y <= k) = logistic(c_k - eta)``;

@@ -1,5 +1,9 @@
 """Calibration weighting: pure numeric cores over arrays.
 
+Why one module of ~760 lines: the calibration functions, the Newton solver, raking on the cell
+table, post-stratification and trimming share the cell-table machinery and the margin checks, and R
+``survey``'s parity tests exercise them together.
+
 Design weights ``d`` are adjusted to final weights ``w = d * g`` so that weighted sample totals of
 auxiliary variables equal known population totals. The g-weights solve
 

@@ -1,5 +1,9 @@
 """Cross-fitting and cross-prediction-powered inference (Zrnic & Candès, 2024).
 
+Why one module of ~610 lines: fold assignment, cross-fitting of any estimator and the cross-
+prediction PPI cores must agree on one fold layout of the pilot and the frame; kept together so that
+layout has one definition.
+
 A simulator trained on the pilot (a fine-tuned LLM, a covariate classifier) predicts its own
 training rows too well: the pilot residuals ``Y - f(X)`` look small, and prediction-powered
 inference (PPI) built on them under-covers. Cross-fitting repairs this:

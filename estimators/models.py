@@ -1,5 +1,10 @@
 """M-estimation building blocks: fits with per-row influence functions.
 
+Why one module of ~790 lines: one Newton solver per model (OLS, logistic, cumulative logit: the
+single implementation used by the PPI cores and the covariates baseline) over the same blocked,
+fused passes (``row_blocks``, ``block_gram``, ``one_blas_thread``) that keep them near one pass over
+the frame.
+
 Each ``fit_*`` function solves a (weighted) estimating equation and returns the estimate, the
 per-row influence rows ``psi`` (so that ``theta_hat - theta ~= mean(psi)``) and the averaged
 Hessian. Labels may be soft: a logistic label in [0, 1] or an ordinal label given as a probability

@@ -1,5 +1,10 @@
 """Design-based estimation on (calibrated) weights: means, totals, shares, quantiles, OLS, logit.
 
+Why one module of ~750 lines: every estimator here (mean, total, shares, quantile, OLS, logit) goes
+through the same design object and the same residualised linearization or replicate driver;
+splitting would separate the estimators from the variance code they share to keep R ``survey``'s
+numbers.
+
 Standard errors come from Taylor linearization of the estimating equations, with the influence
 values residualized for every weighting step (the "residual method" of calibration: a GREG step
 replaces ``w_i u_i`` by ``w_i (u_i - x_i' B)``), and the stratified (and optionally clustered)

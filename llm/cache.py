@@ -1,5 +1,8 @@
 """A persistent response cache (SQLite) and run records.
 
+Why one module of ~690 lines: the response cache and the run records share one SQLite file, its
+locking and its durability rules (a record is written only after the answers it names are durable).
+
 Every request to a backend is keyed by the SHA-256 of ``(backend, model, full prompt,
 parameters)``; its answer is committed durably (WAL journal, ``synchronous=FULL``) before the
 backend hands it back, so a rerun after a crash resumes where it stopped and never pays twice.

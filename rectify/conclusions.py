@@ -1,5 +1,9 @@
 """What to conclude from a comparison: computed from its tidy table, never typed.
 
+Why one module of ~680 lines: every finding (best per axis, trade-offs, worst subgroup, trust per
+simulator) reads the same thresholds and the same per-pilot summary of the tidy table; split apart
+they would have to pass that summary and its thresholds around.
+
 :func:`conclusions` reads a :class:`~rectify.comparison.Comparison` (or its tidy ``table``) at one
 pilot size (default: the largest) and returns a list of findings, each a dict with a ``kind``, a
 plain-text ``text`` and the numbers behind it:

@@ -1,5 +1,11 @@
 """Calibration weighting for data frames: ``rectify.calibrate`` and :class:`CalibratedWeights`.
 
+Why one module of ~750 lines: it is the data-frame front end of one verb, ``calibrate`` (margins,
+formula totals, cell tables, validation of every column), and the object it returns,
+:class:`CalibratedWeights`, whose estimators replay exactly the specification ``calibrate``
+resolved; the numeric work lives in :mod:`rectify.estimators.calibration` and
+:mod:`rectify.estimators.survey_estimation`.
+
 A pilot (sample) is re-weighted so that its weighted totals match population totals, given
 either as a population data frame (for instance the LLM-simulated frame, which carries the
 covariates and the prediction ``y_hat`` of every person) or as user-given margins. An LLM
