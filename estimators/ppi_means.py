@@ -21,17 +21,54 @@ __all__ = ["ppi_mean", "ppi_quantile"]
 
 
 # ----------------------------------------------------------------------------- means
-def _mean_fit(Z: np.ndarray, w: np.ndarray | None, keep_psi: bool = True) -> Fit:
+def _mean_fit(Z: np.ndarray, w: np.ndarray | None, keep_psi: bool = True, raw=None) -> Fit:
     if not keep_psi:
-        return _mean_population(Z, w)
+        return _mean_population(Z, w, raw)
     theta = (w[:, None] * Z).mean(axis=0)
     psi = w[:, None] * (Z - theta)
     return Fit(theta, psi, np.eye(Z.shape[1]))
 
 
-def _mean_population(Z: np.ndarray, w: np.ndarray | None) -> Fit:
-    """Mean and ``psi' psi / N`` of the population rows in blocked passes (``w=None``: unweighted)."""
+# the raw second moment may exceed the centred one this many times before the one-pass form loses
+# more than about 1e-13 of its digits to cancellation (then the rows are centred in a second pass)
+_MAX_CANCEL = 100.0
+
+
+def _raw_moments(Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``sum z`` and ``sum z z'`` over the rows of ``Z`` ((N,) or (N, d)): one sum and one product.
+
+    A NaN or an infinite value anywhere makes both non-finite, so they double as the finiteness check.
+    """
+    if Z.ndim == 1 or Z.shape[1] == 1:
+        z = Z.reshape(-1)
+        return np.array([z.sum()]), np.array([[np.dot(z, z)]])
+    return Z.sum(axis=0), Z.T @ Z
+
+
+def _centred(raw, N: int):
+    """Mean and ``psi' psi / N`` from :func:`_raw_moments`; None when not finite or too cancelling."""
+    s, G = raw
+    if not (np.isfinite(s).all() and np.isfinite(G).all()):
+        return None
+    theta = s / N
+    M = G / N - np.outer(theta, theta)
+    if np.any(np.diag(M) * _MAX_CANCEL < np.diag(G) / N):
+        return None  # a mean far from zero against the spread (or a constant column): centre the rows
+    return theta, M
+
+
+def _mean_population(Z: np.ndarray, w: np.ndarray | None, raw=None) -> Fit:
+    """Mean and ``psi' psi / N`` of the population rows (``w=None``: unweighted).
+
+    Unweighted, one sum and one product ``Z'Z`` (``raw``, when the caller already has them) give
+    both unless cancellation would cost digits; otherwise, and weighted, the rows are centred in
+    blocked passes.
+    """
     N, d = Z.shape
+    if w is None:
+        fast = _centred(raw if raw is not None else _raw_moments(Z), N)
+        if fast is not None:
+            return Fit(fast[0], None, np.eye(d), meat=fast[1])
     theta = Z.mean(axis=0) if w is None else (w[:, None] * Z).mean(axis=0)
     M = np.zeros((d, d))
     with one_blas_thread():
@@ -61,8 +98,9 @@ def _pop_mean_sums(Fp, wp, shift):
     return s1, s2
 
 
-def _ppi_py_mean_lambda(Y, F, Fp, w, wp, pop_mean):
+def _ppi_py_mean_lambda(Y, F, Fp, w, wp, fit_pop):
     """ppi_py 0.2.3's lambda for the mean: gradients at the lambda = 1 estimate, clipped to [0, 1]."""
+    pop_mean = fit_pop.theta
     theta1 = pop_mean + (w[:, None] * (Y - F)).mean(0)
     g = w[:, None] * (Y - theta1)
     gh = w[:, None] * (F - theta1)
@@ -70,20 +108,24 @@ def _ppi_py_mean_lambda(Y, F, Fp, w, wp, pop_mean):
     gc, hc = g - g.mean(0), gh - gh.mean(0)
     cov = (gc.T @ hc + hc.T @ gc) / n
     # np.cov of the stacked pilot and population gradients, the population part as sums
-    s1, s2 = _pop_mean_sums(Fp, wp, theta1)
+    if wp is None:  # sums about theta1 from those about the population mean: no pass over the frame
+        shift = pop_mean - theta1
+        s1, s2 = N * shift, N * (fit_pop.meat + np.outer(shift, shift))
+    else:
+        s1, s2 = _pop_mean_sums(Fp, wp, theta1)
     mean = (gh.sum(0) + s1) / (n + N)
     var = (gh.T @ gh + s2 - (n + N) * np.outer(mean, mean)) / (n + N - 1)
     return float(np.clip(np.trace(cov) / (2 * (1 + n / N) * np.trace(var)), 0, 1))
 
 
 def _mean_core(Y, F, Fp, w, wp, method, lam, lambda_mode, lambda_bounds, convention, target=None,
-               frame_size=None):
+               frame_size=None, raw=None):
     n = 0 if Y is None else Y.shape[0]
     N = 0 if Fp is None else Fp.shape[0]
     d = Y.shape[1] if method != "naive" else Fp.shape[1]
     fit_y = _mean_fit(Y, w) if method != "naive" else None
     fit_f = _mean_fit(F, w) if method in ("ppi", "ppi++") else None
-    fit_pop = _mean_fit(Fp, wp, keep_psi=False) if method != "classical" else None
+    fit_pop = _mean_fit(Fp, wp, keep_psi=False, raw=raw) if method != "classical" else None
     if convention == "ppi_py" and method in ("ppi", "ppi++"):
         # the population enters through the mean and centred second moment of wp * Fp
         pop_mean = fit_pop.theta
@@ -92,7 +134,7 @@ def _mean_core(Y, F, Fp, w, wp, method, lam, lambda_mode, lambda_bounds, convent
         elif lam is not None:
             lam_vec = np.broadcast_to(np.asarray(lam, float), (d,)).copy()
         else:
-            lam_vec = np.full(d, _ppi_py_mean_lambda(Y, F, Fp, w, wp, pop_mean))
+            lam_vec = np.full(d, _ppi_py_mean_lambda(Y, F, Fp, w, wp, fit_pop))
         est = lam_vec * pop_mean + (w[:, None] * (Y - lam_vec * F)).mean(0)
         A = w[:, None] * (Y - lam_vec * F)
         A = A - A.mean(0)
@@ -107,11 +149,30 @@ def _mean_core(Y, F, Fp, w, wp, method, lam, lambda_mode, lambda_bounds, convent
                                  n, N, 1, convention, target, frame_size, _weights_df(w))
 
 
-def _prepare_mean_inputs(y, yhat, yhat_pop, method, weights, weights_pop, ndim=(1, 2)):
-    """Validated answers and predictions; ``wp`` is None for an unweighted population."""
+def _population_array(yhat_pop, ndim, moments: bool):
+    """The frame's predictions as floats, refused by name if not finite, and (``moments``) their
+    :func:`_raw_moments`, which also serve as the finiteness check (None when they overflow)."""
+    if not moments:
+        return _float_array(yhat_pop, "yhat_pop", ndim), None
+    try:
+        arr = np.asarray(yhat_pop, dtype=float)
+    except (TypeError, ValueError):
+        arr = None
+    if arr is not None and arr.ndim in ((ndim,) if isinstance(ndim, int) else ndim):
+        raw = _raw_moments(arr)
+        if np.isfinite(raw[1]).all() and np.isfinite(raw[0]).all():
+            return arr, raw
+    return V.as_float_array(yhat_pop, "yhat_pop", ndim), None
+
+
+def _prepare_mean_inputs(y, yhat, yhat_pop, method, weights, weights_pop, ndim=(1, 2), moments=False):
+    """Validated answers and predictions; ``wp`` is None for an unweighted population; ``raw``: the
+    population's :func:`_raw_moments` (with ``moments`` and no population weights, else None)."""
     Y = _float_array(y, "y", ndim) if method != "naive" else None
     F = _float_array(yhat, "yhat", ndim) if method in ("ppi", "ppi++") else None
-    Fp = _float_array(yhat_pop, "yhat_pop", ndim) if method != "classical" else None
+    Fp = raw = None
+    if method != "classical":
+        Fp, raw = _population_array(yhat_pop, ndim, moments and weights_pop is None)
     if Y is not None:
         V.check_nonempty(Y, "y", "pilot")
     if F is not None:
@@ -131,7 +192,7 @@ def _prepare_mean_inputs(y, yhat, yhat_pop, method, weights, weights_pop, ndim=(
     if Y is not None and n < 2:
         raise InputError("argument 'y' must have at least 2 pilot rows to estimate a variance; collect more pilot "
                          "answers (or merge a small group with a neighbouring one)")
-    return Y, F, Fp, w, wp, n, N
+    return Y, F, Fp, w, wp, n, N, raw
 
 
 def _strata_codes(strata, n, name):
@@ -253,7 +314,8 @@ def ppi_mean(y=None, yhat=None, yhat_pop=None, method: str = "ppi++", *, weights
     """
     lambda_bounds = _check_common(method, convention, level, lambda_mode, lambda_bounds)
     target = E.core_target(estimand, overlap, convention)
-    Y, F, Fp, w, wp, n, N = _prepare_mean_inputs(y, yhat, yhat_pop, method, weights, weights_pop)
+    Y, F, Fp, w, wp, n, N, raw = _prepare_mean_inputs(y, yhat, yhat_pop, method, weights, weights_pop,
+                                                      moments=strata_pop is None and strata is None)
     frame_size = _frame_size(frame_size, N, method, target)
     d = (Y if Y is not None else Fp).shape[1]
     if F is not None and F.shape[1] != d:
@@ -274,7 +336,7 @@ def ppi_mean(y=None, yhat=None, yhat_pop=None, method: str = "ppi++", *, weights
         meth = f"stratified {method}"
     else:
         est, cov, df, lam_vec = _mean_core(Y, F, Fp, w, wp, method, lam, lambda_mode, lambda_bounds, convention,
-                                           target, frame_size)
+                                           target, frame_size, raw)
         tuning = {} if lam_vec is None else _lambda_tuning(lam_vec, lambda_mode, method)
         meth = method
     names = list(terms) if terms is not None else (["mean"] if d == 1 else [f"mean[{j}]" for j in range(d)])
@@ -329,7 +391,7 @@ def ppi_quantile(y=None, yhat=None, yhat_pop=None, q: float = 0.5, method: str =
     if not (0 < float(q) < 1):
         raise InputError(f"argument 'q' must lie strictly between 0 and 1, got {q!r}")
     target = E.core_target(estimand, overlap, convention)
-    Y, F, Fp, w, wp, n, N = _prepare_mean_inputs(y, yhat, yhat_pop, method, weights, weights_pop, ndim=1)
+    Y, F, Fp, w, wp, n, N, _ = _prepare_mean_inputs(y, yhat, yhat_pop, method, weights, weights_pop, ndim=1)
     frame_size = _frame_size(frame_size, N, method, target)
     part = None if convention == "ppi_py" else target
     wp = None if Fp is None else _weights_or_ones(wp, N)

@@ -216,7 +216,8 @@ def pilot_in_frame(pilot, population, overlap: str = "auto", id: str | None = No
         raise InputError(f"{what} of the population has duplicated labels, so it cannot tell whether the pilot's "
                          f"people are in the frame; give each person a unique id (id='respondent_id'), or pass "
                          f"overlap='inside' or overlap='separate'")
-    found = _isin(pid, fid)
+    pos = _positions(pid, fid)
+    found = pos >= 0
     k = int(found.sum())
     if k == 0:
         return False
@@ -233,7 +234,7 @@ def pilot_in_frame(pilot, population, overlap: str = "auto", id: str | None = No
                          "identify people: rectify cannot tell whether the pilot is inside the frame. Keep the frame's "
                          "index on the pilot (draw_pilot and DataFrame.sample do), pass id='<respondent id column>', "
                          "or state overlap='inside' (the pilot is a sample from the frame) or overlap='separate'")
-    _check_same_rows(pilot, population, pid, fid, id, predicted)
+    _check_same_rows(pilot, population, pos, id, predicted)
     return True
 
 
@@ -264,11 +265,18 @@ def _rows_in_frame(pilot, population) -> bool | None:
     return None
 
 
-def _isin(pid, fid) -> np.ndarray:
-    """Which pilot labels occur among the frame labels."""
+def _positions(pid, fid) -> np.ndarray:
+    """Position of each pilot label among the frame's unique labels (-1: not there).
+
+    A default ``RangeIndex`` frame answers by arithmetic; any other index through pandas' lookup
+    (its hash table is built once per index and kept by pandas).
+    """
     import pandas as pd
 
-    return np.asarray(pd.Index(fid).get_indexer(pd.Index(pid)) >= 0)
+    if _default_range(fid) and isinstance(pid, pd.Index) and pid.dtype.kind in "iu":
+        p = pid.to_numpy()
+        return np.where((p >= 0) & (p < len(fid)), p, -1).astype(np.intp, copy=False)
+    return np.asarray(pd.Index(fid).get_indexer(pd.Index(pid)))
 
 
 def _default_range(index) -> bool:
@@ -277,22 +285,39 @@ def _default_range(index) -> bool:
     return isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1
 
 
-def _check_same_rows(pilot, population, pid, fid, id_col, predicted) -> None:
+def _numeric_rows(pilot, population, cols, pos):
+    """The prediction columns of the pilot and of the frame's rows ``pos`` as floats, read column by
+    column (only the matched rows of the frame); None unless every column is plain numeric in both."""
+    a, b = [], []
+    for c in cols:
+        sa, sb = pilot[c], population[c]
+        if not all(isinstance(s.dtype, np.dtype) and s.dtype.kind in "fiub" for s in (sa, sb)):
+            return None
+        a.append(sa.to_numpy(dtype=float))
+        b.append(np.asarray(sb.to_numpy()[pos], dtype=float))
+    return np.column_stack(a), np.column_stack(b)
+
+
+def _check_same_rows(pilot, population, pos, id_col, predicted) -> None:
     import pandas as pd
 
     cols = [predicted] if isinstance(predicted, str) else list(predicted or [])
     cols = [c for c in cols if c in pilot.columns and c in population.columns]
     if not cols:
         return
-    pos = pd.Index(fid).get_indexer(pd.Index(pid))
-    try:
-        a = pilot[cols].to_numpy(dtype=float, na_value=np.nan)
-        b = population[cols].iloc[pos].to_numpy(dtype=float, na_value=np.nan)
-        same = np.isclose(a, b, rtol=1e-9, atol=1e-12, equal_nan=True)
-    except (TypeError, ValueError):  # labels: compare as objects
-        a = pilot[cols].to_numpy(dtype=object)
-        b = population[cols].iloc[pos].to_numpy(dtype=object)
-        same = (a == b) | (pd.isna(a) & pd.isna(b))
+    plain = _numeric_rows(pilot, population, cols, pos) if pilot.columns.is_unique and \
+        population.columns.is_unique else None
+    if plain is not None:
+        same = np.isclose(*plain, rtol=1e-9, atol=1e-12, equal_nan=True)
+    else:
+        try:
+            a = pilot[cols].to_numpy(dtype=float, na_value=np.nan)
+            b = population[cols].iloc[pos].to_numpy(dtype=float, na_value=np.nan)
+            same = np.isclose(a, b, rtol=1e-9, atol=1e-12, equal_nan=True)
+        except (TypeError, ValueError):  # labels: compare as objects
+            a = pilot[cols].to_numpy(dtype=object)
+            b = population[cols].iloc[pos].to_numpy(dtype=object)
+            same = (a == b) | (pd.isna(a) & pd.isna(b))
     if not same.all():
         bad = int((~same.all(axis=1)).sum())
         what = f"column {id_col!r}" if id_col is not None else "index label"

@@ -199,8 +199,9 @@ def _stacked_intervals(level: float, *, parts: tuple) -> tuple[np.ndarray, np.nd
     return np.concatenate([lo for lo, _ in ints]), np.concatenate([hi for _, hi in ints])
 
 
-def _inputs(y, pilot, population, predicted, method, strata, read_y, read_pred, what):
-    """Frames, answers, predictions and strata of a one-variable verb, validated by name."""
+def _inputs(y, pilot, population, predicted, method, strata, read_y, read_pred, what, read_pop=None):
+    """Frames, answers, predictions and strata of a one-variable verb, validated by name (``read_pop``:
+    how the frame's predictions are read, by default as the pilot's)."""
     need_pilot, need_pop = _needs(method)
     y = as_label(y, "y" if read_y is _numeric_column else "item")
     predicted = predicted if predicted is None or read_pred is _prob_columns else as_label(predicted, "predicted")
@@ -212,7 +213,7 @@ def _inputs(y, pilot, population, predicted, method, strata, read_y, read_pred, 
                          f"method='classical' for the pilot alone)")
     yv = read_y(pilot, y, "pilot") if need_pilot else None
     f = read_pred(pilot, predicted, "pilot") if method in ("ppi", "ppi++") else None
-    fp = read_pred(population, predicted, "population") if need_pop else None
+    fp = (read_pop or read_pred)(population, predicted, "population") if need_pop else None
     s = sp = None
     if strata is not None:
         s = _column(pilot, strata, "pilot") if need_pilot else None
@@ -276,17 +277,38 @@ def mean(y: str, pilot: pd.DataFrame | None = None, population: pd.DataFrame | N
     kwargs.update(place := _placement(pilot, population, estimand, overlap, id, predicted, method))
     if by is not None:
         return _by(mean, by, pilot, population, kwargs)
+    run = partial(_mean_run, y, pilot, population, predicted, method, weights, weights_pop, strata, lam,
+                  lambda_bounds, level, convention, place)
+    try:
+        return run(_frame_numbers)
+    except RectifyError:
+        label = predicted[0] if isinstance(predicted, (list, tuple)) and len(predicted) == 1 else predicted
+        col = _plain_numeric(population, label) if isinstance(population, pd.DataFrame) and \
+            isinstance(label, str) else None
+        if col is not None and np.isfinite(col.sum()):
+            raise  # the checked read of the frame's column passes: it would end in the same error
+    return run(_numeric_column)  # e.g. a NaN or infinite prediction in the frame: refused by name, as always
+
+
+def _frame_numbers(df, col, frame):
+    """The frame's plain numeric prediction column without its own NaN/inf pass: the core's sums over it
+    are finite only when every value is (:func:`mean` then reads it again, checked, to name the fault)."""
+    arr = _plain_numeric(df, col) if isinstance(col, str) else None
+    return _numeric_column(df, col, frame) if arr is None else arr
+
+
+def _mean_run(y, pilot, population, predicted, method, weights, weights_pop, strata, lam, lambda_bounds, level,
+              convention, place, read_pop):
     from rectify.estimators.ppi import ppi_mean
 
     pilot, population, yv, f, fp, s, sp = _inputs(y, pilot, population, predicted, method, strata,
                                                   _numeric_column, _numeric_column,
-                                                  "the column of LLM predictions")
+                                                  "the column of LLM predictions", read_pop)
     cols = _core_columns(y, predicted, weights, weights_pop, strata)
-    r = _call_core(ppi_mean, cols, yv, f, fp, method, weights=_weights(weights, pilot, "weights", "pilot"),
-                   weights_pop=_weights(weights_pop, population, "weights_pop", "population"), lam=lam,
-                   lambda_bounds=lambda_bounds, strata=s, strata_pop=sp, level=level, convention=convention,
-                   **_target_args(place, population), terms=[f"mean({as_label(y, 'y')})"])
-    return r
+    return _call_core(ppi_mean, cols, yv, f, fp, method, weights=_weights(weights, pilot, "weights", "pilot"),
+                      weights_pop=_weights(weights_pop, population, "weights_pop", "population"), lam=lam,
+                      lambda_bounds=lambda_bounds, strata=s, strata_pop=sp, level=level, convention=convention,
+                      **_target_args(place, population), terms=[f"mean({as_label(y, 'y')})"])
 
 
 def _prob_columns(df, predicted, frame):
