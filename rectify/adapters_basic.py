@@ -27,6 +27,9 @@ def _classical(frame, pilot, spec, random_state):
     from .estimators.ppi import ppi_mean, ppi_shares
     from .verbs import ols
 
+    if spec.design:  # a pilot drawn with unequal inclusion probabilities: weighted by 1/pi
+        from .adapters_design import design_rectified
+        return design_rectified(frame, pilot, spec, use_llm=False)
     cats = list(spec.scores)
 
     def one(item, fr, pi):
@@ -66,6 +69,9 @@ def _ppi(frame, pilot, spec, random_state):
     from .estimators.ppi import ppi_mean, ppi_shares
     from .verbs import ols
 
+    if spec.design:  # a pilot drawn with unequal inclusion probabilities: active inference
+        from .adapters_design import design_rectified
+        return design_rectified(frame, pilot, spec, use_llm=True)
     cats = list(spec.scores)
 
     def one(item, fr, pi):
@@ -90,8 +96,11 @@ def _ppi(frame, pilot, spec, random_state):
     return MethodOutput(estimates_by_group(one, frame, pilot, spec), coefficients=coefs, info=info)
 
 
-register(Method("classical", "pilot only", _classical, "the pilot's human answers alone (design-based)"))
+register(Method("classical", "pilot only", _classical, "the pilot's human answers alone (design-based)",
+                design_support="weights", design_note="the pilot's answers weighted by 1/pi (Hajek-type mean)"))
 register(Method("simulator", "prompting", _simulator,
-                "the simulator's answers at face value (naive)", needs=("predicted",)))
+                "the simulator's answers at face value (naive)", needs=("predicted",), design_support="ignores",
+                design_note="its estimate averages the LLM's answers over the frame and never reads the pilot"))
 register(Method("ppi++", "rectification", _ppi, "PPI++ on the simulator's answers (tuned lambda)",
-                needs=("predicted",)))
+                needs=("predicted",), design_support="weights",
+                design_note="design-based PPI++ (active inference with the pilot's 1/pi)"))

@@ -54,7 +54,9 @@ def _bayes_chain_adapter() -> Callable:
 
 _guarded("bayes-chain", "bayesian", _bayes_chain_adapter,
          "Bayesian chain rule P(y) = sum_a P(yhat=a) P(y | yhat=a), conjugate Dirichlet posteriors",
-         needs=("predicted",))
+         needs=("predicted",),
+         design_note="its posterior of P(y | LLM answer) counts the pilot's answers unweighted; a pilot chosen "
+                     "on the LLM's uncertainty is not representative within an LLM answer")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -99,4 +101,6 @@ def _bayes_hier_adapter() -> Callable:
 
 _guarded("bayes-hier", "bayesian", _bayes_hier_adapter,
          "hierarchical Bayesian calibration (cumulative logit on the LLM answer, group-varying effects; pymc)",
-         needs=("predicted",), default=False)
+         needs=("predicted",), default=False,
+         design_note="its likelihood counts the pilot's answers unweighted; a pilot chosen on the LLM's uncertainty "
+                     "is not a random sample given the model's covariates")

@@ -35,6 +35,10 @@ def _calibration_adapter(how: str) -> Callable:
                 vars_ += [g for g in spec.groups if fr[g].nunique() > 1]
             return vars_
 
+        if spec.design:  # a pilot drawn with unequal inclusion probabilities: design weights 1/pi
+            from .adapters_design import design_calibration
+            return design_calibration(frame, pilot, spec, how, aux)
+
         def one(item, fr, pi):
             col = spec.predicted[item]
             cw = calibrate(pi, fr, vars=aux(fr, pi, col), method="linear" if how == "greg" else "raking")
@@ -52,6 +56,7 @@ def _calibration_adapter(how: str) -> Callable:
 
 _guarded("greg", "calibration", lambda: _calibration_adapter("greg"),
          "linear (GREG) calibration of the pilot to the frame's total of the LLM prediction",
-         needs=("predicted",))
+         needs=("predicted",), design_support="weights", design_note="calibration of the design weights 1/pi")
 _guarded("raking", "calibration", lambda: _calibration_adapter("raking"),
-         "raking of the pilot on the LLM prediction and the grouping margins", needs=("predicted",))
+         "raking of the pilot on the LLM prediction and the grouping margins", needs=("predicted",),
+         design_support="weights", design_note="raking of the design weights 1/pi")

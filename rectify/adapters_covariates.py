@@ -47,7 +47,9 @@ def _covariates_adapter() -> Callable:
 
 
 _guarded("covariates", "covariates", _covariates_adapter,
-         "ordinal (cumulative-logit) classifier on the covariates, fitted on the pilot", needs=("covariates",))
+         "ordinal (cumulative-logit) classifier on the covariates, fitted on the pilot", needs=("covariates",),
+         design_note="the classifier is fitted on the pilot unweighted and its average prediction is the estimate: "
+                     "a pilot chosen on the LLM's uncertainty would bias it")
 
 
 def _crossfit_adapter() -> Callable:
@@ -75,4 +77,5 @@ def _crossfit_adapter() -> Callable:
 
 _guarded("covariates+ppi", "rectification", _crossfit_adapter,
          "covariate classifier cross-fitted on the pilot, rectified with cross-prediction PPI",
-         needs=("covariates",), default=False)
+         needs=("covariates",), default=False,
+         design_note="cross-prediction PPI averages the pilot's residuals unweighted (no 1/pi)")

@@ -69,8 +69,13 @@ def predictive_method(name: str, source: Callable, description: str, rectified: 
         return out
 
     fam = (get(rectified).family if rectified != "ppi++" else "rectification") if rectified else family
+    if rectified:  # the correction decides how a designed pilot is used (the pilot keeps its pi column)
+        support, why = get(rectified).design_support, get(rectified).design_note
+    else:
+        support, why = "ignores", ("its estimate averages the predictions over the frame; the pilot at most supplies "
+                                   "few-shot examples and no interval is claimed")
     return Method(name, fam, fn, description + (f" + {rectified}" if rectified else ""), needs=("covariates",),
-                  default=False)
+                  default=False, design_support=support, design_note=why)
 
 
 def stored_source(probabilities: Mapping[str, Sequence[str]], what: str = "stored answers") -> Callable:

@@ -219,6 +219,18 @@ def _compare_config(args) -> dict:
     return cfg
 
 
+def _print_widths(cmp) -> None:
+    """The width each pilot design saves against simple random pilots (only with designs)."""
+    w = cmp.widths()
+    if w.empty:
+        return
+    print("\nInterval width of the mean by pilot design (ratio to SRS < 1: narrower; coverage over repeats):")
+    print(w.round(3).to_string(index=False))
+    nr = cmp.meta.get("not_run")
+    if nr is not None and len(nr):
+        print("Not run under a design: " + "; ".join(f"{r.method} ({r.reason})" for r in nr.itertuples()))
+
+
 def _cmd_compare(args) -> int:
     from .comparison import compare
     from .config import bundled_frame, check_servers, prepare
@@ -239,6 +251,7 @@ def _cmd_compare(args) -> int:
             print(f"{len(cmp.failures)} cell(s) failed; see the report.")
     else:
         _print_headline(cmp)
+    _print_widths(cmp)
     _print_problems(cmp, record)
     out = args.out or cfg["output"] or "rectify-report"
     path = write_report(cmp, out, title=cfg["title"])

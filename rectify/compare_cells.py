@@ -156,6 +156,31 @@ def draw_cell_pilot(frame: pd.DataFrame, n: int, repeat: int, random_state: int)
     return draw_pilot(frame, int(n), random_state=_cell_seed(random_state, n, repeat))
 
 
+def draw_design_cell_pilot(frame: pd.DataFrame, n: int, repeat: int, random_state: int, design: Any = None,
+                           error: Any = None) -> tuple[pd.DataFrame, dict | None]:
+    """The pilot of cell (n, repeat, design) and the design record (None for a simple random pilot).
+
+    A simple random pilot is :func:`draw_cell_pilot`'s (the seed of comparisons made before designs
+    existed); any other design draws with :func:`rectify.design_pilot`, seeded by the cell's key and the
+    design's token (:mod:`rectify.compare_designs`), the same rows for every method.
+
+    Examples
+    --------
+    >>> from rectify.compare_designs import DesignSpec
+    >>> from rectify.datasets import load_misinfo
+    >>> df = load_misinfo(); e = np.linspace(0.1, 1.0, len(df))
+    >>> a, rec = draw_design_cell_pilot(df, 50, 0, 1, DesignSpec("active"), e)
+    >>> b, _ = draw_design_cell_pilot(df, 50, 0, 1, DesignSpec("active"), e)
+    >>> a.index.equals(b.index), rec["name"]
+    (True, 'active')
+    """
+    if design is None or design.is_srs:
+        return draw_cell_pilot(frame, n, repeat, random_state), None
+    from .compare_designs import draw_design_pilot
+
+    return draw_design_pilot(frame, int(n), design, error, _cell_seed(random_state, n, repeat, "design:" + design.token))
+
+
 def _call_method(method: registry.Method, frame_x: pd.DataFrame, pilot: pd.DataFrame, spec: Spec,
                  rng: np.random.Generator) -> tuple[registry.MethodOutput, list[str]]:
     """Run ``method``; return its output and the messages of the rectify warnings it emitted (every
@@ -195,20 +220,27 @@ def _with_note(table: pd.DataFrame, note: str) -> pd.DataFrame:
 
 
 def _run_cell(method: registry.Method, frame: pd.DataFrame, spec: Spec, truth: _Truth, n: int, r: int,
-              random_state: int, min_group_n: int, evaluate: str = "frame"
+              random_state: int, min_group_n: int, evaluate: str = "frame", design: Any = None, error: Any = None
               ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict]:
+    from dataclasses import replace
+
     from .fidelity import fidelity_report
 
-    pilot = draw_cell_pilot(frame, n, r, random_state)
+    pilot, rec = draw_design_cell_pilot(frame, n, r, random_state, design, error)
     if evaluate == "rest":  # the population is the people outside the pilot; the truth is theirs
         frame = frame.drop(index=pilot.index)
         truth = _truth(frame, spec)
     frame_x = frame.drop(columns=list(spec.items)).copy()  # no method sees a human answer outside the pilot
-    out, notes = _call_method(method, frame_x, pilot, spec, _cell_seed(random_state, n, r, method.name))
+    key = method.name if rec is None else f"{method.name}@{design.token}"
+    out, notes = _call_method(method, frame_x, pilot, spec if rec is None else replace(spec, design=rec),
+                              _cell_seed(random_state, n, r, key))
     unanswered = dict(out.info.get("unanswered") or {})
     extra = {"warnings": notes}
     if out.info.get("note"):  # what the method says about its own output (e.g. an axis not estimable)
         notes = notes + [str(out.info["note"])]
+    if rec is not None and out.predictions is not None:
+        notes = notes + [f"per-person metrics not computed under design {rec['name']!r}: the people outside a "
+                         "designed pilot are not a random sample of the frame"]
     if unanswered:
         notes = notes + [_unanswered_note(unanswered)]
         transient = {it: rec for it, rec in unanswered.items() if not rec.get("not_simulated")}
@@ -236,7 +268,7 @@ def _run_cell(method: registry.Method, frame: pd.DataFrame, spec: Spec, truth: _
              for m, v, note in _coefficient_metrics(c, truth.coefficients)], columns=tab.columns))
         coef_tab = c.reset_index().rename(columns={"index": "term"})
         coef_tab["human"] = coef_tab["term"].map(truth.coefficients).astype(float)
-    if out.predictions is not None:
+    if out.predictions is not None and rec is None:
         held = frame.drop(index=pilot.index, errors="ignore")
         gone = {lab for rec in unanswered.values() for lab in rec["rows"]}
         held = held[~held.index.isin(list(gone))]  # rows with an unanswered item: left out, noted
@@ -270,12 +302,27 @@ def _add_item_means(tab: pd.DataFrame, items: list[str]) -> pd.DataFrame:
     return pd.concat([tab, pd.DataFrame(rows, columns=tab.columns)], ignore_index=True)
 
 
+def cell_name(name: str, design: Any = None) -> str:
+    """The name a cell is checkpointed under: the method's, with the design's token for a non-SRS design
+    (so checkpoints written before designs existed resume as the SRS cells).
+
+    Examples
+    --------
+    >>> from rectify.compare_designs import DesignSpec
+    >>> cell_name("ppi++"), cell_name("ppi++", DesignSpec("srs")), cell_name("ppi++", DesignSpec("active"))
+    ('ppi++', 'ppi++', 'ppi++@active|u=0.2|e=llm')
+    """
+    return name if design is None or design.is_srs else f"{name}@{design.token}"
+
+
 def compute_cell(shared: Mapping[str, Any], cell: tuple) -> tuple:
-    """Compute one cell ``(method name, n_pilot, repeat)`` from the comparison's shared inputs.
+    """Compute one cell ``(method name, n_pilot, repeat[, design token])`` from the comparison's shared inputs.
 
     ``shared`` holds what every cell reads and none changes (shipped once per worker by
     :mod:`rectify.parallel`): ``frame``, ``spec``, ``truth``, ``seed``, ``min_group_n``,
-    ``evaluate``, ``methods`` (name -> :class:`~rectify.registry.Method`) and, for a checkpoint,
+    ``evaluate``, ``methods`` (name -> :class:`~rectify.registry.Method`), for cells with a design token
+    ``designs`` (token -> :class:`~rectify.compare_designs.DesignSpec`) and ``design_errors`` (token ->
+    the expected error per frame row) and, for a checkpoint,
     ``folder`` and ``fingerprint`` -- the cell is then written there by whoever computed it. With
     ``capture`` (a worker process) the warnings the cell emits are recorded and returned, so that
     the caller can pass them on. A method that raises fails only its cell (its status says why);
@@ -303,7 +350,8 @@ def compute_cell(shared: Mapping[str, Any], cell: tuple) -> tuple:
     from .compare_checkpoint import _slug, write_cell
     from .errors import ConfigError
 
-    name, n, r = cell
+    name, n, r, *token = cell  # a fourth element: the token of a design other than simple random
+    design = shared["designs"][token[0]] if token else None
     method = shared["methods"][name]
     t1 = time.time()
     rec = None
@@ -312,17 +360,20 @@ def compute_cell(shared: Mapping[str, Any], cell: tuple) -> tuple:
             if rec is not None:
                 warnings.simplefilter("always")
             tab, est, coef, extra = _run_cell(method, shared["frame"], shared["spec"], shared["truth"], n, r,
-                                              shared["seed"], shared["min_group_n"], shared["evaluate"])
+                                              shared["seed"], shared["min_group_n"], shared["evaluate"], design,
+                                              shared["design_errors"][token[0]] if token else None)
         status = {"method": name, "n_pilot": n, "repeat": r, "seconds": round(time.time() - t1, 3),
-                  **{k: v for k, v in extra.items() if v}}
+                  **({"design": design.label} if token else {}), **{k: v for k, v in extra.items() if v}}
     except (KeyboardInterrupt, ConfigError):
         raise
     except Exception as err:  # one failing method must not sink the comparison
         final = isinstance(err, InputError)  # deterministic: the same inputs fail the same way
-        status = {"method": name, "n_pilot": n, "repeat": r, "error": f"{type(err).__name__}: {err}", "final": final}
+        status = {"method": name, "n_pilot": n, "repeat": r, **({"design": design.label} if token else {}),
+                  "error": f"{type(err).__name__}: {err}", "final": final}
         tab = est = coef = None
     if shared.get("folder"):
-        write_cell(shared["folder"], shared["fingerprint"], _slug(name, n, r), status, tab, est, coef)
+        write_cell(shared["folder"], shared["fingerprint"], _slug(cell_name(name, design), n, r), status, tab, est,
+                   coef)
     # categories travel by name: a worker's class need not unpickle in the caller (another version)
     return status, tab, est, coef, [(w.category.__module__, w.category.__qualname__, str(w.message))
                                      for w in (rec or [])]

@@ -65,9 +65,16 @@ class Comparison:
         """Mean, SD, min and max over repeats per (method, n_pilot, source, axis, metric, item, group)."""
         return summarize(self.table)
 
-    def headline(self, n_pilot: int | None = None) -> pd.DataFrame:
+    def headline(self, n_pilot: int | None = None, design: str | None = None) -> pd.DataFrame:
         """The fidelity overview at one pilot size (default the largest): see :func:`headline`."""
-        return headline(self.table, n_pilot, list(self.methods))
+        return headline(self.table, n_pilot, list(self.methods), design=design)
+
+    def widths(self, term: str = "mean") -> pd.DataFrame:
+        """Interval width per design and the width saved against SRS
+        (:func:`rectify.compare_designs.width_table`); empty without pilot designs."""
+        from .compare_designs import width_table
+
+        return width_table(self.estimates, term=term)
 
 
 def summarize(table: pd.DataFrame) -> pd.DataFrame:
@@ -83,9 +90,27 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
     (2.0, 1.4142, 2)
     """
     keys = ["method", "family", "n_pilot", "source", "axis", "metric", "item", "grouping", "group"]
+    if "design" in table.columns:  # a comparison with pilot designs: one summary per design
+        keys.insert(2, "design")
     g = table.groupby(keys, sort=False, dropna=False)["value"]
     out = g.agg(mean="mean", sd="std", min="min", max="max", n_estimable="count", n_repeats="size").reset_index()
     return out
+
+
+def one_design(table: pd.DataFrame, design: str | None = None) -> pd.DataFrame:
+    """The rows of one pilot design (``design``; default ``"srs"`` if present, else the first); the table
+    itself when it has no ``design`` column.
+
+    Examples
+    --------
+    >>> one_design(pd.DataFrame({"design": ["active", "srs"], "value": [1, 2]}))["value"].tolist()
+    [2]
+    """
+    if "design" not in table.columns or table.empty:
+        return table
+    names = list(pd.unique(table["design"]))
+    pick = design if design is not None else ("srs" if "srs" in names else names[0])
+    return table[table["design"] == pick]
 
 
 #: the overview's columns: (label, source preference, axis, metric, item)
@@ -105,8 +130,11 @@ HEADLINE = [
 
 def headline(table: pd.DataFrame, n_pilot: int | None = None, methods: Sequence[str] | None = None,
              numeric: bool = False, grouping: str = ALL, group: str = ALL,
-             columns: Sequence[tuple] | None = None) -> pd.DataFrame:
+             columns: Sequence[tuple] | None = None, design: str | None = None) -> pd.DataFrame:
     """One row per method: headline metrics (whole sample) as "mean ± sd" over repeats.
+
+    With pilot designs (a ``design`` column), one design's cells: ``design`` (default ``"srs"`` if
+    present, else the first design of the table).
 
     Structural metrics come from the method's own coefficients when it gives them, else from
     its per-person predictions. ``numeric=True`` returns the means as floats. ``grouping`` and
@@ -122,6 +150,7 @@ def headline(table: pd.DataFrame, n_pilot: int | None = None, methods: Sequence[
     """
     if table.empty:
         return pd.DataFrame()
+    table = one_design(table, design)
     n_pilot = int(table["n_pilot"].max()) if n_pilot is None else int(n_pilot)
     t = table[(table["n_pilot"] == n_pilot) & (table["grouping"] == grouping) & (table["group"] == group)]
     methods = list(methods) if methods is not None else list(pd.unique(t["method"]))
@@ -160,7 +189,7 @@ AXES.insert(5, ("structural: magnitude", ("estimate", "respondents"), "structura
 
 
 def axes_table(table: pd.DataFrame, n_pilot: int | None = None, methods: Sequence[str] | None = None,
-               grouping: str = ALL, group: str = ALL) -> pd.DataFrame:
+               grouping: str = ALL, group: str = ALL, design: str | None = None) -> pd.DataFrame:
     """Families x axes: one row per (family, method), the mean over repeats of each axis's metrics
     (:data:`AXES`) in the whole sample or one subgroup; NaN where a method has no such metric.
 
@@ -172,7 +201,7 @@ def axes_table(table: pd.DataFrame, n_pilot: int | None = None, methods: Sequenc
     >>> round(float(axes_table(t).loc[("f", "m"), "marginal: W1 (norm.)"]), 3)
     0.2
     """
-    h = headline(table, n_pilot, methods, numeric=True, grouping=grouping, group=group, columns=AXES)
+    h = headline(table, n_pilot, methods, numeric=True, grouping=grouping, group=group, columns=AXES, design=design)
     if h.empty:
         return h
     return h.reset_index().set_index(["family", "method"]).sort_index(level=0, sort_remaining=False)

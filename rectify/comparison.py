@@ -52,11 +52,12 @@ import pandas as pd
 
 from . import registry
 from .compare_cells import (_add_item_means, _call_method, _cell_seed, _coefficient_metrics, _estimate_metrics,  # noqa: F401
-                            _human_shares, _run_cell, _Truth, _truth, _unanswered_note, _with_note, compute_cell,
-                            draw_cell_pilot)
+                            _human_shares, _run_cell, _Truth, _truth, _unanswered_note, _with_note, cell_name,
+                            compute_cell, draw_cell_pilot)
 from .compare_checkpoint import _Checkpoint, _fingerprint, _Progress, _read_json, _slug, _write_atomic  # noqa: F401
 from .compare_spec import (CELL_KEYS, ITEM_MEAN, TABLE_COLUMNS, _fill, _formula_variables, _need_columns,  # noqa: F401
                            _pattern, make_spec)
+from .compare_designs import design_error, not_run, parse_designs
 from .compare_tables import AXES, HEADLINE, Comparison, axes_table, headline, summarize  # noqa: F401
 from .errors import ConfigError, InputError
 from .parallel import check_backend, map_tasks
@@ -120,13 +121,29 @@ def _seed_int(random_state: Any) -> int:
     return int(random_state)
 
 
+def _cell_label(name: str, n: int, r: int, design: Any = None) -> str:
+    return f"{name} n={n} r={r}" + (f" {design.label}" if design is not None else "")
+
+
+def _check_design_settings(evaluate: str, spec: Spec) -> None:
+    """Refuse settings a designed pilot cannot serve (see ``designs`` in :func:`compare`)."""
+    if evaluate == "rest":
+        raise ConfigError("designs other than 'srs' need evaluate='frame': the design-based estimators target the frame "
+                          "the inclusion probabilities were computed on, and the people outside a designed pilot are "
+                          "not a random remainder (an active pilot takes those the LLM is unsure of); use "
+                          "evaluate='frame' or designs=['srs']")
+    if spec.estimand == "superpopulation":
+        raise ConfigError("designs other than 'srs' estimate the finite frame (design-based inference); use "
+                          "estimand=None or 'frame', or designs=['srs']")
+
+
 def compare(frame: pd.DataFrame, items: Sequence[str], methods: Sequence[str] | None = None,
             pilot_sizes: Sequence[int] = (50, 100, 200), repeats: int = 5, groups: Sequence[str] | str | None = None,
             formula: str | None = None, *, scales: Mapping[str, Any] | None = None, predicted: Any = "{item}_llm",
             probabilities: Any = None, scores: Sequence[float] | None = None, covariates: Sequence[str] | None = None,
             random_state: Any = 0, checkpoint: str | None = None, progress: bool = True, min_group_n: int = 20,
             level: float = 0.95, evaluate: str = "frame", backend: Any = "sequential",
-            n_jobs: int | None = None, estimand: str | None = None) -> Comparison:
+            n_jobs: int | None = None, estimand: str | None = None, designs: Sequence[Any] = ("srs",)) -> Comparison:
     """Run every method over pilot sizes and seeded random pilots; measure fidelity against humans.
 
     Parameters
@@ -188,6 +205,21 @@ def compare(frame: pd.DataFrame, items: Sequence[str], methods: Sequence[str] | 
         of files per cell, written atomically): a crash loses only the cells then running.
     n_jobs : int, optional
         Worker processes for ``"joblib"`` and a local Dask cluster (default: all cores).
+    designs : list of str or dict, default ("srs",)
+        Pilot designs, another axis of the comparison (:mod:`rectify.compare_designs`): ``"srs"`` (the
+        simple random pilot, drawn exactly as without designs), ``"neyman"``, ``"active"``,
+        ``"active:poisson"`` or a dict of :func:`rectify.design_pilot`'s options (``design``,
+        ``sampling``, ``uniform``, ``error``: a frame column of expected errors, default the LLM's own
+        uncertainty from ``probabilities``; ``n_bins``, ``strata``, ``name``). Under a non-SRS design the
+        methods estimate with the pilot's inclusion probabilities (``classical``: weighted by ``1/pi``;
+        ``ppi++`` and the corrections of prompted simulators: active inference; ``greg``/``raking``:
+        calibration of the design weights); a method that cannot use them is not run there and
+        ``meta["not_run"]`` says why. With any non-SRS design every table gets a ``design`` column and
+        :func:`rectify.compare_designs.width_table` gives the width saved against SRS. Not with
+        ``evaluate="rest"`` (refused: the design-based estimators target the frame the probabilities
+        were computed on, while the people outside a designed pilot are not a probability sample's
+        complement of the frame -- an active pilot takes the people the LLM is unsure of and leaves
+        the rest) nor ``estimand="superpopulation"``.
 
     Returns
     -------
@@ -245,27 +277,41 @@ def compare(frame: pd.DataFrame, items: Sequence[str], methods: Sequence[str] | 
                           "subgroup would be suppressed; use a number such as 20")
     if evaluate not in ("frame", "rest"):
         raise ConfigError(f"argument 'evaluate' must be 'frame' or 'rest', got {evaluate!r}")
+    dsg = parse_designs(designs)
+    with_designs = any(not d.is_srs for d in dsg)
+    if with_designs:
+        _check_design_settings(evaluate, spec)
     frame = frame.copy()
     truth = _truth(frame, spec)
     ck = _Checkpoint(checkpoint, _fingerprint(frame, spec, seed, min_group_n, evaluate))
-    cells = [(m, n, r) for n in sizes for r in range(int(repeats)) for m in chosen]
+    errors = {d.token: design_error(frame, spec, d) for d in dsg if not d.is_srs}
+    cells, skipped_cells = [], []
+    for n in sizes:
+        for r in range(int(repeats)):
+            for d in dsg:
+                for m in chosen:
+                    why = not_run(m, d)
+                    if why is None:
+                        cells.append((m, n, r, None if d.is_srs else d))
+                    elif r == 0 and n == sizes[0]:
+                        skipped_cells.append({"method": m.name, "design": d.label, "reason": why})
     prog = _Progress(len(cells), progress)
     got: dict[int, tuple] = {}  # cell position -> (status, metrics, estimates, coefficients)
     todo = []
-    for i, (m, n, r) in enumerate(cells):
-        loaded = ck.load(_slug(m.name, n, r))
+    for i, (m, n, r, d) in enumerate(cells):
+        loaded = ck.load(_slug(cell_name(m.name, d), n, r))
         if loaded is None:
             todo.append(i)
         else:
             got[i] = loaded
-            prog.step(f"{m.name} n={n} r={r}")
+            prog.step(_cell_label(m.name, n, r, d))
     shared = {"frame": frame, "spec": spec, "truth": truth, "seed": seed, "min_group_n": min_group_n,
               "evaluate": evaluate, "methods": {m.name: m for m in chosen}, "folder": checkpoint,
-              "fingerprint": ck.fingerprint}
+              "fingerprint": ck.fingerprint, "designs": {d.token: d for d in dsg if not d.is_srs},
+              "design_errors": errors}
 
     def label(j: int) -> str:
-        m, n, r = cells[todo[j]]
-        return f"{m.name} n={n} r={r}"
+        return _cell_label(cells[todo[j]][0].name, *cells[todo[j]][1:])
 
     def finished(j: int, res: tuple) -> None:
         status, tab, est, coef, caught = res
@@ -273,28 +319,31 @@ def compare(frame: pd.DataFrame, items: Sequence[str], methods: Sequence[str] | 
         for module, name, message in caught:  # warnings a worker recorded, passed on here
             warnings.warn(message, _warning_class(module, name), stacklevel=4)
         if status.get("error"):
-            m, n, r = cells[todo[j]]
+            m, n, r, d = cells[todo[j]]
             final = status.get("final")
-            warnings.warn(f"method {m.name!r} failed at n_pilot={n}, repeat={r}: {status['error']}"
+            where = f", design={d.label!r}" if d is not None else ""
+            warnings.warn(f"method {m.name!r} failed at n_pilot={n}, repeat={r}{where}: {status['error']}"
                           + (" (an input error: fix the input)" if final else
                              " (with a checkpoint, rerunning retries this cell)"), RuntimeWarning, stacklevel=4)
         got[todo[j]] = (status, tab, est, coef)
         prog.step(label(j))
 
     try:
-        map_tasks(compute_cell, shared, [(cells[i][0].name, cells[i][1], cells[i][2]) for i in todo],
+        map_tasks(compute_cell, shared, [(cells[i][0].name, cells[i][1], cells[i][2])
+                                         + ((cells[i][3].token,) if cells[i][3] is not None else ()) for i in todo],
                   backend=backend, n_jobs=n_jobs, on_result=finished, on_start=lambda j: prog.start(label(j)))
     finally:
         prog.close()
     tabs, ests, coefs, fails, partial = [], [], [], [], []
-    for i, (m, n, r) in enumerate(cells):  # in the cells' order, whatever order they finished in
+    for i, (m, n, r, d) in enumerate(cells):  # in the cells' order, whatever order they finished in
         status, tab, est, coef = got[i]
+        dcol = {"design": d.label if d is not None else "srs"} if with_designs else {}
         if status.get("partial"):
-            partial.append({"method": m.name, "n_pilot": n, "repeat": r, "unanswered": status["partial"]})
+            partial.append({"method": m.name, **dcol, "n_pilot": n, "repeat": r, "unanswered": status["partial"]})
         if status.get("error"):
-            fails.append({"method": m.name, "n_pilot": n, "repeat": r, "error": status["error"]})
+            fails.append({"method": m.name, **dcol, "n_pilot": n, "repeat": r, "error": status["error"]})
         else:
-            lead = {"method": m.name, "family": m.family, "n_pilot": n, "repeat": r}
+            lead = {"method": m.name, "family": m.family, **dcol, "n_pilot": n, "repeat": r}
             tabs.append(tab.assign(**lead))
             ests.append(est.assign(**lead))
             coefs.append(coef.assign(**lead))
@@ -306,16 +355,20 @@ def compare(frame: pd.DataFrame, items: Sequence[str], methods: Sequence[str] | 
         d = pd.concat(parts, ignore_index=True)
         return d[[c for c in cols if c in d.columns]]
 
-    table = cat(tabs, TABLE_COLUMNS)
+    keys = CELL_KEYS[:2] + ["design"] + CELL_KEYS[2:] if with_designs else CELL_KEYS
+    table = cat(tabs, keys + TABLE_COLUMNS[len(CELL_KEYS):])
     planning = _planning(frame, spec, max(sizes), seed)
-    est_cols = CELL_KEYS + ["item", "grouping", "group", "term", "estimate", "conf_low", "conf_high", "truth", "note"]
-    coef_cols = CELL_KEYS + ["term", "estimate", "conf_low", "conf_high", "human"]
+    est_cols = keys + ["item", "grouping", "group", "term", "estimate", "conf_low", "conf_high", "truth", "note"]
+    coef_cols = keys + ["term", "estimate", "conf_low", "conf_high", "human"]
+    meta_designs = {"designs": [d.label for d in dsg],
+                    "not_run": pd.DataFrame(skipped_cells, columns=["method", "design", "reason"])} if with_designs else {}
     return Comparison(
         table=table, estimates=cat(ests, est_cols), coefficients=cat(coefs, coef_cols),
-        failures=pd.DataFrame(fails, columns=["method", "n_pilot", "repeat", "error"]),
+        failures=pd.DataFrame(fails, columns=["method"] + (["design"] if with_designs else []) + ["n_pilot", "repeat",
+                                                                                                  "error"]),
         skipped=registry.unavailable(), spec=spec,
         methods={m.name: (m.family, m.description) for m in chosen},
         pilot_sizes=tuple(sizes), repeats=int(repeats), random_state=seed, seconds=time.time() - t0,
         meta={"n_frame": int(len(frame)), "planning": planning, "checkpoint": ck.summary(), "evaluate": evaluate,
-              "partial": partial, "backend": backend if isinstance(backend, str) else "dask"},
+              "partial": partial, "backend": backend if isinstance(backend, str) else "dask", **meta_designs},
     )

@@ -18,6 +18,9 @@ The format (every key optional except ``frame`` and ``items``)::
     methods = ["classical", "ppi++", "smol-zero-shot", "smol-few-shot+ppi++", "lora+xfit-ppi++"]
     pilot_sizes = [50, 100]              # or pilot_fraction = 0.05
     evaluate = "rest"                    # "frame" (default) or "rest": estimate and judge the non-pilot rows
+    designs = ["srs", "active"]          # pilot designs compared (default ["srs"]; needs evaluate = "frame"):
+                                         # "srs", "neyman", "active", "active:poisson" or inline tables of
+                                         # rectify.design_pilot's options, e.g. {design = "active", uniform = 0.3}
     repeats = 3
     seed = 1
     strategies = ["zero-shot", "few-shot"]   # prompting strategies of the local/openai simulators
@@ -96,7 +99,7 @@ CONFIG_KEYS: dict[str, Any] = {
     "methods": list, "pilot_sizes": list, "pilot_fraction": float, "evaluate": str, "repeats": int, "seed": int,
     "level": float, "min_group_n": int, "output": str, "checkpoint": str, "title": str, "scales": dict,
     "simulators": dict, "strategies": list, "k": int, "selection": str, "finetune": dict, "pipelines": dict,
-    "design": str, "backend": (str, dict),
+    "design": str, "backend": (str, dict), "designs": list,
 }
 
 #: the most random pilots per size a configuration may ask for (each is a full set of fits)
@@ -342,6 +345,17 @@ def check_config(raw: Mapping[str, Any], base: str, path: str, design: str | Non
         raise ConfigError(f"{path}: 'pilot_fraction' must be between 0 and 1 (e.g. 0.05), got {cfg['pilot_fraction']}")
     if cfg.get("evaluate", "frame") not in ("frame", "rest"):
         raise ConfigError(f"{path}: 'evaluate' must be \"frame\" or \"rest\", got {cfg['evaluate']!r}")
+    if "designs" in cfg:
+        from .compare_designs import parse_designs
+
+        try:
+            parse_designs(cfg["designs"])
+        except ConfigError as err:
+            raise ConfigError(f"{path}: 'designs': {err}") from None
+        if cfg.get("evaluate", "frame") == "rest" and any(d != "srs" for d in cfg["designs"]):
+            raise ConfigError(f"{path}: 'designs' other than \"srs\" need evaluate = \"frame\" (the design-based "
+                              "estimators target the frame the inclusion probabilities were computed on); set "
+                              "evaluate = \"frame\" or remove them")
     if cfg.get("selection", "random") not in ("random", "nearest"):
         raise ConfigError(f"{path}: 'selection' must be \"random\" or \"nearest\", got {cfg['selection']!r}")
     bad = [s for s in cfg.get("strategies", []) if s not in ("zero-shot", "few-shot")]
@@ -397,6 +411,7 @@ def check_config(raw: Mapping[str, Any], base: str, path: str, design: str | Non
         "min_group_n": cfg.get("min_group_n", 20),
         "level": float(cfg.get("level", 0.95)),
         "evaluate": cfg.get("evaluate", "frame"),
+        **({"designs": list(cfg["designs"])} if "designs" in cfg else {}),
     }
     return {"frame": frame_path, "dataset": cfg.get("dataset"), "kwargs": kwargs, "output": local(cfg.get("output")),
             "checkpoint": local(cfg.get("checkpoint")), "title": cfg.get("title", "rectify comparison"),
@@ -531,7 +546,8 @@ def _columns_methods(name: str, sim: dict, frame: Any, spec: Any) -> list:
             return _base.fn(fr, pi, replace(sp, predicted=own.predicted, probabilities=own.probabilities), rng)
 
         out.append(registry.Method(name + label, base.family, fn, f"stored answers {sim['predicted']!r}: "
-                                   + base.description, default=False))
+                                   + base.description, default=False, design_support=base.design_support,
+                                   design_note=base.design_note))
     return out
 
 
@@ -649,7 +665,8 @@ def _pipeline_method(name: str, p: dict, cfg: dict, built: Mapping[str, Any], fr
         def fn(fr, pi, sp, rng):
             return inner.fn(fr, pi, replace(sp, predicted=own.predicted, probabilities=own.probabilities), rng)
 
-        base = registry.Method(name, inner.family, fn, inner.description, needs=inner.needs)
+        base = registry.Method(name, inner.family, fn, inner.description, needs=inner.needs,
+                               design_support=inner.design_support, design_note=inner.design_note)
     else:
         pr = cfg["prompting"]
         base = registry.prompting_methods(built[f"backend:{sim}"], _items(cfg["wording"], built["scores"]),

@@ -361,7 +361,7 @@ def design_pilot(frame: pd.DataFrame, n: int, design: str = "active", *, error: 
                  probs: Sequence[str] | None = None, scores: Any = None, uncertainty: str = "sd",
                  strata: str | Sequence[str] | None = None,
                  n_bins: int = 4, uniform: float = 0.2, sampling: str = "fixed", random_state: Any = None,
-                 column: str = "pi") -> pd.DataFrame:
+                 column: str = "pi", stratum_column: str = "stratum") -> pd.DataFrame:
     """Draw a pilot from the frame under a design and return it with its inclusion probabilities.
 
     Parameters
@@ -396,6 +396,8 @@ def design_pilot(frame: pd.DataFrame, n: int, design: str = "active", *, error: 
         Seed (required: every draw is reproducible).
     column : str, default "pi"
         Name of the added inclusion-probability column.
+    stratum_column : str, default "stratum"
+        Name of the added stratum column (``"neyman"`` only).
 
     Returns
     -------
@@ -421,10 +423,13 @@ def design_pilot(frame: pd.DataFrame, n: int, design: str = "active", *, error: 
     n = _size(n, N)
     _choice(design, "design", DESIGNS)
     _choice(sampling, "sampling", SAMPLINGS)
-    if not isinstance(column, str) or not column:
-        raise InputError(f"argument 'column' must be a non-empty column name, got {column!r}")
-    if column in frame.columns:
-        raise InputError(f"argument 'column': the frame already has a column {column!r}; pass another name")
+    for arg, col in (("column", column), ("stratum_column", stratum_column)):
+        if not isinstance(col, str) or not col:
+            raise InputError(f"argument {arg!r} must be a non-empty column name, got {col!r}")
+        if col in frame.columns and (arg == "column" or design == "neyman"):
+            raise InputError(f"argument {arg!r}: the frame already has a column {col!r}; pass another name")
+    if column == stratum_column:
+        raise InputError("arguments 'column' and 'stratum_column' must differ")
     rng = _rng(random_state)
     e = np.ones(N)
     if design != "srs":
@@ -450,8 +455,8 @@ def design_pilot(frame: pd.DataFrame, n: int, design: str = "active", *, error: 
     out = frame.iloc[pos].copy()
     out[column] = pi[pos]
     if st is not None:
-        out["stratum"] = st[pos]
+        out[stratum_column] = st[pos]
     out.attrs["rectify_design"] = {"design": design, "sampling": used, "n": n, "N": N,
                                    "uniform": float(uniform) if design == "active" else None,
-                                   "pi": column, "strata": "stratum" if st is not None else None}
+                                   "pi": column, "strata": stratum_column if st is not None else None}
     return out

@@ -132,6 +132,10 @@ class Spec:
     groups: tuple = ()
     level: float = 0.95
     estimand: str | None = None
+    #: the cell's pilot design (:mod:`rectify.compare_designs`): ``None`` for a simple random pilot, else a dict
+    #: ``{"name", "design", "sampling", "pi", "strata"}`` naming the pilot's probability and stratum columns
+    #: (left out of ``repr`` so that checkpoints fingerprinted before designs existed still resume)
+    design: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def term_names(self) -> list[str]:
         """Names of the estimate terms per item: ``share:<score>`` for each option, then ``mean``."""
@@ -190,6 +194,14 @@ class Method:
         Spec fields the method needs (``"predicted"``, ``"covariates"``).
     default : bool
         Part of the default comparison (slow methods are not).
+    design_support : {"no", "weights", "ignores"}
+        How the method treats a pilot drawn with unequal inclusion probabilities
+        (:func:`rectify.design_pilot`, ``spec.design`` set): ``"weights"`` -- it reads the pilot's
+        probabilities (design-based estimators); ``"ignores"`` -- its estimate does not use the pilot's
+        answers, so the design cannot bias it; ``"no"`` -- not run under such a design
+        (:func:`rectify.compare` reports it as not run, with ``design_note`` as the reason).
+    design_note : str
+        Why (shown in the comparison's ``not_run`` table and report).
     """
 
     name: str
@@ -198,6 +210,8 @@ class Method:
     description: str = ""
     needs: tuple = ()
     default: bool = True
+    design_support: str = "no"
+    design_note: str = ""
 
     def check(self, spec: Spec) -> None:
         """Raise :class:`~rectify.errors.ConfigError` if ``spec`` lacks what the method needs."""
@@ -264,14 +278,14 @@ def default_methods() -> list[str]:
 
 
 def _guarded(name: str, family: str, loader: Callable[[], Callable], description: str,
-             needs: tuple = (), default: bool = True) -> None:
+             needs: tuple = (), default: bool = True, design_support: str = "no", design_note: str = "") -> None:
     """Register ``name`` if ``loader()`` (which imports the family's module) works, else record why."""
     try:
         fn = loader()
     except Exception as err:  # a missing or unfinished family must never break the registry
         _UNAVAILABLE[name] = f"{type(err).__name__}: {err}"
         return
-    _REGISTRY[name] = Method(name, family, fn, description, needs, default)
+    _REGISTRY[name] = Method(name, family, fn, description, needs, default, design_support, design_note)
 
 
 # ---------------------------------------------------------------------------------------------
