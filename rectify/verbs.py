@@ -446,6 +446,22 @@ def _plain_numeric(df, name):
     return s.to_numpy(dtype=float)
 
 
+def _plain_probs(df, predicted):
+    """Plain numeric probability columns of ``df`` as one (N, K) float matrix, filled column by column
+    (column-major, as pandas would give it); None if any is not plain, or negative or NaN anywhere
+    (the checked :func:`_prob_columns` then names it)."""
+    cols = list(predicted) if isinstance(predicted, (list, tuple)) else None
+    if not cols or not all(isinstance(c, str) for c in cols) or not df.columns.is_unique:
+        return None
+    arrays = [_plain_numeric(df, c) for c in cols]
+    if any(a is None for a in arrays):
+        return None
+    P = np.empty((len(cols), len(df))).T
+    for k, a in enumerate(arrays):
+        P[:, k] = a
+    return P if P.min() >= 0 else None
+
+
 def _fast_regression(core_name, formula, pilot, population, predicted, method, weights, weights_pop, lam,
                      lambda_mode, lambda_bounds, level, convention, intercept, categories, place=None):
     """The regression verbs when every term is a plain numeric column: no formulaic on the frame.
@@ -457,7 +473,7 @@ def _fast_regression(core_name, formula, pilot, population, predicted, method, w
     """
     from rectify.estimators.models import ColumnDesign, NonFiniteData
 
-    if not isinstance(predicted, str):
+    if not isinstance(predicted, str) and core_name != "ppi_ordinal":
         return None
     plain = plain_design(formula, pilot, intercept)
     if plain is not None:
@@ -472,16 +488,14 @@ def _fast_regression(core_name, formula, pilot, population, predicted, method, w
     if names is None:
         return None
     cols = [None if c is None else _plain_numeric(population, c) for c in names]
-    fp = _plain_numeric(population, predicted)
+    fp = _plain_numeric(population, predicted) if isinstance(predicted, str) else _plain_probs(population, predicted)
     if fp is None or any(c is None for c, nm in zip(cols, names) if nm is not None):
         return None
-    if not np.isfinite(fp.sum()):
-        return None
+    # no NaN/inf pass here: the core refuses a non-finite yhat_pop or X_pop (its sums), and this path
+    # then returns None for the checked one
     X_pop = ColumnDesign(cols)
     if core_name == "ppi_ordinal":  # the ordinal fit needs the matrix itself
         X_pop = np.asarray(X_pop)
-        if not np.isfinite(X_pop.sum()):
-            return None
     try:
         return _run_core(core_name, mf, formula, pilot, population, predicted, method, weights, weights_pop, lam,
                          lambda_mode, lambda_bounds, level, convention, categories, X_pop, fp, place)
