@@ -2,8 +2,11 @@
 metrics of its estimates and predictions against the human answers.
 
 The cell's random numbers come from a seed derived from the cell's key (comparison seed, pilot
-size, repeat, method name) only, never from the order in which cells run, so every backend of
-:func:`rectify.compare` gives the same numbers.
+size, repeat, method name and, for a pilot design other than simple random, the design's token) only,
+never from the order in which cells run, so every backend of :func:`rectify.compare` gives the same
+numbers. A designed pilot (:mod:`rectify.compare_designs`) is drawn once per (pilot size, repeat,
+design), the same rows for every method, and reaches the methods through ``spec.design``; per-person
+metrics are then not computed (the people outside a designed pilot are not a random remainder).
 
 Missing answers: pilot and frame rows without a human answer to an item are left out of that item's
 estimates and metrics (counted, never imputed). That is valid for the frame only if answers are missing
