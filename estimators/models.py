@@ -343,9 +343,78 @@ def t_blocks(X, block: int = _PASS_BLOCK):
         yield i, j, XT
 
 
+# passes over at least this many rows run the numba kernels of _numba_kernels.py when numba can be
+# imported (the `bayes` extra brings it): importing numba costs ~0.5 s once per process, so smaller
+# calls never pay it. The NumPy code below is the reference and the fallback.
+_FAST_MIN_ROWS = 500_000
+_FAST: dict = {}
+
+
+def fast_kernels(rows: int):
+    """The numba kernels (module :mod:`rectify.estimators._numba_kernels`) for a pass over ``rows`` rows,
+    or ``None`` -- then the NumPy code runs: under ``_FAST_MIN_ROWS`` rows, without numba, or with the
+    environment variable ``RECTIFY_NO_NUMBA`` set.
+
+    Examples
+    --------
+    >>> fast_kernels(10) is None
+    True
+    """
+    if rows < _FAST_MIN_ROWS:
+        return None
+    if "mod" not in _FAST:
+        import os
+
+        mod = None
+        if not os.environ.get("RECTIFY_NO_NUMBA"):
+            try:
+                from . import _numba_kernels as mod
+            except Exception:  # numba missing or broken: the NumPy passes
+                mod = None
+        _FAST["mod"] = mod
+    return _FAST["mod"]
+
+
+def _c_block(XT):
+    """``XT`` as a C-contiguous (p, m) block (the kernels' layout)."""
+    return XT if XT.flags.c_contiguous else np.ascontiguousarray(XT)
+
+
+def _upper_to_full(A: np.ndarray) -> np.ndarray:
+    return np.triu(A) + np.triu(A, 1).T
+
+
+def _logistic_sums_numba(nb, X, z, w, theta, g, H, S2, us):
+    """:func:`_logistic_sums` with the numba kernel: the block's expit in NumPy, the sums in one kernel."""
+    N, p = X.shape
+    m0 = min(_PASS_BLOCK, N)
+    e, r, c, q = (np.empty(m0) for _ in range(4))
+    z = np.ascontiguousarray(z, dtype=float)
+    w = np.empty(0) if w is None else np.ascontiguousarray(w, dtype=float)
+    Hu, Su = np.zeros((p, p)), np.zeros((p, p))
+    gs = np.zeros(p)
+    for i, j, XT in t_blocks(X):
+        m = j - i
+        XT = _c_block(XT)
+        mu = _expit(np.dot(theta, XT, out=e[:m]))
+        nb.logistic_block(XT, z[i:j], w[i:j] if w.shape[0] else w, mu, gs, Hu, Su, H is not None, S2 is not None,
+                          r[:m], c[:m], q[:m])
+    g += gs
+    if H is not None:
+        H += _upper_to_full(Hu)
+    if S2 is not None:
+        S2 += _upper_to_full(Su)
+        us -= gs
+    return g, H, S2, us
+
+
 def _logistic_sums(X, z, w, theta, g, H, S2, us):
     """The sums of :func:`_logistic_pass`, fused per block: ``eta`` and the gradient are one
-    matrix-vector product each, the Hessian and the meat one small matrix product each."""
+    matrix-vector product each, the Hessian and the meat one small matrix product each (or one
+    numba kernel per block, :func:`fast_kernels`)."""
+    nb = fast_kernels(X.shape[0])
+    if nb is not None and (H is not None or S2 is not None):
+        return _logistic_sums_numba(nb, X, z, w, theta, g, H, S2, us)
     m0 = min(_PASS_BLOCK, X.shape[0])
     e, r, c, A = np.empty(m0), np.empty(m0), np.empty(m0), np.empty((X.shape[1], m0))
     for i, j, XT in t_blocks(X):
@@ -388,14 +457,25 @@ def _every_kth(X, k: int):
 def _subsample_start(fit, X, labels, w, theta, rows: int = 65536):
     """``fit(X_sub, labels_sub, w_sub, theta)`` on every k-th row (about ``rows`` rows) from ``theta``:
     a start within sampling error of the optimum, so that the full passes begin in Newton's quadratic
-    phase. Frames under ``4 * rows`` rows and any failure keep ``theta``."""
+    phase. Returns ``(start, fit, rows)``: the subsample's :class:`Fit` (its mean Hessian approximates
+    the frame's to sampling error, good for a first chord step) and row count, or ``None, 0`` for
+    frames under ``4 * rows`` rows and on any failure (the start is then ``theta``)."""
     k = X.shape[0] // rows
     if k < 4:
-        return theta
+        return theta, None, 0
+    Xs = _every_kth(X, k)
     try:
-        return fit(_every_kth(X, k), np.ascontiguousarray(labels[::k]), None if w is None else w[::k], theta).theta
+        sub = fit(Xs, np.ascontiguousarray(labels[::k]), None if w is None else w[::k], theta)
     except (EstimationError, ConvergenceError, NonFiniteData, np.linalg.LinAlgError):
-        return theta
+        return theta, None, 0
+    return sub.theta, sub, Xs.shape[0]
+
+
+# a fit over the frame stops at the first point whose own Newton step (with the Hessian summed at that
+# point) is below this: that step is applied (its error is of the order of its square), and the
+# Hessian and meat summed at that point are kept -- they differ from the solution's by the order of
+# the step, 1e-11 relative
+_FINISH = 1e-11
 
 
 def _expit(eta: np.ndarray) -> np.ndarray:
@@ -434,16 +514,27 @@ def _logistic_population(X, z, w, tol, max_iter, start, ridge, cov: bool = True)
             ones &= [True if c is None else bool(np.all(c == 1.0)) for c in Xb] if isinstance(Xb, tuple) \
                 else np.all(Xb == 1.0, axis=0)
         pen[ones] = 0.0
-    theta = _subsample_start(lambda *a: _logistic_population(*a[:3], 1e-8, 50, a[3], ridge, cov=False),
-                             X, z, w, theta)
-    g, Hs, S2, us = _logistic_pass(X, z, w, theta)
+    theta, sub, n_sub = _subsample_start(
+        lambda *a: _logistic_population(*a[:3], 1e-8, 50, a[3], ridge, cov=False), X, z, w, theta)
+    if sub is not None:
+        # first step: a chord step with the subsample's mean Hessian (its error, like the start's, is
+        # of sampling order, so the step lands as close as an exact Newton step would) -- the first
+        # pass sums only the gradient
+        Hs = (sub.hessian - np.diag(pen * (N / n_sub))) * N  # its penalty was ridge / n_sub: taken off
+        g, _, S2, us = _logistic_pass(X, z, w, theta, hessian=False)
+        exact = False
+    else:
+        g, Hs, S2, us = _logistic_pass(X, z, w, theta)
+        exact = True  # Hs was summed at theta (not kept from an earlier point)
     grad = g / N + pen * theta
     prev = None
-    exact = True  # Hs was summed at theta (not kept from an earlier point)
     for it in range(1, max_iter + 1):
         H = Hs / N + np.diag(pen)
         step = _solve(H, grad, "logistic")
         size = float(np.max(np.abs(step)))
+        if S2 is not None and exact and size < _FINISH:
+            theta = theta - step  # the meat and Hessian of this pass stay (see _FINISH)
+            break
         if size < tol:
             break
         cand = theta - step
@@ -452,7 +543,7 @@ def _logistic_population(X, z, w, tol, max_iter, start, ridge, cov: bool = True)
         # full pass is kept (its relative change is of the order of the step, so the steps still
         # shrink by orders of magnitude) and the pass sums only the gradient
         nxt = size ** 3 / max(prev * prev, 1e-300) if prev else np.inf
-        near = cov and nxt < tol
+        near = cov and nxt < _FINISH
         chord = size < 1e-4 and not near
         g, Hs_c, S2_c, us_c = _logistic_pass(X, z, w, cand, meat=near, hessian=not chord)
         grad_c = g / N + pen * cand
@@ -634,11 +725,44 @@ def _ordinal_block(XT, PT, w, beta, tau, hessian=True, meat=False, rows=False, l
     return ll, score, H, S2, S
 
 
+def _ordinal_sums_numba(nb, X, P, w, beta, tau, hessian, meat, loglik):
+    """The sums of :func:`_ordinal_pass` (no per-row scores) with the numba kernel: the block's
+    ``F = logistic(tau - x'beta)`` in NumPy, everything else in one kernel per block."""
+    n, p = X.shape
+    K = P.shape[1]
+    d = p + K - 1
+    g, H, S2 = np.zeros(d), np.zeros((d, d)), np.zeros((d, d))
+    w = np.empty(0) if w is None else np.ascontiguousarray(w, dtype=float)
+    ll, m_prev, scratch = 0.0, -1, None
+    for i, j, XT in t_blocks(X):
+        m = j - i
+        XT = _c_block(XT)
+        if m != m_prev:  # scratch of this block's length (C-contiguous rows)
+            scratch = (np.empty((K, m)), np.empty((K, m)), np.empty((K - 1, m)), np.empty((K - 1, m)),
+                       np.empty(m), np.empty(m))
+            m_prev = m
+        F = _expit(tau[:, None] - (beta @ XT)[None, :]) if p else _expit(np.repeat(tau[:, None], m, 1))
+        lb, bad = nb.ordinal_block(XT, np.ascontiguousarray(P[i:j].T), w[i:j] if w.shape[0] else w, F, hessian,
+                                   meat, loglik, g, H, S2, *scratch)
+        if bad:
+            raise EstimationError("ordinal model: a category probability underflowed; thresholds collapsed")
+        ll += lb
+    return (ll if loglik else np.nan), g, (_upper_to_full(H) if hessian else None), \
+        (_upper_to_full(S2) if meat else None)
+
+
 def _ordinal_pass(X, P, w, beta, tau, hessian=True, meat=False, rows=False, loglik=True):
     """:func:`_ordinal_block` summed over the row blocks of ``X`` (an array or :class:`ColumnDesign`)
     and ``P``; returns the mean log-likelihood, the summed score, the mean Hessian of the mean
-    negative log-likelihood, the summed meat and the per-row scores (``rows``)."""
+    negative log-likelihood, the summed meat and the per-row scores (``rows``). Large passes without
+    per-row scores run the numba kernel (:func:`fast_kernels`)."""
     n = X.shape[0]
+    nb = None if rows else fast_kernels(n)
+    if nb is not None:
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            ll, g, H, S2 = _ordinal_sums_numba(nb, X, P, w, beta, tau, hessian, meat, loglik)
+        _finite(g, *([] if H is None else [H]))
+        return ll / n, g, (None if H is None else -H / n), S2, None
     ll, g, H, S2, S = 0.0, 0.0, 0.0, 0.0, []
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         for i, j, XT in t_blocks(X, n if rows else _PASS_BLOCK):
@@ -667,39 +791,56 @@ def _ordinal_start(P, w, p, start):
     return np.concatenate([np.zeros(p), np.log(cum / (1 - cum))])
 
 
-def _ordinal_newton(X, P, w, tol, max_iter, start, ridge, cov=True, rows=False):
+def _ordinal_newton(X, P, w, tol, max_iter, start, ridge, cov=True, rows=False, hess0=None):
     """Newton's method on the (penalised) mean log-likelihood; one fused pass over the rows per
     accepted step (score and Hessian together). A full step is accepted when it shrinks the score;
     otherwise a line search on the log-likelihood itself backtracks (the only passes that take the
     logarithms). The pass expected to be the last also sums the meat (``cov``) or keeps the per-row
-    scores (``rows``)."""
+    scores (``rows``).
+
+    A frame-sized fit (``cov`` without ``rows``) makes as few passes as the logistic one: with
+    ``hess0`` (the mean Hessian of a subsample's fit) the first pass sums only the score (a chord
+    step), close to the optimum a pass keeps the last Hessian, and the fit ends at the meat pass whose
+    own Newton step is below ``_FINISH`` (that step applied, see ``_FINISH``)."""
     n, p = X.shape
     theta = np.asarray(start, float)
     pen = np.r_[np.full(p, ridge / n), np.zeros(P.shape[1] - 1)]
+    finishing = cov and not rows
 
-    def run(t, last, loglik=False):
-        ll, g, H, S2, S = _ordinal_pass(X, P, w, t[:p], t[p:], meat=cov and last and not rows, rows=rows and last,
-                                        loglik=loglik)
-        return ll - 0.5 * float((pen * t * t).sum()), g, H + np.diag(pen), S2, S
+    def run(t, last, loglik=False, hessian=True):
+        ll, g, H, S2, S = _ordinal_pass(X, P, w, t[:p], t[p:], hessian=hessian, meat=cov and last and not rows,
+                                        rows=rows and last, loglik=loglik)
+        return ll - 0.5 * float((pen * t * t).sum()), g, (None if H is None else H + np.diag(pen)), S2, S
 
     def ordered(t):
         return bool(np.all(np.diff(t[p:]) > 0))
 
-    _, g, H, S2, S = run(theta, False)
+    exact = not (finishing and hess0 is not None)
+    _, g, H, S2, S = run(theta, False, hessian=exact)
+    if not exact:
+        H = hess0 + np.diag(pen)
     grad = -g / n + pen * theta
     prev = None
     for it in range(1, max_iter + 1):
         step = _solve(H, grad, "ordinal")
         size = float(np.max(np.abs(step)))
-        near = prev is not None and size**3 / max(prev * prev, 1e-300) < tol
+        # (a step below tol after one below tol: rounding noise, whatever _FINISH asks)
+        if finishing and S2 is not None and exact and (size < _FINISH or (prev is not None and prev < tol)):
+            theta = theta - step  # the meat and Hessian of this pass stay (see _FINISH)
+            break
+        nxt = size**3 / max(prev * prev, 1e-300) if prev is not None else np.inf
+        near = nxt < (_FINISH if finishing else tol)
+        last = near or size < tol
+        chord = finishing and size < 1e-4 and not last
         t, new = 1.0, None
         if ordered(theta - step):
             try:
-                new = run(theta - step, near or size < tol)
+                new = run(theta - step, last, hessian=not chord)
             except EstimationError:
                 new = None
         if new is None or np.linalg.norm(-new[1] / n + pen * (theta - step)) >= np.linalg.norm(grad):
-            cur = run(theta, False, loglik=True)[0]
+            chord = False
+            cur = run(theta, False, loglik=True, hessian=False)[0]
             while True:
                 t /= 2
                 if t < 1e-12:
@@ -714,10 +855,12 @@ def _ordinal_newton(X, P, w, tol, max_iter, start, ridge, cov=True, rows=False):
                 if new[0] >= cur - 1e-14:
                     break
         theta = theta - t * step
-        _, g, H, S2, S = new
+        _, g, H_new, S2, S = new
+        H = H if chord else H_new
+        exact = not chord
         grad = -g / n + pen * theta
         prev = t * size
-        if prev < tol:
+        if prev < tol and not finishing:
             break
         if np.max(np.abs(theta[:p])) > 50:
             raise EstimationError(
@@ -726,7 +869,7 @@ def _ordinal_newton(X, P, w, tol, max_iter, start, ridge, cov=True, rows=False):
             )
     else:
         raise ConvergenceError(f"ordinal model did not converge in {max_iter} Newton steps")
-    if (cov and not rows and S2 is None) or (rows and S is None):
+    if (finishing and (S2 is None or not exact)) or (rows and S is None):
         _, g, H, S2, S = run(theta, True)
     fit = Fit(theta, None, H, it)
     if not (cov or rows):
@@ -779,9 +922,11 @@ def fit_ordinal(X: np.ndarray, P: np.ndarray, w: np.ndarray | None, tol: float =
     theta = _ordinal_start(P, w, p, start)
     with one_blas_thread() if not keep_psi else _nullcontext():
         if not keep_psi:
-            theta = _subsample_start(lambda *a: _ordinal_newton(*a[:3], 1e-8, 50, a[3], ridge, cov=False),
-                                     X, P, w, theta)
-        return _ordinal_newton(X, P, w, tol, max_iter, theta, ridge, cov=not keep_psi, rows=keep_psi)
+            theta, sub, n_sub = _subsample_start(
+                lambda *a: _ordinal_newton(*a[:3], 1e-8, 50, a[3], ridge, cov=False), X, P, w, theta)
+            hess0 = None if sub is None else sub.hessian - np.diag(np.r_[np.full(p, ridge / n_sub), np.zeros(K - 1)])
+            return _ordinal_newton(X, P, w, tol, max_iter, theta, ridge, cov=True, hess0=hess0)
+        return _ordinal_newton(X, P, w, tol, max_iter, theta, ridge, cov=False, rows=True)
 
 
 def _nullcontext():

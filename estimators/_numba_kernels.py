@@ -1,0 +1,172 @@
+"""Optional numba kernels for the fused population passes of :mod:`rectify.estimators.models`.
+
+Imported only through :func:`rectify.estimators.models.fast_kernels`, and only for passes over many
+rows (the first use in a process imports numba, about 0.5 s; the compiled code is cached on disk,
+``cache=True``). Each kernel takes one block of rows, transposed and C-contiguous (``XT``: (p, m)),
+and adds the block's sums to the output arrays; the NumPy code in models.py computes the same sums and
+is the reference (tests/test_floor_paths.py checks both to 1e-10).
+
+``fastmath`` allows only re-association and contraction (the sums vectorise): NaN and infinite values
+propagate as in NumPy, so a pass over non-finite data is still refused by its caller.
+
+Examples
+--------
+>>> import numpy as np
+>>> XT = np.ones((1, 3)); g, H, S2 = np.zeros(1), np.zeros((1, 1)), np.zeros((1, 1))
+>>> logistic_block(XT, np.array([1.0, 0.0, 1.0]), np.empty(0), np.full(3, 0.5), g, H, S2, True, True,
+...                np.empty(3), np.empty(3), np.empty(3))
+>>> g.tolist(), H.tolist(), S2.tolist()
+([-0.5], [[0.75]], [[0.75]])
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+__all__ = ["logistic_block", "ordinal_block"]
+
+_FLAGS = {"reassoc", "contract"}
+
+
+@numba.njit(fastmath=_FLAGS, cache=True)
+def _dot3(a, b, c):
+    s = 0.0
+    for i in range(a.shape[0]):
+        s += a[i] * b[i] * c[i]
+    return s
+
+
+@numba.njit(fastmath=_FLAGS, cache=True)
+def _dot2(a, b):
+    s = 0.0
+    for i in range(a.shape[0]):
+        s += a[i] * b[i]
+    return s
+
+
+@numba.njit(fastmath=_FLAGS, cache=True)
+def logistic_block(XT, z, w, mu, g, H, S2, hessian, meat, r, c, q):  # pragma: no cover - compiled
+    """Adds ``sum x w (mu - z)`` to ``g``, ``sum w mu (1 - mu) x x'`` to ``H`` (``hessian``) and
+    ``sum (w (mu - z))^2 x x'`` to ``S2`` (``meat``); ``w`` empty: unweighted. ``r``, ``c``, ``q``:
+    scratch of length m. Only the upper triangles of ``H`` and ``S2`` are written."""
+    p, m = XT.shape
+    weighted = w.shape[0] > 0
+    for i in range(m):
+        mi = mu[i]
+        ri = mi - z[i]
+        ci = mi * (1.0 - mi)
+        if weighted:
+            ri *= w[i]
+            ci *= w[i]
+        r[i] = ri
+        c[i] = ci
+        q[i] = ri * ri
+    for a in range(p):
+        xa = XT[a]
+        g[a] += _dot2(r, xa)
+        for b in range(a, p):
+            xb = XT[b]
+            if hessian and meat:
+                s = 0.0
+                t = 0.0
+                for i in range(m):
+                    xx = xa[i] * xb[i]
+                    s += c[i] * xx
+                    t += q[i] * xx
+                H[a, b] += s
+                S2[a, b] += t
+            elif hessian:
+                H[a, b] += _dot3(c, xa, xb)
+            elif meat:
+                S2[a, b] += _dot3(q, xa, xb)
+
+
+@numba.njit(fastmath=_FLAGS, cache=True)
+def ordinal_block(XT, PT, w, F, hessian, meat, loglik, g, H, S2, pi, q, d, r, D, R):  # pragma: no cover
+    """The cumulative-logit sums of ``models._ordinal_block`` for one block: adds the score (beta, then
+    tau) to ``g``, the log-likelihood's Hessian to ``H`` (``hessian``) and the scores' outer products
+    to ``S2`` (``meat``), upper triangles only. ``F`` (K - 1, m): ``logistic(tau_j - x'beta)``.
+    Returns ``(ll, bad)``: the log-likelihood sum (0 unless ``loglik``) and whether a category with
+    weight had a probability <= 0. ``pi``, ``q`` (K, m), ``d``, ``r`` (K - 1, m), ``D``, ``R`` (m):
+    scratch."""
+    p, m = XT.shape
+    K = PT.shape[0]
+    J = K - 1
+    weighted = w.shape[0] > 0
+    ll = 0.0
+    bad = False
+    for k in range(K):
+        for i in range(m):
+            hi = F[k, i] if k < J else 1.0
+            lo = F[k - 1, i] if k > 0 else 0.0
+            pik = hi - lo
+            pk = PT[k, i]
+            pw = pk * w[i] if weighted else pk
+            ok = pik > 0
+            if not ok and pk > 0:
+                bad = True
+            pik = pik if ok else 1.0
+            pi[k, i] = pik
+            q[k, i] = pw / pik if ok else 0.0
+            if loglik:
+                ll += pw * math.log(pik)
+    for i in range(m):
+        D[i] = 0.0
+        R[i] = 0.0
+    for j in range(J):
+        s_d = 0.0
+        s_diag = 0.0
+        s_off = 0.0
+        for i in range(m):
+            Fj = F[j, i]
+            f = Fj * (1.0 - Fj)
+            dq = q[j, i] - q[j + 1, i]
+            dj = f * dq
+            d[j, i] = dj
+            D[i] += dj
+            s_d += dj
+            if hessian:
+                q2j = q[j, i] / pi[j, i]
+                q2n = q[j + 1, i] / pi[j + 1, i]
+                diag = f * (1.0 - 2.0 * Fj) * dq - f * f * (q2j + q2n)
+                s_diag += diag
+                rj = diag
+                if j > 0:  # the off-diagonal term between thresholds j - 1 and j
+                    Fp = F[j - 1, i]
+                    off = Fp * (1.0 - Fp) * f * q2j
+                    s_off += off
+                    r[j - 1, i] += off
+                    R[i] += 2.0 * off
+                    rj += off
+                r[j, i] = rj
+                R[i] += diag
+        g[p + j] += s_d
+        if hessian:
+            H[p + j, p + j] += s_diag
+            if j > 0:
+                H[p + j - 1, p + j] += s_off
+    if meat:
+        for j in range(J):
+            for k in range(j, J):
+                S2[p + j, p + k] += _dot2(d[j], d[k])
+    for a in range(p):
+        xa = XT[a]
+        g[a] -= _dot2(xa, D)
+        if hessian:
+            for j in range(J):
+                H[a, p + j] -= _dot2(xa, r[j])
+            for b in range(a, p):
+                H[a, b] += _dot3(R, xa, XT[b])
+        if meat:
+            for j in range(J):
+                S2[a, p + j] -= _dot3(D, xa, d[j])
+            for b in range(a, p):
+                xb = XT[b]
+                s = 0.0
+                for i in range(m):
+                    s += D[i] * D[i] * xa[i] * xb[i]
+                S2[a, b] += s
+    return ll, bad

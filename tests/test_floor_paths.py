@@ -1,0 +1,132 @@
+"""The population passes near the floor (issue 17): the optional numba kernels give the NumPy passes'
+sums to 1e-10, and the population fits make no more passes over the frame than they did when measured.
+"""
+
+import numpy as np
+import pytest
+
+from rectify.estimators import models as M
+
+
+def _logit_data(N, seed):
+    rng = np.random.default_rng(seed)
+    cols = [rng.normal(size=N) for _ in range(3)]
+    eta = 0.3 + 0.5 * cols[0] - 0.4 * cols[1] + 0.2 * cols[2]
+    z = 1 / (1 + np.exp(-(0.8 * eta + rng.normal(size=N))))
+    return cols, z, rng.uniform(0.5, 2.0, N)
+
+
+def _ordinal_data(N, seed, K=4):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(N, 2))
+    P = M.ordinal_probabilities(X, np.array([0.8, -0.5]), np.linspace(-1.2, 1.2, K - 1))
+    y = (rng.random(N)[:, None] > np.cumsum(P, axis=1)).sum(axis=1)
+    return X, 0.6 * np.eye(K)[y] + 0.4 * P, rng.uniform(0.5, 2.0, N)
+
+
+def _both(monkeypatch, fn):
+    """``fn()`` with the NumPy passes, then with the numba kernels on every pass."""
+    monkeypatch.setattr(M, "_FAST_MIN_ROWS", 10**15)
+    ref = fn()
+    monkeypatch.setattr(M, "_FAST_MIN_ROWS", 0)
+    return ref, fn()
+
+
+def _close(a, b, rtol=1e-10):
+    for x, y in zip(a, b):
+        if x is None or (np.ndim(x) == 0 and np.isnan(x)):
+            assert y is None or np.isnan(y)
+            continue
+        np.testing.assert_allclose(y, x, rtol=rtol, atol=rtol * np.max(np.abs(x)))
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("hessian,meat", [(True, False), (True, True), (False, True)])
+def test_numba_logistic_pass_equals_numpy(monkeypatch, weighted, hessian, meat):
+    pytest.importorskip("numba")
+    cols, z, w = _logit_data(20_000, 1)
+    X = M.ColumnDesign([None] + cols)
+    theta = np.array([0.2, 0.4, -0.3, 0.1])
+    ref, fast = _both(monkeypatch, lambda: M._logistic_pass(X, z, w if weighted else None, theta, meat, hessian))
+    assert M.fast_kernels(1) is not None  # the kernels ran
+    _close(ref, fast)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("hessian,meat,loglik", [(True, False, False), (True, True, True), (False, True, False)])
+def test_numba_ordinal_pass_equals_numpy(monkeypatch, weighted, hessian, meat, loglik):
+    pytest.importorskip("numba")
+    X, P, w = _ordinal_data(20_000, 2)
+    args = (X, P, w if weighted else None, np.array([0.7, -0.4]), np.array([-1.1, 0.1, 1.3]))
+    ref, fast = _both(monkeypatch, lambda: M._ordinal_pass(*args, hessian=hessian, meat=meat, loglik=loglik)[:4])
+    _close(ref, fast)
+
+
+def test_numba_ordinal_pass_refuses_a_vanished_category(monkeypatch):
+    pytest.importorskip("numba")
+    X, P, _ = _ordinal_data(2_000, 3)
+    X[5] = 80.0  # this row's first category gets probability 0 while its label puts weight on it
+    P[5] = [0.7, 0.1, 0.1, 0.1]
+    monkeypatch.setattr(M, "_FAST_MIN_ROWS", 0)
+    with pytest.raises(M.EstimationError, match="underflowed"):
+        M._ordinal_pass(X, P, None, np.array([8.0, 8.0]), np.array([-1.0, 0.0, 1.0]))
+
+
+def test_numba_fits_equal_numpy_fits(monkeypatch):
+    pytest.importorskip("numba")
+    cols, z, w = _logit_data(300_000, 4)
+    X = M.ColumnDesign([None] + cols)
+    ref, fast = _both(monkeypatch, lambda: M.fit_logistic(X, z, w / w.mean(), keep_psi=False))
+    np.testing.assert_allclose(fast.theta, ref.theta, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(fast.meat, ref.meat, rtol=1e-10)
+    Xo, P, _ = _ordinal_data(300_000, 5)
+    ref, fast = _both(monkeypatch, lambda: M.fit_ordinal(Xo, P, None, keep_psi=False))
+    np.testing.assert_allclose(fast.theta, ref.theta, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(fast.meat, ref.meat, rtol=1e-9)
+
+
+def test_no_numba_means_numpy(monkeypatch):
+    monkeypatch.setattr(M, "_FAST", {})
+    monkeypatch.setenv("RECTIFY_NO_NUMBA", "1")
+    assert M.fast_kernels(10**9) is None
+    monkeypatch.setattr(M, "_FAST", {})
+    monkeypatch.delenv("RECTIFY_NO_NUMBA")
+    assert M.fast_kernels(10) is None  # small passes never import numba
+
+
+def _count_full_passes(monkeypatch, name, N, fn):
+    calls = []
+    orig = getattr(M, name)
+
+    def counted(X, *a, **k):
+        if X.shape[0] == N:
+            calls.append(k)
+        return orig(X, *a, **k)
+
+    monkeypatch.setattr(M, name, counted)
+    fit = fn()
+    return fit, len(calls)
+
+
+def test_logistic_population_fit_makes_four_passes(monkeypatch):
+    # measured: a chord step from the subsample's Hessian (gradient only), one Newton pass, one chord
+    # pass and the last pass with the meat -- four passes over the frame (five before issue 17)
+    N = 400_000
+    cols, z, _ = _logit_data(N, 6)
+    X = M.ColumnDesign([None] + cols)
+    dense = M.fit_logistic(np.column_stack([np.ones(N)] + cols), z, np.ones(N))
+    fit, passes = _count_full_passes(monkeypatch, "_logistic_sums", N,
+                                     lambda: M.fit_logistic(X, z, None, keep_psi=False, start=dense.theta + 0.05))
+    assert passes <= 4
+    np.testing.assert_allclose(fit.theta, dense.theta, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(fit.meat, dense.second_moment(), rtol=1e-10)
+
+
+def test_ordinal_population_fit_makes_four_passes(monkeypatch):
+    N = 400_000
+    X, P, _ = _ordinal_data(N, 7)
+    dense = M.fit_ordinal(X[:5000], P[:5000], None)
+    fit, passes = _count_full_passes(monkeypatch, "_ordinal_pass", N,
+                                     lambda: M.fit_ordinal(X, P, None, keep_psi=False, start=dense.theta))
+    assert passes <= 4
+    assert fit.iterations <= 4
