@@ -447,18 +447,16 @@ def _plain_numeric(df, name):
 
 
 def _plain_probs(df, predicted):
-    """Plain numeric probability columns of ``df`` as one (N, K) float matrix, filled column by column
-    (column-major, as pandas would give it); None if any is not plain, or negative or NaN anywhere
-    (the checked :func:`_prob_columns` then names it)."""
+    """Plain numeric probability columns of ``df`` as one (N, K) float matrix, copied column by column
+    (column-major, as pandas gives it, without its interleaving); None if any is not plain, or negative
+    or NaN anywhere (the checked :func:`_prob_columns` then names it)."""
     cols = list(predicted) if isinstance(predicted, (list, tuple)) else None
     if not cols or not all(isinstance(c, str) for c in cols) or not df.columns.is_unique:
         return None
     arrays = [_plain_numeric(df, c) for c in cols]
     if any(a is None for a in arrays):
         return None
-    P = np.empty((len(cols), len(df))).T
-    for k, a in enumerate(arrays):
-        P[:, k] = a
+    P = np.stack(arrays).T
     return P if P.min() >= 0 else None
 
 
