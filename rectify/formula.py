@@ -328,9 +328,9 @@ def plain_design(formula: str, pilot: pd.DataFrame, intercept: bool = True):
     if not parts or len(set(parts)) != len(parts) or not all(re.fullmatch(_NAME, t) for t in parts):
         return None
     names = [lhs, *parts]
-    if lhs in parts or not all(isinstance(pilot.get(c), pd.Series) for c in names):
+    cols = [pilot.get(c) for c in names]  # each column read once
+    if lhs in parts or not all(isinstance(c, pd.Series) for c in cols):
         return None
-    cols = [pilot[c] for c in names]
     if not all(isinstance(c.dtype, np.dtype) and c.dtype.kind in "fiu" for c in cols):
         return None
     arrays = [c.to_numpy(dtype=float) for c in cols]
@@ -339,7 +339,7 @@ def plain_design(formula: str, pilot: pd.DataFrame, intercept: bool = True):
     keep = const and intercept
     X = np.column_stack(([np.ones(len(pilot))] if keep else []) + arrays[1:])
     terms = (["Intercept"] if keep else []) + parts
-    y = pilot[lhs].to_numpy()
+    y = cols[0].to_numpy()
     return X, y, terms, lhs, ([None] if keep else []) + parts
 
 
