@@ -322,6 +322,20 @@ def df_check(reps: int, sizes, out: Path) -> None:
              "of the stratified variance (neyman only); `hc2`: not a df but the residuals divided by "
              "sqrt(1 - leverage) of the weighted working fit (today's df). `emp sd / se`: the estimate's sd over "
              "the draws / the mean standard error.", "",
+             "Summary (computed from the table):", ""]
+    ctl = df[df["dataset"].str.startswith("control")]
+    for _, r in ctl.iterrows():
+        sat = f", Satterthwaite {r['cover_satt']:.2%}" if np.isfinite(r["cover_satt"]) else ""
+        lines.append(f"* control (planted errors), n = {r['n']}, {r['design']} / {r['sampling']}: today {r['cover_now']:.2%}, "
+                     f"Kish df {r['cover_kish']:.2%}{sat}, HC2-type {r['cover_hc2']:.2%}; emp sd / se "
+                     f"{r['emp_sd_over_se']:.3f}.")
+    real = df[~df["dataset"].str.startswith("control")]
+    lines += [f"* real and synthetic surveys ({len(real)} cells): the Kish df changes the coverage by "
+              f"{(real['cover_kish'] - real['cover_now']).min():+.2%} to {(real['cover_kish'] - real['cover_now']).max():+.2%}, "
+              f"Satterthwaite (neyman) by {(real['cover_satt'] - real['cover_now']).min():+.2%} to "
+              f"{(real['cover_satt'] - real['cover_now']).max():+.2%}, HC2-type by "
+              f"{(real['cover_hc2'] - real['cover_now']).min():+.2%} to {(real['cover_hc2'] - real['cover_now']).max():+.2%}.",
+              "",
              "| dataset | item | n | design | sampling | df now | df kish | df satt | cover now | cover kish | "
              "cover satt | cover hc2 | emp sd / se |", "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for _, r in df.iterrows():

@@ -2,7 +2,9 @@
 which methods can use it, and the width each design saves against simple random pilots.
 
 A design is named by a string -- ``"srs"`` (today's simple random pilot, the default and the
-baseline), ``"neyman"`` (stratified over quantile bins of the LLM's uncertainty, Neyman allocation),
+baseline, estimated by each method's own SRS estimator), ``"srs:design"`` (simple random pilots too, but
+estimated by the design-based estimators the other designs use: the like-for-like baseline that
+separates the design's gain from the estimator's), ``"neyman"`` (stratified over quantile bins of the LLM's uncertainty, Neyman allocation),
 ``"active"`` (inclusion probabilities proportional to the LLM's expected error with a 20% uniform floor,
 fixed size) or ``"active:poisson"`` (the same, Poisson sampling) -- or by a dict of
 :func:`rectify.design_pilot`'s options: ``{"design": "active", "sampling": "poisson", "uniform": 0.3,
@@ -62,16 +64,20 @@ class DesignSpec:
     n_bins: int = 4
     strata: tuple = ()
     name: str | None = None
+    design_based: bool = False
 
     @property
     def is_srs(self) -> bool:
-        return self.design == "srs"
+        """Today's simple random pilot, estimated by each method's own estimator."""
+        return self.design == "srs" and not self.design_based
 
     @property
     def label(self) -> str:
         """The design's name in the tables."""
         if self.name:
             return self.name
+        if self.design == "srs":
+            return "srs:design" if self.design_based else "srs"
         return self.design + (":poisson" if self.sampling == "poisson" and self.design == "active" else "")
 
     @property
@@ -80,6 +86,8 @@ class DesignSpec:
         if self.is_srs:
             return "srs"
         parts = [self.label]
+        if self.design == "srs":
+            return "|".join(parts + ["design-based"])
         if self.design == "active":
             parts.append(f"u={self.uniform:g}")
         else:
@@ -93,9 +101,12 @@ def _one(d: Any) -> DesignSpec:
         return d
     if isinstance(d, str):
         name, _, samp = d.partition(":")
+        if d == "srs:design":
+            return DesignSpec("srs", design_based=True)
         if name not in _NAMES or (samp and (name != "active" or samp not in ("fixed", "poisson"))):
-            raise ConfigError(f"unknown design {d!r}; use 'srs', 'neyman', 'active' or 'active:poisson' (or a dict "
-                              f"of rectify.design_pilot's options, e.g. {{'design': 'active', 'uniform': 0.3}})")
+            raise ConfigError(f"unknown design {d!r}; use 'srs', 'srs:design', 'neyman', 'active' or 'active:poisson' "
+                              f"(or a dict of rectify.design_pilot's options, e.g. {{'design': 'active', "
+                              f"'uniform': 0.3}})")
         return DesignSpec(name, sampling=samp or "fixed")
     if isinstance(d, Mapping):
         extra = sorted(set(d) - set(_KEYS))
@@ -119,9 +130,11 @@ def _one(d: Any) -> DesignSpec:
         if err is not None and not isinstance(err, str):
             raise ConfigError(f"design {dict(d)!r}: 'error' must name a frame column of expected errors")
         name = d.get("name")
-        if name is not None and (not isinstance(name, str) or not name or name == "srs" and d["design"] != "srs"):
+        if name is not None and (not isinstance(name, str) or not name or name == "srs"):
             raise ConfigError(f"design {dict(d)!r}: 'name' must be a non-empty label other than 'srs'")
-        return DesignSpec(d["design"], d.get("sampling", "fixed"), float(u), err, nb, st, name)
+        # a named simple random design is estimated like the other designs (see "srs:design")
+        return DesignSpec(d["design"], d.get("sampling", "fixed"), float(u), err, nb, st, name,
+                          design_based=d["design"] == "srs" and name is not None)
     raise ConfigError(f"a design must be a name ('srs', 'neyman', 'active', 'active:poisson') or a dict, got {d!r}")
 
 
@@ -160,6 +173,8 @@ def design_error(frame: pd.DataFrame, spec: Any, d: DesignSpec) -> np.ndarray:
     """
     from .pilot_design import llm_uncertainty
 
+    if d.design == "srs":
+        return np.ones(len(frame))  # (not used: every row has pi = n / N)
     if d.error is not None:
         if d.error not in frame.columns:
             raise ConfigError(f"design {d.label!r}: error column {d.error!r} is not in the frame")
@@ -210,6 +225,14 @@ def draw_design_pilot(frame: pd.DataFrame, n: int, d: DesignSpec, error: np.ndar
                    "strata": STRATUM_COLUMN if rec.get("strata") else None}
 
 
+#: reasons for methods registered elsewhere without one (the fine-tuning family, rectify.finetuning)
+_REASONS = {
+    "lora": "the LoRA classifier is fine-tuned on the pilot unweighted and its average prediction is the estimate",
+    "lora+xfit-ppi++": "cross-fitted PPI++ averages the pilot's residuals unweighted (no 1/pi)",
+    "lora+ppi++ (in-sample)": "PPI++ on in-sample predictions averages the pilot's residuals unweighted (no 1/pi)",
+}
+
+
 def not_run(method: Any, d: DesignSpec) -> str | None:
     """Why ``method`` is not run under design ``d`` (None: it runs).
 
@@ -223,8 +246,8 @@ def not_run(method: Any, d: DesignSpec) -> str | None:
     """
     if d.is_srs or getattr(method, "design_support", "no") in ("weights", "ignores"):
         return None
-    why = getattr(method, "design_note", "") or ("it does not use inclusion probabilities: its estimate would treat "
-                                                 "the designed pilot as a simple random one")
+    why = getattr(method, "design_note", "") or _REASONS.get(method.name) or (
+        "it does not use inclusion probabilities: its estimate would treat the designed pilot as a simple random one")
     return f"not run under design {d.label!r}: {why}"
 
 
@@ -234,22 +257,30 @@ def width_table(estimates: pd.DataFrame, term: str = "mean", grouping: str = "al
 
     From a comparison's ``estimates`` (with a ``design`` column): over repeats, the mean width of the
     ``term`` interval (whole frame), its ratio to the SRS width of the same item, method and pilot size,
-    ``width_saved = 1 - ratio`` and the coverage of the frame's true value. ``verdict``: "narrower"
-    (ratio < 1 - ``tolerance``), "wider" (ratio > 1 + ``tolerance``) or "no gain"; a design without an
-    SRS cell to compare with says so. Rows averaged over items have item ``"(mean over items)"``.
+    ``width_saved = 1 - ratio`` (the ratio the verdict uses) and the coverage of the frame's true value. When the comparison also ran
+    ``"srs:design"`` (simple random pilots through the design-based estimators), ``ratio_to_srs_design``
+    is the ratio to those: the design's own gain, without the difference between a method's SRS estimator
+    and its design-based one, and the verdict uses it. ``verdict``: "narrower" (ratio < 1 - margin), "wider"
+    (ratio > 1 + margin) or "no gain (within margin)", where the margin is the larger of ``tolerance`` and two
+    Monte-Carlo standard errors of the ratio (the pilots of two designs are drawn independently, so with few
+    repeats only a large difference counts); a design without an SRS cell to compare with says so.
+    Rows averaged over items have item ``"(mean over items)"``.
 
     Examples
     --------
     >>> e = pd.DataFrame({"item": "q", "method": "m", "design": ["srs", "srs", "active", "active"],
     ...     "n_pilot": 50, "repeat": [0, 1, 0, 1], "grouping": "all", "group": "all", "term": "mean",
-    ...     "estimate": 2.0, "conf_low": [1.5, 1.6, 1.7, 1.8], "conf_high": [2.5, 2.4, 2.3, 2.2], "truth": 2.1})
+    ...     "estimate": 2.0, "conf_low": [1.5, 1.52, 1.75, 1.76], "conf_high": [2.5, 2.48, 2.25, 2.24], "truth": 2.1})
     >>> width_table(e)[["design", "width", "ratio_to_srs", "width_saved", "coverage", "verdict"]].round(3).values.tolist()[:2]
-    [['srs', 0.9, 1.0, 0.0, 1.0, 'baseline'], ['active', 0.5, 0.556, 0.444, 1.0, 'narrower']]
+    [['srs', 0.98, 1.0, 0.0, 1.0, 'baseline'], ['active', 0.49, 0.5, 0.5, 1.0, 'narrower']]
     """
     from .compare_spec import ITEM_MEAN
 
     cols = ["item", "method", "design", "n_pilot", "repeats", "width", "ratio_to_srs", "width_saved", "coverage",
             "verdict"]
+    like = "srs:design" in set(estimates.get("design", pd.Series(dtype=object)))
+    if like:
+        cols.insert(7, "ratio_to_srs_design")
     if estimates.empty or "design" not in estimates.columns:
         return pd.DataFrame(columns=cols)
     e = estimates[(estimates["term"] == term) & (estimates["grouping"] == grouping)]
@@ -259,24 +290,31 @@ def width_table(estimates: pd.DataFrame, term: str = "mean", grouping: str = "al
     if e.empty:
         return pd.DataFrame(columns=cols)
     g = e.groupby(["item", "method", "design", "n_pilot"], sort=False)
-    t = g.agg(repeats=("width", "size"), width=("width", "mean"), coverage=("covered", "mean")).reset_index()
-    base = t[t["design"] == "srs"].set_index(["item", "method", "n_pilot"])["width"]
+    t = g.agg(repeats=("width", "size"), width=("width", "mean"), coverage=("covered", "mean"),
+              sd=("width", "std")).reset_index()
+    t["rse"] = (t["sd"].fillna(0.0) / np.sqrt(t["repeats"]) / t["width"]) ** 2  # squared relative MC s.e.
     key = pd.MultiIndex.from_frame(t[["item", "method", "n_pilot"]])
-    t["ratio_to_srs"] = t["width"].to_numpy() / base.reindex(key).to_numpy()
+    ratios = {"ratio_to_srs": "srs", "ratio_to_srs_design": "srs:design"} if like else {"ratio_to_srs": "srs"}
+    used = "ratio_to_srs_design" if like else "ratio_to_srs"
+    for col, ref in ratios.items():
+        base = t[t["design"] == ref].set_index(["item", "method", "n_pilot"])
+        t[col] = t["width"].to_numpy() / base["width"].reindex(key).to_numpy()
+        if col == used:
+            t["margin"] = np.maximum(tolerance, 2 * np.sqrt(t["rse"].to_numpy() + base["rse"].reindex(key).to_numpy()))
     if t["item"].nunique() > 1:
         avg = t.groupby(["method", "design", "n_pilot"], sort=False).agg(
             repeats=("repeats", "min"), width=("width", "mean"), coverage=("coverage", "mean"),
-            ratio_to_srs=("ratio_to_srs", "mean")).reset_index().assign(item=ITEM_MEAN)
+            margin=("margin", "mean"), **{c: (c, "mean") for c in ratios}).reset_index().assign(item=ITEM_MEAN)
         t = pd.concat([t, avg], ignore_index=True)
-    t["width_saved"] = 1.0 - t["ratio_to_srs"]
+    t["width_saved"] = 1.0 - t[used]
 
     def verdict(row) -> str:
-        if row["design"] == "srs":
+        if row["design"] in ratios.values():
             return "baseline"
-        r = row["ratio_to_srs"]
+        r, m = row[used], row["margin"]
         if not math.isfinite(r):
             return "no SRS cell to compare"
-        return "narrower" if r < 1 - tolerance else ("wider" if r > 1 + tolerance else "no gain")
+        return "narrower" if r < 1 - m else ("wider" if r > 1 + m else f"no gain (within {m:.0%})")
 
     t["verdict"] = t.apply(verdict, axis=1)
     return t[cols].sort_values(["item", "n_pilot", "method"], kind="stable").reset_index(drop=True)

@@ -150,8 +150,20 @@ def test_width_table_marks_designs_not_better():
                       "estimate": 2.0, "conf_low": [1.5, 1.5, 1.497, 1.497, 1.4, 1.4],
                       "conf_high": [2.5, 2.5, 2.503, 2.503, 2.6, 2.6], "truth": [2.0, 2.0, 2.0, 2.0, 3.0, 3.0]})
     t = width_table(e).set_index("design")
-    assert t.loc["neyman", "verdict"] == "no gain" and t.loc["active", "verdict"] == "wider"
+    assert t.loc["neyman", "verdict"] == "no gain (within 1%)" and t.loc["active", "verdict"] == "wider"
     assert t.loc["active", "ratio_to_srs"] == pytest.approx(1.2) and t.loc["active", "coverage"] == 0.0
+    # widths that vary over the repeats (1.00/1.12 and 1.03/1.15): the 3% difference is within two Monte-Carlo
+    # s.e. of the ratio, 2 sqrt((0.06 / 1.06)^2 + (0.06 / 1.09)^2) = 15.8%
+    noisy = e.assign(conf_high=e["conf_high"] + np.tile([0.0, 0.06], 3), conf_low=e["conf_low"] - np.tile([0.0, 0.06], 3))
+    noisy.loc[noisy["design"] == "active", ["conf_low", "conf_high"]] = [[1.47, 2.5], [1.41, 2.56]]
+    t = width_table(noisy).set_index("design")
+    assert t.loc["active", "ratio_to_srs"] == pytest.approx(1.09 / 1.06)
+    assert t.loc["active", "verdict"] == "no gain (within 16%)"
+    # with the design-based SRS cells the verdict uses the like-for-like ratio
+    both = pd.concat([e, e[e["design"] == "srs"].assign(design="srs:design", conf_low=1.45, conf_high=2.55)])
+    t = width_table(both).set_index("design")
+    assert t.loc["active", "ratio_to_srs_design"] == pytest.approx(1.2 / 1.1)
+    assert t.loc["active", "width_saved"] == pytest.approx(1 - 1.2 / 1.1) and t.loc["srs:design", "verdict"] == "baseline"
 
 
 def test_design_boundary_errors():
@@ -185,3 +197,19 @@ def test_old_checkpoint_resumes_as_srs(tmp_path):
     assert new.meta["checkpoint"]["resumed"] == 1 and new.meta["checkpoint"]["computed"] == 1
     srs = new.estimates[new.estimates["design"] == "srs"].drop(columns="design").reset_index(drop=True)
     pd.testing.assert_frame_equal(srs, old.estimates, check_dtype=False)
+
+
+def test_report_section_shows_width_saved(tmp_path):
+    from rectify.report import _designs_section, _srs_view
+
+    df = planted_frame(300)
+    cmp = _run(df, ["srs", "active"], methods=["ppi++", "bayes-chain"], repeats=3)
+    html = "\n".join(_designs_section(cmp, str(tmp_path)))
+    saved = pd.read_csv(tmp_path / "widths.csv")
+    assert "Pilot designs: the width saved" in html and "Methods not run under a design" in html
+    row = saved[(saved["method"] == "ppi++") & (saved["design"] == "active")].iloc[0]
+    e = cmp.estimates[(cmp.estimates["term"] == "mean") & (cmp.estimates["grouping"] == "all")
+                      & (cmp.estimates["method"] == "ppi++")]
+    w = (e["conf_high"] - e["conf_low"]).groupby(e["design"]).mean()
+    assert row["ratio_to_srs"] == pytest.approx(w["active"] / w["srs"])
+    assert set(_srs_view(cmp).estimates["design"]) == {"srs"}
