@@ -85,19 +85,24 @@ def logistic_block(XT, z, w, mu, g, H, S2, hessian, meat, r, c, q):  # pragma: n
 
 
 @numba.njit(fastmath=_FLAGS, cache=True)
-def ordinal_block(XT, PT, w, F, hessian, meat, loglik, g, H, S2, pi, q, d, r, D, R):  # pragma: no cover
+def ordinal_block(XT, PT, w, e, ct, hessian, meat, loglik, g, H, S2, F, pi, q, d, r, D, R):  # pragma: no cover
     """The cumulative-logit sums of ``models._ordinal_block`` for one block: adds the score (beta, then
     tau) to ``g``, the log-likelihood's Hessian to ``H`` (``hessian``) and the scores' outer products
-    to ``S2`` (``meat``), upper triangles only. ``F`` (K - 1, m): ``logistic(tau_j - x'beta)``.
-    Returns ``(ll, bad)``: the log-likelihood sum (0 unless ``loglik``) and whether a category with
-    weight had a probability <= 0. ``pi``, ``q`` (K, m), ``d``, ``r`` (K - 1, m), ``D``, ``R`` (m):
-    scratch."""
+    to ``S2`` (``meat``), upper triangles only. ``e`` (m): ``exp(x'beta)``; ``ct`` (K - 1):
+    ``exp(-tau)``, so that ``F_j = logistic(tau_j - x'beta) = 1 / (1 + e ct_j)`` costs one exponential
+    per row. Returns ``(ll, bad)``: the log-likelihood sum (0 unless ``loglik``) and the number of
+    rows' categories with weight but a probability <= 0. ``F``, ``d``, ``r`` (K - 1, m), ``pi``, ``q``
+    (K, m), ``D``, ``R`` (m): scratch."""
     p, m = XT.shape
     K = PT.shape[0]
     J = K - 1
     weighted = w.shape[0] > 0
     ll = 0.0
-    bad = False
+    bad = 0
+    for j in range(J):
+        c = ct[j]
+        for i in range(m):
+            F[j, i] = 1.0 / (1.0 + e[i] * c)
     for k in range(K):
         for i in range(m):
             hi = F[k, i] if k < J else 1.0
@@ -106,13 +111,15 @@ def ordinal_block(XT, PT, w, F, hessian, meat, loglik, g, H, S2, pi, q, d, r, D,
             pk = PT[k, i]
             pw = pk * w[i] if weighted else pk
             ok = pik > 0
-            if not ok and pk > 0:
-                bad = True
+            bad += (not ok) and pk > 0
             pik = pik if ok else 1.0
             pi[k, i] = pik
             q[k, i] = pw / pik if ok else 0.0
-            if loglik:
-                ll += pw * math.log(pik)
+    if loglik:
+        for k in range(K):
+            for i in range(m):
+                pk = PT[k, i]
+                ll += (pk * w[i] if weighted else pk) * math.log(pi[k, i])
     for i in range(m):
         D[i] = 0.0
         R[i] = 0.0

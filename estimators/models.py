@@ -727,22 +727,23 @@ def _ordinal_block(XT, PT, w, beta, tau, hessian=True, meat=False, rows=False, l
 
 def _ordinal_sums_numba(nb, X, P, w, beta, tau, hessian, meat, loglik):
     """The sums of :func:`_ordinal_pass` (no per-row scores) with the numba kernel: the block's
-    ``F = logistic(tau - x'beta)`` in NumPy, everything else in one kernel per block."""
+    ``exp(x'beta)`` in NumPy, everything else in one kernel per block."""
     n, p = X.shape
     K = P.shape[1]
     d = p + K - 1
     g, H, S2 = np.zeros(d), np.zeros((d, d)), np.zeros((d, d))
     w = np.empty(0) if w is None else np.ascontiguousarray(w, dtype=float)
+    ct = np.exp(-np.asarray(tau, dtype=float))
     ll, m_prev, scratch = 0.0, -1, None
     for i, j, XT in t_blocks(X):
         m = j - i
         XT = _c_block(XT)
         if m != m_prev:  # scratch of this block's length (C-contiguous rows)
-            scratch = (np.empty((K, m)), np.empty((K, m)), np.empty((K - 1, m)), np.empty((K - 1, m)),
-                       np.empty(m), np.empty(m))
+            scratch = (np.empty((K - 1, m)), np.empty((K, m)), np.empty((K, m)), np.empty((K - 1, m)),
+                       np.empty((K - 1, m)), np.empty(m), np.empty(m))
             m_prev = m
-        F = _expit(tau[:, None] - (beta @ XT)[None, :]) if p else _expit(np.repeat(tau[:, None], m, 1))
-        lb, bad = nb.ordinal_block(XT, np.ascontiguousarray(P[i:j].T), w[i:j] if w.shape[0] else w, F, hessian,
+        e = np.exp(np.dot(beta, XT)) if p else np.ones(m)
+        lb, bad = nb.ordinal_block(XT, np.ascontiguousarray(P[i:j].T), w[i:j] if w.shape[0] else w, e, ct, hessian,
                                    meat, loglik, g, H, S2, *scratch)
         if bad:
             raise EstimationError("ordinal model: a category probability underflowed; thresholds collapsed")
