@@ -314,6 +314,9 @@ def _mean_run(y, pilot, population, predicted, method, weights, weights_pop, str
 def _prob_columns(df, predicted, frame):
     if isinstance(predicted, str):
         return _column(df, predicted, frame)
+    P = _plain_probs(df, predicted)
+    if P is not None and P.max() < np.inf:
+        return P  # plain, non-negative and finite: none of the checks below can fail
     cols = list(predicted)
     check_columns(df, cols, frame)
     bad = [c for c in cols if not pd.api.types.is_numeric_dtype(df[c])]

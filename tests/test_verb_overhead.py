@@ -218,3 +218,40 @@ def test_regressions_name_an_infinite_frame_prediction(verb, formula, pred, row)
     damaged.iloc[row, damaged.columns.get_loc(pred)] = np.inf
     with pytest.raises(InputError, match=f"1 infinite value.*column '{pred}' of the population"):
         getattr(rectify, verb)(formula, pilot, damaged, predicted=pred)
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_multi_column_moments_in_either_layout(order):
+    P = np.random.default_rng(15).dirichlet(np.ones(5), size=30_000)
+    Z = np.asarray(P, order=order)
+    fast, slow = _mean_population(Z, None), _blocked(Z)
+    np.testing.assert_allclose(fast.theta, slow.theta, rtol=1e-12)
+    np.testing.assert_allclose(fast.meat, slow.meat, rtol=1e-11, atol=1e-16)
+
+
+def _prob_frame(N=2000, seed=16):
+    df = pd.DataFrame(np.random.default_rng(seed).dirichlet(np.ones(4), size=N), columns=PROBS)
+    df["p2"] = df["p2"].astype(np.float32).astype(float)  # blocks of several origins
+    df["k"] = np.arange(N) % 3  # an int column among them
+    return df
+
+
+def test_probability_columns_read_one_by_one_equal_pandas():
+    df = _prob_frame()
+    cols = ["p1", "k", "p2", "p4"]
+    got = verbs._prob_columns(df, cols, "population")
+    np.testing.assert_array_equal(got, df[cols].to_numpy(dtype=float))
+    assert got.flags.f_contiguous
+
+
+@pytest.mark.parametrize("row", [0, -1])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -1e-13, "text"])
+def test_probability_columns_refused_as_before(row, bad):
+    df = _prob_frame()
+    if isinstance(bad, str):
+        df["p3"] = df["p3"].astype(object)
+    df.iloc[row, df.columns.get_loc("p3")] = bad
+    got = _refusal(lambda: verbs._prob_columns(df, PROBS, "population"))
+    # a pd.Index of names is not a list: it takes the checked reads only, the code before
+    assert got == _refusal(lambda: verbs._prob_columns(df, pd.Index(PROBS), "population"))
+    assert "p3" in got[1]
