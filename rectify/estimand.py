@@ -273,7 +273,7 @@ def _positions(pid, fid) -> np.ndarray:
     """
     import pandas as pd
 
-    if _default_range(fid) and isinstance(pid, pd.Index) and pid.dtype.kind in "iu":
+    if _default_range(fid) and isinstance(pid, pd.Index) and pid.dtype.kind == "i":
         p = pid.to_numpy()
         return np.where((p >= 0) & (p < len(fid)), p, -1).astype(np.intp, copy=False)
     return np.asarray(pd.Index(fid).get_indexer(pd.Index(pid)))

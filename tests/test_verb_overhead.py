@@ -160,6 +160,8 @@ def test_range_frame_labels_outside_its_bounds():
     pilot.index = [-1, 499, 250]
     with pytest.raises(InputError, match="2 of the pilot's 3 rows"):
         pilot_in_frame(pilot, df, predicted="f")
+    pilot.index = pd.Index(np.array([0, 499, 250], dtype=np.uint64))
+    assert pilot_in_frame(pilot, df, predicted="f") is True
     pilot.index = pd.Index([0.0, 499.0, 250.0])  # float labels: pandas' lookup, as before
     np.testing.assert_array_equal(_old_positions(pilot, df), [0, 499, 250])
     assert pilot_in_frame(pilot, df, predicted="f") is True
@@ -179,12 +181,13 @@ def _ordinal_frame(N=4000, seed=12):
 PROBS = ["p1", "p2", "p3", "p4"]
 
 
-def _ordinal_paths(pilot, df):
-    fast = rectify.ordinal("o ~ x1 + x2", pilot, df, predicted=PROBS, categories=[1, 2, 3, 4])
+def _ordinal_paths(pilot, df, fast=True):
     place = verbs._placement(pilot, df, None, "auto", None, PROBS, "ppi++")
-    slow = verbs._checked_regression("ppi_ordinal", "o ~ x1 + x2", pilot, df, PROBS, "ppi++", None, None, None,
-                                     "overall", None, 0.95, "small-sample", False, [1, 2, 3, 4], place)
-    return fast, slow
+    slow = verbs._checked_regression("ppi_ordinal", "o ~ x1 + x2", pilot, df, pd.Index(PROBS), "ppi++", None, None,
+                                     None, "overall", None, 0.95, "small-sample", False, [1, 2, 3, 4], place)
+    if not fast:
+        return slow
+    return rectify.ordinal("o ~ x1 + x2", pilot, df, predicted=PROBS, categories=[1, 2, 3, 4]), slow
 
 
 def test_ordinal_fast_path_equals_formulaic():
@@ -203,8 +206,10 @@ def test_ordinal_refuses_damaged_probability_columns(row, bad, what):
     pilot = df.iloc[100:400]
     damaged = df.copy()
     damaged.iloc[row, damaged.columns.get_loc("p3")] = bad
-    with pytest.raises(InputError, match=what):
-        rectify.ordinal("o ~ x1 + x2", pilot, damaged, predicted=PROBS, categories=[1, 2, 3, 4])
+    got = _refusal(lambda: rectify.ordinal("o ~ x1 + x2", pilot, damaged, predicted=PROBS, categories=[1, 2, 3, 4]))
+    assert what in got[1] and "population" in got[1]
+    # the formulaic path with the checked reads, as every list of probability columns took before
+    assert got == _refusal(lambda: _ordinal_paths(pilot, damaged, fast=False))
 
 
 @pytest.mark.parametrize("verb, formula, pred", [("ols", "y ~ x", "f"), ("logit", "b ~ x", "pb")])
