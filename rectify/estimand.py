@@ -276,7 +276,8 @@ def _positions(pid, fid) -> np.ndarray:
     if _default_range(fid) and isinstance(pid, pd.Index) and pid.dtype.kind == "i":
         p = pid.to_numpy()
         return np.where((p >= 0) & (p < len(fid)), p, -1).astype(np.intp, copy=False)
-    return np.asarray(pd.Index(fid).get_indexer(pd.Index(pid)))
+    index = fid if isinstance(fid, pd.Index) else pd.Index(fid)  # the frame's own index keeps its hash table
+    return np.asarray(index.get_indexer(pd.Index(pid)))
 
 
 def _default_range(index) -> bool:
