@@ -260,3 +260,32 @@ def test_probability_columns_refused_as_before(row, bad):
     # a pd.Index of names is not a list: it takes the checked reads only, the code before
     assert got == _refusal(lambda: verbs._prob_columns(df, pd.Index(PROBS), "population"))
     assert "p3" in got[1]
+
+
+def _rows_in_frame_by_sorting(pilot, frame):
+    """The content check as first written (np.unique / np.isin), the reference for the hash-table one."""
+    shared = [c for c in pilot.columns if c in frame.columns]
+    hp = pd.util.hash_pandas_object(pilot[shared], index=False).to_numpy()
+    hf = pd.util.hash_pandas_object(frame[shared], index=False).to_numpy()
+    if len(np.unique(hf)) != len(hf):
+        return None
+    found = np.isin(hp, hf)
+    return True if found.all() else False if not found.any() else None
+
+
+def test_default_range_frames_decided_by_row_contents_as_before():
+    from rectify.estimand import _rows_in_frame
+
+    df = _frame(5000, 17)
+    inside = df.iloc[np.sort(np.random.default_rng(18).choice(5000, 80, replace=False))].reset_index(drop=True)
+    outside = inside.assign(f=inside["f"] + 1.0)
+    partly = pd.concat([inside.iloc[:40], outside.iloc[40:]], ignore_index=True)
+    doubled = pd.concat([df.iloc[:100], df.iloc[:100]], ignore_index=True)
+    cases = [(inside, df, True), (outside, df, False), (partly, df, None), (doubled.iloc[:5], doubled, None)]
+    for pilot, frame, expected in cases:
+        assert _rows_in_frame(pilot, frame) is expected
+        assert _rows_in_frame_by_sorting(pilot, frame) is expected
+    assert pilot_in_frame(inside, df, predicted="f") is True
+    assert pilot_in_frame(outside, df, predicted="f") is False
+    with pytest.raises(InputError, match="default RangeIndex"):
+        pilot_in_frame(partly, df, predicted="f")
