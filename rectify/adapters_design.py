@@ -11,8 +11,11 @@ here:
   are the census OLS coefficients with the frame's ``X'X`` (``active_ols`` with no prediction);
 * ``ppi++`` -- :func:`rectify.estimators.active.active_mean` / ``active_shares`` / ``active_ols``: the
   frame sum of the tuned working prediction plus the inverse-probability-weighted correction;
-* ``greg`` / ``raking`` -- :func:`rectify.weighting.calibrate` with ``design_weights = 1 / pi`` (its
-  linearized variance treats the pilot as drawn with replacement: slightly conservative here).
+* ``greg`` / ``raking`` -- :func:`rectify.weighting.calibrate` with ``design_weights = 1 / pi`` to the frame's
+  count and total of the LLM prediction (and, for raking, the grouping margins): a model formula with an
+  intercept, so the weights also sum to the frame size -- the sum of ``1 / pi`` over a designed pilot is
+  random, and calibrating the prediction's total alone would tilt the weights (its linearized variance
+  treats the pilot as drawn with replacement: slightly conservative here).
 
 Missing answers: a pilot row without an answer to an item is left out of that item's estimates, and
 the inclusion probabilities of the answering rows are multiplied by the response rate (per stratum for
@@ -140,10 +143,22 @@ def _design_ols(frame: pd.DataFrame, pilot: pd.DataFrame, spec: Spec, use_llm: b
     return _coef_table(r, spec.level)
 
 
+def _count_formula(variables, numeric: str) -> str:
+    """``~ numeric + C(group) ...``: the calibration model with an intercept (the frame's count).
+
+    Examples
+    --------
+    >>> _count_formula(["q_llm", "region"], "q_llm")
+    '~ `q_llm` + C(`region`)'
+    """
+    return "~ " + " + ".join(f"`{v}`" if v == numeric else f"C(`{v}`)" for v in variables)
+
+
 def design_calibration(frame: pd.DataFrame, pilot: pd.DataFrame, spec: Spec, how: str, aux) -> MethodOutput:
     """``greg`` / ``raking`` on a designed pilot: :func:`rectify.weighting.calibrate` with ``1 / pi``.
 
-    ``aux(frame_part, pilot_part, prediction column)`` lists the calibration variables.
+    ``aux(frame_part, pilot_part, prediction column)`` lists the calibration variables (the prediction,
+    then categorical margins); the calibration also matches the frame's count (see the module notes).
 
     Examples
     --------
@@ -156,7 +171,7 @@ def design_calibration(frame: pd.DataFrame, pilot: pd.DataFrame, spec: Spec, how
     >>> sp = replace(spec, design={"name": "active", "sampling": "fixed", "pi": "_pi_", "strata": None})
     >>> out = design_calibration(df.drop(columns=["f01"]), pilot, sp, "greg", lambda f, p, c: [c])
     >>> round(float(out.estimates.query("term == 'mean'")["estimate"].iloc[0]), 3)
-    2.201
+    2.193
     """
     from .weighting import calibrate
 
@@ -168,7 +183,7 @@ def design_calibration(frame: pd.DataFrame, pilot: pd.DataFrame, spec: Spec, how
     def one(item, fr, part):
         col = spec.predicted[item]
         w = 1.0 / adj[item].loc[part.index].to_numpy(float)
-        cw = calibrate(part, fr, vars=aux(fr, part, col), method=method, design_weights=w)
+        cw = calibrate(part, fr, formula=_count_formula(aux(fr, part, col), col), method=method, design_weights=w)
         return _result_rows(item, spec, cw.shares(item, levels=cats), cw.mean(item),
                             f"calibration ({how}) of the design weights 1/pi; design {design['name']}")
 
@@ -179,6 +194,6 @@ def design_calibration(frame: pd.DataFrame, pilot: pd.DataFrame, spec: Spec, how
         w = 1.0 / adjusted_pi(p, ok, design).to_numpy(float)
         p = p[ok]
         f = frame.assign(_yhat_=_scale_columns(frame, spec, "sim"))
-        cw = calibrate(p, f, vars=aux(f, p, "_yhat_"), method=method, design_weights=w)
+        cw = calibrate(p, f, formula=_count_formula(aux(f, p, "_yhat_"), "_yhat_"), method=method, design_weights=w)
         coefs = _coef_table(cw.ols(_verb_formula(spec)), spec.level)
     return MethodOutput(estimates_by_group(one, frame, pilot, spec), coefficients=coefs)

@@ -77,6 +77,24 @@ def test_design_cell_matches_hand_active_inference():
     assert abs(row0["estimate"] - ht) < 4 * se0
 
 
+def test_design_greg_matches_hand_calibration():
+    """greg under a design: GREG weights d (1 + (T_x - sum d x)' (sum d x x')^-1 x) with d = 1/pi and
+    x = (1, the LLM's prediction): the frame's count and prediction total, matched exactly."""
+    df = planted_frame()
+    cmp = _run(df, ["neyman"], methods=["greg"])
+    spec = make_spec(df, ["q"], probabilities="{item}_p{k}")
+    d = parse_designs(["neyman"])[0]
+    pilot, rec = draw_design_cell_pilot(df, 60, 0, 3, d, design_error(df, spec, d))
+    assert rec["strata"] is not None
+    dw = 1 / pilot[PI_COLUMN].to_numpy()
+    X = np.column_stack([np.ones(len(pilot)), pilot["q_llm"]])
+    T = np.array([len(df), df["q_llm"].sum()])
+    lam = np.linalg.solve((X * dw[:, None]).T @ X, T - X.T @ dw)
+    w = dw * (1 + X @ lam)
+    e = cmp.estimates.set_index(["grouping", "term"])
+    assert e.loc[("all", "mean"), "estimate"] == pytest.approx(np.sum(w * pilot["q"]) / len(df), rel=1e-9)
+
+
 def test_srs_cells_unchanged_and_design_column():
     df = planted_frame(400)
     old = _run(df, ("srs",), repeats=2)
