@@ -123,11 +123,39 @@ def test_logistic_population_fit_makes_three_passes(monkeypatch):
     np.testing.assert_allclose(fit.meat, dense.second_moment(), rtol=1e-10)
 
 
-def test_ordinal_population_fit_makes_four_passes(monkeypatch):
+def test_ordinal_population_fit_makes_at_most_four_passes(monkeypatch):
+    # as the logistic fit: chord step, Newton step with a second-order correction (third derivatives as
+    # a second difference of the subsample's score), last pass with the meat -- three passes on
+    # benchmarks/floor.py's frame; here the correction's accuracy is not predicted good enough and one
+    # chord pass is added: four (seven before issue 17)
     N = 400_000
     X, P, _ = _ordinal_data(N, 7)
     dense = M.fit_ordinal(X[:5000], P[:5000], None)
     fit, passes = _count_full_passes(monkeypatch, "_ordinal_pass", N,
                                      lambda: M.fit_ordinal(X, P, None, keep_psi=False, start=dense.theta))
     assert passes <= 4
-    assert fit.iterations <= 4
+    full = M.fit_ordinal(X, P, None, keep_psi=True)  # the dense fit of the same rows, to 1e-10
+    np.testing.assert_allclose(fit.theta, full.theta, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(fit.meat, full.second_moment(), rtol=1e-9)
+
+
+def test_third_derivative_corrections_match_the_hessians_change():
+    # T(s, s) / 2 from the closed form (logistic) and from a second difference of the score (ordinal)
+    # equals the change of the Hessian along s (a central difference of the Hessians), times s / 2
+    cols, z, _ = _logit_data(20_000, 8)
+    X = np.column_stack([np.ones(20_000)] + cols)
+    theta, s, h = np.array([0.2, 0.4, -0.3, 0.1]), np.array([0.3, -0.2, 0.1, 0.4]), 1e-5
+
+    def hess(t):
+        return M._logistic_pass(X, z, None, t)[1] / len(z)
+
+    want = 0.5 * (hess(theta + h * s) - hess(theta - h * s)) / (2 * h) @ s
+    np.testing.assert_allclose(M._logistic_third(X, z, None)(theta, s), want, rtol=1e-6)
+    Xo, P, w = _ordinal_data(20_000, 9)
+    theta, s = np.array([0.7, -0.4, -1.1, 0.1, 1.3]), np.array([0.2, 0.1, -0.3, 0.2, 0.1])
+
+    def ohess(t):
+        return M._ordinal_pass(Xo, P, w, t[:2], t[2:])[2]  # mean Hessian of the mean negative log-likelihood
+
+    want = 0.5 * (ohess(theta + h * s) - ohess(theta - h * s)) / (2 * h) @ s
+    np.testing.assert_allclose(M._ordinal_third(Xo, P, w, 2, len(Xo))(theta, s), want, rtol=1e-5)
