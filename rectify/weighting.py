@@ -246,6 +246,13 @@ def _resolve(sample, population, margins, formula, vars_, totals, method) -> _Sp
         spec.cat_levels.append(list(ms.index))
         spec.cat_codes.append(_codes(scol, ms.index, name))
         spec.cat_targets.append(ms.to_numpy(float))
+    if num_cols and population is not None and not spec.cat_names:
+        # numeric totals alone do not fix the number of people: with the population frame at hand its
+        # count is calibrated too (R's calibrate(~ x) keeps the intercept); without it the weights
+        # matched only sum(x) and were tilted towards rows with small x
+        num_cols.insert(0, np.ones(len(sample)))
+        num_tot.insert(0, float(len(population)))
+        num_names.insert(0, "Intercept")
     if num_cols:
         spec.X = np.column_stack(num_cols)
         spec.T = np.array(num_tot)
@@ -370,7 +377,9 @@ def calibrate(
         totals from ``population`` or ``totals`` (``{column name: total}``).
     vars : list of str, optional
         Auxiliary columns with ``population``: categorical columns become margins (counts),
-        numeric columns totals.
+        numeric columns totals. When every column is numeric the population's count is calibrated
+        as well (as R's ``calibrate(~ x)``, whose formula keeps the intercept), so the weights sum to
+        the number of people in ``population``.
     method : {"raking", "linear", "logit", "truncated", "poststratify"}
         Raking (exponential calfun; IPF on the cell table when all auxiliaries are categorical),
         linear GREG, logit bounded in ``bounds``, linear truncated to ``bounds``, or

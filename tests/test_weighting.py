@@ -213,6 +213,27 @@ def test_llm_prediction_as_auxiliary_removes_pilot_bias():
     assert np.mean(cover) >= 0.85
 
 
+def test_numeric_vars_alone_also_calibrate_the_count():
+    """vars=[numeric] is GREG with an intercept (as R's calibrate(~ x)): the weights sum to N and the
+    mean is the regression estimator ybar + b (Xbar_N - xbar) with b the pilot's OLS slope (closed form).
+    Before the fix the weights matched only sum(x) and the mean was off by ~0.15 here."""
+    rng = np.random.default_rng(11)
+    N = 20_000
+    x = rng.normal(size=N)
+    y = np.clip(np.round(3 + x + rng.normal(size=N)), 1, 5)
+    pop = pd.DataFrame({"y": y, "f": 3.5 + 0.5 * x})
+    pilot = pop.sample(150, random_state=2)
+    cw = calibrate(pilot, pop, vars=["f"], method="linear")
+    assert cw.weights.sum() == pytest.approx(N, rel=1e-12)
+    assert (cw.weights * pilot["f"]).sum() == pytest.approx(pop["f"].sum(), rel=1e-12)
+    b = np.polyfit(pilot["f"], pilot["y"], 1)[0]
+    reg = pilot["y"].mean() + b * (pop["f"].mean() - pilot["f"].mean())
+    assert cw.mean("y").estimate[0] == pytest.approx(reg, abs=1e-10)
+    same = calibrate(pilot, pop, formula="~ f", method="linear").mean("y")
+    assert cw.mean("y").estimate[0] == pytest.approx(same.estimate[0], abs=1e-12)
+    assert cw.mean("y").std_error[0] == pytest.approx(same.std_error[0], rel=1e-10)
+
+
 # --------------------------------------------------------------------------- bad input
 def _toy():
     s = pd.DataFrame({"a": ["x", "x", "y", "y", "z"], "b": ["u", "v", "u", "v", "v"],
