@@ -5,6 +5,10 @@ Each verb takes column names (or a formula), a ``pilot`` DataFrame with human an
 learned once on the pilot and replayed strictly on the population -- and calls the numeric core in
 :mod:`rectify.estimators.ppi`. ``by=`` gives one estimate per subgroup; ``strata=`` (mean and shares)
 gives stratified PPI++ with one lambda per stratum.
+
+Why one module of ~630 lines: the six verbs share one way of reading the frame's columns (the fast
+paths that read plain columns without a copy, and the checked reads that name a bad column when the
+core refuses), and the fall-back from one to the other has to stay next to the verbs that rely on it.
 """
 
 from __future__ import annotations
