@@ -13,7 +13,7 @@ Examples
 --------
 >>> import numpy as np
 >>> XT = np.ones((1, 3)); g, H, S2 = np.zeros(1), np.zeros((1, 1)), np.zeros((1, 1))
->>> logistic_block(XT, np.array([1.0, 0.0, 1.0]), np.empty(0), np.full(3, 0.5), g, H, S2, True, True,
+>>> logistic_block(XT, np.array([1.0, 0.0, 1.0]), np.empty(0), np.ones(3), g, H, S2, True, True,
 ...                np.empty(3), np.empty(3), np.empty(3))
 >>> g.tolist(), H.tolist(), S2.tolist()
 ([-0.5], [[0.75]], [[0.75]])
@@ -48,14 +48,15 @@ def _dot2(a, b):
 
 
 @numba.njit(fastmath=_FLAGS, cache=True)
-def logistic_block(XT, z, w, mu, g, H, S2, hessian, meat, r, c, q):  # pragma: no cover - compiled
+def logistic_block(XT, z, w, e, g, H, S2, hessian, meat, r, c, q):  # pragma: no cover - compiled
     """Adds ``sum x w (mu - z)`` to ``g``, ``sum w mu (1 - mu) x x'`` to ``H`` (``hessian``) and
-    ``sum (w (mu - z))^2 x x'`` to ``S2`` (``meat``); ``w`` empty: unweighted. ``r``, ``c``, ``q``:
-    scratch of length m. Only the upper triangles of ``H`` and ``S2`` are written."""
+    ``sum (w (mu - z))^2 x x'`` to ``S2`` (``meat``), where ``mu = 1 / (1 + e)`` and ``e = exp(-x'theta)``
+    (NumPy's vectorised exponential); ``w`` empty: unweighted. ``r``, ``c``, ``q``: scratch of length
+    m. Only the upper triangles of ``H`` and ``S2`` are written."""
     p, m = XT.shape
     weighted = w.shape[0] > 0
     for i in range(m):
-        mi = mu[i]
+        mi = 1.0 / (1.0 + e[i])
         ri = mi - z[i]
         ci = mi * (1.0 - mi)
         if weighted:

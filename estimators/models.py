@@ -403,7 +403,8 @@ def _upper_to_full(A: np.ndarray) -> np.ndarray:
 
 
 def _logistic_sums_numba(nb, X, z, w, theta, g, H, S2, us):
-    """:func:`_logistic_sums` with the numba kernel: the block's expit in NumPy, the sums in one kernel."""
+    """:func:`_logistic_sums` with the numba kernel: the block's ``exp(-x'theta)`` in NumPy, the rest in
+    one kernel."""
     N, p = X.shape
     m0 = min(_PASS_BLOCK, N)
     e, r, c, q = (np.empty(m0) for _ in range(4))
@@ -411,12 +412,14 @@ def _logistic_sums_numba(nb, X, z, w, theta, g, H, S2, us):
     w = np.empty(0) if w is None else np.ascontiguousarray(w, dtype=float)
     Hu, Su = np.zeros((p, p)), np.zeros((p, p))
     gs = np.zeros(p)
-    for i, j, XT in t_blocks(X):
-        m = j - i
-        XT = _c_block(XT)
-        mu = _expit(np.dot(theta, XT, out=e[:m]))
-        nb.logistic_block(XT, z[i:j], w[i:j] if w.shape[0] else w, mu, gs, Hu, Su, H is not None, S2 is not None,
-                          r[:m], c[:m], q[:m])
+    neg = -np.asarray(theta, dtype=float)
+    with np.errstate(over="ignore"):
+        for i, j, XT in t_blocks(X):
+            m = j - i
+            XT = _c_block(XT)
+            eb = np.exp(np.dot(neg, XT, out=e[:m]), out=e[:m])  # exp(-eta): the kernel takes 1 / (1 + it)
+            nb.logistic_block(XT, z[i:j], w[i:j] if w.shape[0] else w, eb, gs, Hu, Su, H is not None,
+                              S2 is not None, r[:m], c[:m], q[:m])
     g += gs
     if H is not None:
         H += _upper_to_full(Hu)
@@ -431,7 +434,7 @@ def _logistic_sums(X, z, w, theta, g, H, S2, us):
     matrix-vector product each, the Hessian and the meat one small matrix product each (or one
     numba kernel per block, :func:`fast_kernels`)."""
     nb = fast_kernels(X.shape[0])
-    if nb is not None and (H is not None or S2 is not None):
+    if nb is not None:
         return _logistic_sums_numba(nb, X, z, w, theta, g, H, S2, us)
     m0 = min(_PASS_BLOCK, X.shape[0])
     e, r, c, A = np.empty(m0), np.empty(m0), np.empty(m0), np.empty((X.shape[1], m0))
@@ -464,24 +467,31 @@ def _check_separation(theta: np.ndarray) -> None:
         )
 
 
-def _every_kth(X, k: int):
-    """Every ``k``-th row of an array or :class:`ColumnDesign`, copied contiguous (passes over strided
-    views run several times slower)."""
+def _spread_rows(N: int, rows: int, run: int = 32) -> np.ndarray:
+    """About ``rows`` row positions out of ``N``: runs of ``run`` neighbouring rows at evenly spaced starts
+    (a systematic sample of ``rows // run`` strata; copying runs reads a fraction of the frame, where
+    every k-th row reads all of it)."""
+    starts = (np.arange(rows // run) * (N // (rows // run)))[:, None]
+    return (starts + np.arange(run)[None, :]).ravel()
+
+
+def _take_rows(X, idx: np.ndarray):
+    """Rows ``idx`` of an array or :class:`ColumnDesign`, copied contiguous."""
     if isinstance(X, ColumnDesign):
-        return ColumnDesign([None if c is None else np.ascontiguousarray(c[::k]) for c in X.columns])
-    return np.ascontiguousarray(X[::k])
+        return ColumnDesign([None if c is None else c[idx] for c in X.columns])
+    return np.ascontiguousarray(X[idx])
 
 
 def _subsample_start(fit, X, labels, w, theta, rows: int = 65536):
-    """``fit(X_sub, labels_sub, w_sub, theta)`` on every k-th row (about ``rows`` rows) from ``theta``:
+    """``fit(X_sub, labels_sub, w_sub, theta)`` on ``rows`` rows spread over the frame from ``theta``:
     a start within sampling error of the optimum, so that the full passes begin in Newton's quadratic
     phase. Returns ``(start, fit, data)``: the subsample's :class:`Fit` (its mean Hessian approximates
     the frame's to sampling error, good for a first chord step) and its ``(X, labels, w)``, or
     ``None, None`` for frames under ``4 * rows`` rows and on any failure (the start is then ``theta``)."""
-    k = X.shape[0] // rows
-    if k < 4:
+    if X.shape[0] // rows < 4:
         return theta, None, None
-    data = (_every_kth(X, k), np.ascontiguousarray(labels[::k]), None if w is None else w[::k])
+    idx = _spread_rows(X.shape[0], rows)
+    data = (_take_rows(X, idx), np.ascontiguousarray(labels[idx]), None if w is None else w[idx])
     try:
         sub = fit(*data, theta)
     except (EstimationError, ConvergenceError, NonFiniteData, np.linalg.LinAlgError):
@@ -515,21 +525,34 @@ def _logistic_loss(X, z, w, t, pen) -> float:
     return -total / X.shape[0] + 0.5 * float((pen * t * t).sum())
 
 
-def _logistic_third(X, z, w):
-    """``(theta, s) -> T(s, s) / 2``, the third derivatives of the mean logistic loss at ``theta`` in the
-    direction ``s`` (``sum w mu (1 - mu) (1 - 2 mu) (x's)^2 x / 2n``), summed over the rows given (a
-    subsample of the frame: the correction they give needs only a few digits)."""
-    Xd = np.asarray(X)
-    n = Xd.shape[0]
+class _LogisticSub:
+    """Derivatives of the logistic sums beyond the Hessian, from a subsample of the frame (the
+    corrections they give need only a few digits): ``third(theta, s)`` is ``T(s, s) / 2`` of the mean
+    loss (``sum w mu (1 - mu) (1 - 2 mu) (x's)^2 x / 2n``); ``moved(theta, d, N)`` the change of the
+    Hessian sum ``sum w mu (1 - mu) x x'`` and of the meat sum ``sum w^2 (mu - z)^2 x x'`` of ``N`` rows
+    when ``theta`` moves by ``d`` (to first order)."""
 
-    def third(theta, s):
-        mu = expit(Xd @ theta)
-        v = mu * (1.0 - mu) * (1.0 - 2.0 * mu) * (Xd @ s) ** 2
-        if w is not None:
-            v *= w
-        return 0.5 * (Xd.T @ v) / n
+    def __init__(self, X, z, w):
+        self.X, self.z, self.w = np.asarray(X), z, w
 
-    return third
+    def _mu(self, theta):
+        return expit(self.X @ theta)
+
+    def third(self, theta, s):
+        mu = self._mu(theta)
+        v = mu * (1.0 - mu) * (1.0 - 2.0 * mu) * (self.X @ s) ** 2
+        if self.w is not None:
+            v *= self.w
+        return 0.5 * (self.X.T @ v) / self.X.shape[0]
+
+    def moved(self, theta, d, N):
+        mu = self._mu(theta)
+        c = mu * (1.0 - mu) * (self.X @ d)
+        ch, cs = c * (1.0 - 2.0 * mu), 2.0 * c * (mu - self.z)
+        if self.w is not None:
+            ch, cs = ch * self.w, cs * self.w * self.w
+        scale = N / self.X.shape[0]
+        return scale * (self.X.T * ch) @ self.X, scale * (self.X.T * cs) @ self.X
 
 
 def _logistic_population(X, z, w, tol, max_iter, start, ridge, cov: bool = True) -> Fit:
@@ -551,8 +574,8 @@ def _logistic_population(X, z, w, tol, max_iter, start, ridge, cov: bool = True)
         pen[ones] = 0.0
     with _fast_for(N):
         theta, sub, sdata = _subsample_start(
-            lambda *a: _logistic_population(*a[:3], 1e-8, 50, a[3], ridge, cov=False), X, z, w, theta)
-    third = _logistic_third(*sdata) if (sub is not None and cov) else None
+            lambda *a: _logistic_population(*a[:3], 1e-6, 50, a[3], ridge, cov=False), X, z, w, theta)
+    derivs = _LogisticSub(*sdata) if (sub is not None and cov) else None
     if sub is not None:
         n_sub = sdata[0].shape[0]
         # first step: a chord step with the subsample's mean Hessian (its error, like the start's, is
@@ -571,7 +594,13 @@ def _logistic_population(X, z, w, tol, max_iter, start, ridge, cov: bool = True)
         step = _solve(H, grad, "logistic")
         size = float(np.max(np.abs(step)))
         if S2 is not None and exact and size < _FINISH:
-            theta = theta - step  # the meat and Hessian of this pass stay (see _FINISH)
+            # the last step applied; the Hessian, meat and score sums of this pass moved with it (to first
+            # order: the score by the Hessian, the others from the subsample's derivatives)
+            if derivs is not None:
+                dH, dS = derivs.moved(theta, -step, N)
+                us = us + Hs @ step
+                Hs, S2 = Hs + dH, S2 + dS
+            theta = theta - step
             break
         if size < tol:
             break
@@ -580,11 +609,11 @@ def _logistic_population(X, z, w, tol, max_iter, start, ridge, cov: bool = True)
         # full pass is kept (its relative change is of the order of the step, so the steps still
         # shrink by orders of magnitude) and the pass sums only the gradient
         nxt = size ** 3 / max(prev * prev, 1e-300) if prev else np.inf
-        if third is not None and exact and size < 1e-3:
+        if derivs is not None and exact and size < 1e-3:
             # a second-order step: with the third derivatives (from the subsample, to a few per cent)
             # the next step is a few per cent of this correction (plus a term of order size^3) instead
             # of the order of size^2 -- one pass fewer before the last
-            corr = _solve(H, third(theta, step), "logistic")
+            corr = _solve(H, derivs.third(theta, step), "logistic")
             big = float(np.max(np.abs(corr)))
             step = step + corr
             nxt = 0.05 * big + big * big / size
@@ -838,30 +867,48 @@ def _ordinal_start(P, w, p, start):
     return np.concatenate([np.zeros(p), np.log(cum / (1 - cum))])
 
 
-def _ordinal_third(X, P, w, p, rows):
-    """``(theta, s) -> T(s, s) / 2`` (or None), the third derivatives of the mean negative
-    log-likelihood at ``theta`` in the direction ``s``, as a central second difference of the mean
-    score over the rows given (a subsample of a frame of ``rows`` rows: the correction needs a few
-    digits; the step 1e-3 leaves an error of order 1e-6 from truncation and 1e-9 from rounding)."""
-    n, h = X.shape[0], 1e-3
+class _OrdinalSub:
+    """Derivatives of the cumulative-logit sums beyond the Hessian, as central differences (step 1e-3:
+    an error of order 1e-6 from truncation and 1e-9 from rounding) of passes over a subsample of a frame
+    of ``rows`` rows (the corrections they give need a few digits): ``third(theta, s)`` is
+    ``T(s, s) / 2`` of the mean negative log-likelihood (or None); ``moved(theta, d)`` the first-order
+    change of its mean Hessian and of the frame's meat sum when ``theta`` moves by ``d`` (or None)."""
 
-    def third(theta, s):
-        size = float(np.sqrt(s @ s))
-        u = s / size
-        pts = (theta + h * u, theta - h * u, theta)
+    h = 1e-3
+
+    def __init__(self, X, P, w, p, rows):
+        self.X, self.P, self.w, self.p, self.rows = X, P, w, p, rows
+
+    def _passes(self, theta, d, centre, **kw):
+        size = float(np.sqrt(d @ d))
+        u = d / size
+        pts = (theta + self.h * u, theta - self.h * u) + ((theta,) if centre else ())
+        p = self.p
         if not all(np.all(np.diff(t[p:]) > 0) for t in pts):
-            return None
+            return None, size
         try:
-            with _fast_for(rows):
-                gs = [_ordinal_pass(X, P, w, t[:p], t[p:], hessian=False, loglik=False)[1] for t in pts]
+            with _fast_for(self.rows):
+                return [_ordinal_pass(self.X, self.P, self.w, t[:p], t[p:], loglik=False, **kw) for t in pts], size
         except (EstimationError, NonFiniteData):
+            return None, size
+
+    def third(self, theta, s):
+        res, size = self._passes(theta, s, True, hessian=False)
+        if res is None:
             return None
-        return -0.5 * (gs[0] + gs[1] - 2.0 * gs[2]) / n / (h * h) * size * size
+        gp, gm, g0 = (r[1] for r in res)
+        return -0.5 * (gp + gm - 2.0 * g0) / self.X.shape[0] / (self.h * self.h) * size * size
 
-    return third
+    def moved(self, theta, d):
+        res, size = self._passes(theta, d, False, meat=True)
+        if res is None:
+            return None
+        (_, _, Hp, Sp, _), (_, _, Hm, Sm, _) = res
+        k = size / (2.0 * self.h)
+        return k * (Hp - Hm), k * (Sp - Sm) * (self.rows / self.X.shape[0])
 
 
-def _ordinal_newton(X, P, w, tol, max_iter, start, ridge, cov=True, rows=False, hess0=None, third=None):
+def _ordinal_newton(X, P, w, tol, max_iter, start, ridge, cov=True, rows=False, hess0=None, derivs=None):
     """Newton's method on the (penalised) mean log-likelihood; one fused pass over the rows per
     accepted step (score and Hessian together). A full step is accepted when it shrinks the score;
     otherwise a line search on the log-likelihood itself backtracks (the only passes that take the
@@ -870,8 +917,9 @@ def _ordinal_newton(X, P, w, tol, max_iter, start, ridge, cov=True, rows=False, 
 
     A frame-sized fit (``cov`` without ``rows``) makes as few passes as the logistic one: with
     ``hess0`` (the mean Hessian of a subsample's fit) the first pass sums only the score (a chord
-    step), close to the optimum a pass keeps the last Hessian, and the fit ends at the meat pass whose
-    own Newton step is below ``_FINISH`` (that step applied, see ``_FINISH``)."""
+    step), close to the optimum a pass keeps the last Hessian, ``derivs`` (:class:`_OrdinalSub`) makes
+    the steps second-order, and the fit ends at the meat pass whose own Newton step is below
+    ``_FINISH`` (that step applied, see ``_FINISH``)."""
     n, p = X.shape
     theta = np.asarray(start, float)
     pen = np.r_[np.full(p, ridge / n), np.zeros(P.shape[1] - 1)]
@@ -896,10 +944,16 @@ def _ordinal_newton(X, P, w, tol, max_iter, start, ridge, cov=True, rows=False, 
         size = float(np.max(np.abs(step)))
         # (a step below tol after one below tol: rounding noise, whatever _FINISH asks)
         if finishing and S2 is not None and exact and (size < _FINISH or (prev is not None and prev < tol)):
-            theta = theta - step  # the meat and Hessian of this pass stay (see _FINISH)
+            # the last step applied; the sums of this pass moved with it to first order (as in
+            # _logistic_population): the score by the Hessian, the others from the subsample
+            moved = None if derivs is None else derivs.moved(theta, -step)
+            if moved is not None:
+                g = g + n * (H - np.diag(pen)) @ step
+                H, S2 = H + moved[0], S2 + moved[1]
+            theta = theta - step
             break
         nxt = size**3 / max(prev * prev, 1e-300) if prev is not None else np.inf
-        corr = third(theta, step) if (third is not None and exact and size < 1e-3) else None
+        corr = derivs.third(theta, step) if (derivs is not None and exact and size < 1e-3) else None
         if corr is not None:  # a second-order step, as in _logistic_population
             corr = _solve(H, corr, "ordinal")
             big = float(np.max(np.abs(corr)))
@@ -1000,12 +1054,12 @@ def fit_ordinal(X: np.ndarray, P: np.ndarray, w: np.ndarray | None, tol: float =
         if not keep_psi:
             with _fast_for(n):
                 theta, sub, sdata = _subsample_start(
-                    lambda *a: _ordinal_newton(*a[:3], 1e-8, 50, a[3], ridge, cov=False), X, P, w, theta)
-            hess0 = third = None
+                    lambda *a: _ordinal_newton(*a[:3], 1e-6, 50, a[3], ridge, cov=False), X, P, w, theta)
+            hess0 = derivs = None
             if sub is not None:
                 hess0 = sub.hessian - np.diag(np.r_[np.full(p, ridge / sdata[0].shape[0]), np.zeros(K - 1)])
-                third = _ordinal_third(*sdata, p, n)
-            return _ordinal_newton(X, P, w, tol, max_iter, theta, ridge, cov=True, hess0=hess0, third=third)
+                derivs = _OrdinalSub(*sdata, p, n)
+            return _ordinal_newton(X, P, w, tol, max_iter, theta, ridge, cov=True, hess0=hess0, derivs=derivs)
         return _ordinal_newton(X, P, w, tol, max_iter, theta, ridge, cov=False, rows=True)
 
 

@@ -290,7 +290,7 @@ def _check_binary(Y, F, Fp):
             f"Recode it (e.g. agree = 1) or use ordinal()"
         )
     for a, nm in ((F, "yhat"), (Fp, "yhat_pop")):
-        if a is not None and ((a < 0) | (a > 1)).any():
+        if a is not None and a.size and (a.min() < 0 or a.max() > 1):  # (two reductions, no temporaries)
             raise InputError(f"'{nm}' must be probabilities or 0/1 predictions in [0, 1]")
     return Y, F, Fp
 

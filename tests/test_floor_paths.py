@@ -150,7 +150,7 @@ def test_third_derivative_corrections_match_the_hessians_change():
         return M._logistic_pass(X, z, None, t)[1] / len(z)
 
     want = 0.5 * (hess(theta + h * s) - hess(theta - h * s)) / (2 * h) @ s
-    np.testing.assert_allclose(M._logistic_third(X, z, None)(theta, s), want, rtol=1e-6)
+    np.testing.assert_allclose(M._LogisticSub(X, z, None).third(theta, s), want, rtol=1e-6)
     Xo, P, w = _ordinal_data(20_000, 9)
     theta, s = np.array([0.7, -0.4, -1.1, 0.1, 1.3]), np.array([0.2, 0.1, -0.3, 0.2, 0.1])
 
@@ -158,4 +158,22 @@ def test_third_derivative_corrections_match_the_hessians_change():
         return M._ordinal_pass(Xo, P, w, t[:2], t[2:])[2]  # mean Hessian of the mean negative log-likelihood
 
     want = 0.5 * (ohess(theta + h * s) - ohess(theta - h * s)) / (2 * h) @ s
-    np.testing.assert_allclose(M._ordinal_third(Xo, P, w, 2, len(Xo))(theta, s), want, rtol=1e-5)
+    np.testing.assert_allclose(M._OrdinalSub(Xo, P, w, 2, len(Xo)).third(theta, s), want, rtol=1e-5)
+
+
+def test_first_order_moves_of_hessian_and_meat_match_central_differences():
+    # what the last step does to the sums of the last pass: closed form (logistic) and subsample
+    # differences (ordinal) against central differences of full passes over the same rows
+    cols, z, w = _logit_data(20_000, 10)
+    X = np.column_stack([np.ones(20_000)] + cols)
+    theta, d, h = np.array([0.2, 0.4, -0.3, 0.1]), np.array([0.3, -0.2, 0.1, 0.4]) * 1e-3, 1e-2
+    dH, dS = M._LogisticSub(X, z, w).moved(theta, d, len(z))
+    plus, minus = (M._logistic_pass(X, z, w, t, meat=True) for t in (theta + h * d, theta - h * d))
+    np.testing.assert_allclose(dH, (plus[1] - minus[1]) / (2 * h), rtol=1e-6, atol=1e-9 * np.abs(dH).max())
+    np.testing.assert_allclose(dS, (plus[2] - minus[2]) / (2 * h), rtol=1e-6, atol=1e-9 * np.abs(dS).max())
+    Xo, P, w = _ordinal_data(20_000, 11)
+    theta, d = np.array([0.7, -0.4, -1.1, 0.1, 1.3]), np.array([0.2, 0.1, -0.3, 0.2, 0.1]) * 1e-3
+    dH, dS = M._OrdinalSub(Xo, P, w, 2, 3 * len(Xo)).moved(theta, d)
+    plus, minus = (M._ordinal_pass(Xo, P, w, t[:2], t[2:], meat=True) for t in (theta + h * d, theta - h * d))
+    np.testing.assert_allclose(dH, (plus[2] - minus[2]) / (2 * h), rtol=1e-4, atol=1e-6 * np.abs(dH).max())
+    np.testing.assert_allclose(dS, 3 * (plus[3] - minus[3]) / (2 * h), rtol=1e-4, atol=1e-6 * np.abs(dS).max())
