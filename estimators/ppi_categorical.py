@@ -37,6 +37,7 @@ from rectify.errors import InputError, SparseAnswersWarning
 from rectify.result import Result, check_level
 
 from . import _validate as V
+from .ppi_base import _float_array
 from .ppi_means import ppi_mean
 
 __all__ = ["ppi_shares"]
@@ -68,14 +69,14 @@ def _as_shares_matrix(a, categories, name):
         return None
     arr = np.asarray(a)
     if arr.ndim == 2:
-        P = V.as_float_array(arr, name, 2)
+        P = _float_array(arr, name, 2)
         if P.shape[1] != len(categories):
             raise InputError(f"argument '{name}' has {P.shape[1]} columns for {len(categories)} options")
-        if (P < -1e-12).any():
+        if P.size and P.min() < -1e-12:  # (reductions, no N x K temporaries: frames reach 1e7 rows)
             raise InputError(f"argument '{name}' has negative probabilities; check the LLM's probability columns "
                              "(give one non-negative distribution per row)")
-        rs = P.sum(axis=1)
-        if np.any(np.abs(rs - 1) > 1e-6):
+        rs = P @ np.ones(P.shape[1])
+        if rs.size and (rs.min() < 1 - 1e-6 or rs.max() > 1 + 1e-6):
             raise InputError(
                 f"rows of '{name}' must sum to one (found sums from {rs.min():.3g} to {rs.max():.3g}); "
                 f"renormalise the LLM's answer distribution explicitly and report the mass it put outside the options"

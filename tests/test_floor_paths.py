@@ -167,10 +167,10 @@ def test_first_order_moves_of_hessian_and_meat_match_central_differences():
     cols, z, w = _logit_data(20_000, 10)
     X = np.column_stack([np.ones(20_000)] + cols)
     theta, d, h = np.array([0.2, 0.4, -0.3, 0.1]), np.array([0.3, -0.2, 0.1, 0.4]) * 1e-3, 1e-2
-    dH, dS = M._LogisticSub(X, z, w).moved(theta, d, len(z))
-    plus, minus = (M._logistic_pass(X, z, w, t, meat=True) for t in (theta + h * d, theta - h * d))
-    np.testing.assert_allclose(dH, (plus[1] - minus[1]) / (2 * h), rtol=1e-6, atol=1e-9 * np.abs(dH).max())
-    np.testing.assert_allclose(dS, (plus[2] - minus[2]) / (2 * h), rtol=1e-6, atol=1e-9 * np.abs(dS).max())
+    dH, dS = M._LogisticSub(X, z, w).moved(theta, d, 4 * len(z[::4]))  # (from every 4th row given)
+    plus, minus = (M._logistic_pass(X[::4], z[::4], w[::4], t, meat=True) for t in (theta + h * d, theta - h * d))
+    np.testing.assert_allclose(dH, 4 * (plus[1] - minus[1]) / (2 * h), rtol=1e-6, atol=1e-9 * np.abs(dH).max())
+    np.testing.assert_allclose(dS, 4 * (plus[2] - minus[2]) / (2 * h), rtol=1e-6, atol=1e-9 * np.abs(dS).max())
     Xo, P, w = _ordinal_data(20_000, 11)
     theta, d = np.array([0.7, -0.4, -1.1, 0.1, 1.3]), np.array([0.2, 0.1, -0.3, 0.2, 0.1]) * 1e-3
     dH, dS = M._OrdinalSub(Xo, P, w, 2, 3 * len(Xo)).moved(theta, d)
