@@ -144,8 +144,9 @@ def _pop_scores(theta, Xp, Fp, wp, kind, G=None) -> _PopScores:
     return _PopScores(su, Suu, N, G)
 
 
-def _ppi_py_glm_stats(theta, X, Y, F, Xp, Fp, w, wp, kind, use_unlabeled=True, G=None):
-    """Gradients and pooled inverse Hessian as ppi_py 0.2.3 computes them (the population as sums)."""
+def _ppi_py_glm_stats(theta, X, Y, F, Xp, Fp, w, wp, kind, use_unlabeled=True, G=None, pop=None):
+    """Gradients and pooled inverse Hessian as ppi_py 0.2.3 computes them (the population as sums;
+    ``pop``: its sums at ``theta`` when a solve already has them)."""
     n, N = X.shape[0], Xp.shape[0]
     if kind == "ols":
         m = X @ theta
@@ -153,7 +154,7 @@ def _ppi_py_glm_stats(theta, X, Y, F, Xp, Fp, w, wp, kind, use_unlabeled=True, G
     else:
         m = 1 / (1 + np.exp(-(X @ theta)))
         h = m * (1 - m)
-    pop = _pop_scores(theta, Xp, Fp, wp, kind, G)
+    pop = _pop_scores(theta, Xp, Fp, wp, kind, G) if pop is None else pop
     Hl = (X * (w * h)[:, None]).T @ X
     # ppi_py drops the population from the Hessian when lambda == 0
     H = (pop.Hp + Hl) / (N + n) if use_unlabeled else Hl / n
@@ -205,24 +206,38 @@ def _ppi_py_ols(X, Y, F, Xp, Fp, w, wp, method, lam):
 
 
 def _joint_logistic(X, Y, F, Xp, Fp, w, wp, lv, start):
-    """Minimiser of ppi_py's joint PPI loss for logistic regression (Newton's method)."""
+    """Minimiser of ppi_py's joint PPI loss for logistic regression (Newton's method), and the population's
+    sums (:class:`_PopScores`) at the last point summed -- within 1e-13 of the minimiser -- or None.
+
+    Each iteration makes one blocked pass over the population (``lv != 0``); close to the minimiser a
+    pass keeps the last population Hessian (a chord step: its relative change is of the order of the
+    step) and the pass expected to be the last also sums the scores' second moment."""
     from scipy.special import expit
     n, N = X.shape[0], Xp.shape[0]
     theta = start.copy()
+    Hp = pop = None
+    prev = None
     for _ in range(100):
         mu = expit(X @ theta)
         grad = X.T @ (w * (mu - Y)) / n - lv / n * X.T @ (w * (mu - F))
         H = (1 - lv) / n * (X * (w * mu * (1 - mu))[:, None]).T @ X
         if lv != 0:  # one blocked pass over the population for its gradient and Hessian
+            # (Newton: the next step is about prev^3 / prevprev^2; prev is this point's distance)
+            near = prev is not None and prev[0] ** 3 / max(prev[1] ** 2, 1e-300) < 1e-13
+            chord = Hp is not None and prev is not None and prev[0] < 1e-4 and not near
             with one_blas_thread():
-                gp, Hp, _, _ = _logistic_pass(Xp, Fp, wp, theta)
+                gp, Hp_new, Suu, _ = _logistic_pass(Xp, Fp, wp, theta, meat=near, hessian=not chord)
+            Hp = Hp if chord else Hp_new
+            pop = _PopScores(gp, Suu, N, Hp) if near else None
             grad = lv / N * gp + grad
             H = lv / N * Hp + H
         step = np.linalg.solve(H, grad)
         theta = theta - step
-        if np.max(np.abs(step)) < 1e-13:
+        size = float(np.max(np.abs(step)))
+        prev = (size, prev[0] if prev is not None else np.inf)
+        if size < 1e-13:
             break
-    return theta
+    return theta, pop
 
 
 def _ppi_py_logistic(X, Y, F, Xp, Fp, w, wp, method, lam):
@@ -232,11 +247,11 @@ def _ppi_py_logistic(X, Y, F, Xp, Fp, w, wp, method, lam):
         # as ppi_py's ppi_logistic_ci: tune at the lambda = 1 fit, refit, tune again at the refit
         for _ in range(2):
             # each refit starts where the last one ended: the same minimiser in fewer population passes
-            start = _joint_logistic(X, Y, F, Xp, Fp, w, wp, 1.0 if lv is None else lv, start)
-            g, gh, pop, Hinv = _ppi_py_glm_stats(start, X, Y, F, Xp, Fp, w, wp, "logistic")
+            start, pop = _joint_logistic(X, Y, F, Xp, Fp, w, wp, 1.0 if lv is None else lv, start)
+            g, gh, pop, Hinv = _ppi_py_glm_stats(start, X, Y, F, Xp, Fp, w, wp, "logistic", pop=pop)
             lv = _ppi_py_lambda(g, gh, pop, Hinv)
-    est = _joint_logistic(X, Y, F, Xp, Fp, w, wp, lv, start)
-    g, gh, pop, Hinv = _ppi_py_glm_stats(est, X, Y, F, Xp, Fp, w, wp, "logistic", use_unlabeled=lv != 0)
+    est, pop = _joint_logistic(X, Y, F, Xp, Fp, w, wp, lv, start)
+    g, gh, pop, Hinv = _ppi_py_glm_stats(est, X, Y, F, Xp, Fp, w, wp, "logistic", use_unlabeled=lv != 0, pop=pop)
     return est, _ppi_py_cov(g, gh, pop, Hinv, lv), np.full(X.shape[1], lv)
 
 
