@@ -205,52 +205,81 @@ def _ppi_py_ols(X, Y, F, Xp, Fp, w, wp, method, lam):
     return est, _ppi_py_cov(g, gh, pop, Hinv, lv), np.full(X.shape[1], lv)
 
 
-def _joint_logistic(X, Y, F, Xp, Fp, w, wp, lv, start):
-    """Minimiser of ppi_py's joint PPI loss for logistic regression (Newton's method), and the population's
-    sums (:class:`_PopScores`) at the last point summed -- within 1e-13 of the minimiser -- or None.
+# the joint solve over the frame ends at the pass whose own Newton step is below this (the pass then also
+# sums the population's scores): the step is applied and the population sums are moved with it to first
+# order (see models._FINISH)
+_JOINT_FINISH = 1e-9
 
-    Each iteration makes one blocked pass over the population (``lv != 0``); close to the minimiser a
-    pass keeps the last population Hessian (a chord step: its relative change is of the order of the
-    step) and the pass expected to be the last also sums the scores' second moment."""
+
+def _joint_logistic(X, Y, F, Xp, Fp, w, wp, lv, start, sub=None, tol=1e-13):
+    """Minimiser of ppi_py's joint PPI loss for logistic regression (Newton's method), and the population's
+    sums (:class:`_PopScores`) at the minimiser (or None: the caller sums them).
+
+    Each iteration makes one blocked pass over the population (``lv != 0``). With ``sub`` (a subsample of
+    the population's rows ``(X, f, w)``) the solve starts from the same loss on the subsample, within its
+    sampling error of the minimiser; close to the minimiser a pass keeps the last population Hessian (a
+    chord step) and the pass expected to be the last also sums the scores' second moment."""
     from scipy.special import expit
+
+    from .models import _LogisticSub
+
     n, N = X.shape[0], Xp.shape[0]
     theta = start.copy()
+    derivs = None
+    if lv != 0 and sub is not None:
+        theta = _joint_logistic(X, Y, F, sub[0], sub[1], w, sub[2], lv, theta, tol=1e-6)[0]
+        derivs = _LogisticSub(*sub)
+    # without the subsample's derivatives the sums are not moved: the last pass must then be at the minimiser
+    finish = _JOINT_FINISH if derivs is not None else tol
     Hp = pop = None
     prev = None
     for _ in range(100):
         mu = expit(X @ theta)
         grad = X.T @ (w * (mu - Y)) / n - lv / n * X.T @ (w * (mu - F))
         H = (1 - lv) / n * (X * (w * mu * (1 - mu))[:, None]).T @ X
+        near = False
         if lv != 0:  # one blocked pass over the population for its gradient and Hessian
-            # (Newton: the next step is about prev^3 / prevprev^2; prev is this point's distance)
-            near = prev is not None and prev[0] ** 3 / max(prev[1] ** 2, 1e-300) < 1e-13
+            # Newton: the next step is about prev^3 / prevprev^2
+            nxt = prev[0] ** 3 / prev[1] ** 2 if (prev is not None and np.isfinite(prev[1])) else np.inf
+            near = nxt < finish
             chord = Hp is not None and prev is not None and prev[0] < 1e-4 and not near
             with one_blas_thread():
                 gp, Hp_new, Suu, _ = _logistic_pass(Xp, Fp, wp, theta, meat=near, hessian=not chord)
             Hp = Hp if chord else Hp_new
-            pop = _PopScores(gp, Suu, N, Hp) if near else None
             grad = lv / N * gp + grad
             H = lv / N * Hp + H
         step = np.linalg.solve(H, grad)
-        theta = theta - step
         size = float(np.max(np.abs(step)))
+        if near and size < finish:
+            # the population's sums at theta - step: the score sum by its Hessian, the others from the
+            # subsample's derivatives (a move of order 1e-9, needed to a few digits)
+            dH, dS = derivs.moved(theta, -step, N) if derivs is not None else (0.0, 0.0)
+            pop = _PopScores(gp - Hp @ step, Suu + dS, N, Hp + dH)
+            return theta - step, pop
+        theta = theta - step
         prev = (size, prev[0] if prev is not None else np.inf)
-        if size < 1e-13:
+        if size < tol:
             break
-    return theta, pop
+    return theta, None
 
 
 def _ppi_py_logistic(X, Y, F, Xp, Fp, w, wp, method, lam):
+    from .models import _spread_rows, _take_rows
+
     start = fit_logistic(X, Y, w).theta
+    sub = None
+    if Xp.shape[0] >= 4 * 65536:  # solves start from the same loss on a subsample of the population
+        idx = _spread_rows(Xp.shape[0], 65536)
+        sub = (_take_rows(Xp, idx), np.ascontiguousarray(Fp[idx]), None if wp is None else wp[idx])
     lv = 1.0 if method == "ppi" else lam
     if lv is None:
         # as ppi_py's ppi_logistic_ci: tune at the lambda = 1 fit, refit, tune again at the refit
         for _ in range(2):
             # each refit starts where the last one ended: the same minimiser in fewer population passes
-            start, pop = _joint_logistic(X, Y, F, Xp, Fp, w, wp, 1.0 if lv is None else lv, start)
+            start, pop = _joint_logistic(X, Y, F, Xp, Fp, w, wp, 1.0 if lv is None else lv, start, sub)
             g, gh, pop, Hinv = _ppi_py_glm_stats(start, X, Y, F, Xp, Fp, w, wp, "logistic", pop=pop)
             lv = _ppi_py_lambda(g, gh, pop, Hinv)
-    est, pop = _joint_logistic(X, Y, F, Xp, Fp, w, wp, lv, start)
+    est, pop = _joint_logistic(X, Y, F, Xp, Fp, w, wp, lv, start, sub)
     g, gh, pop, Hinv = _ppi_py_glm_stats(est, X, Y, F, Xp, Fp, w, wp, "logistic", use_unlabeled=lv != 0, pop=pop)
     return est, _ppi_py_cov(g, gh, pop, Hinv, lv), np.full(X.shape[1], lv)
 

@@ -177,3 +177,32 @@ def test_first_order_moves_of_hessian_and_meat_match_central_differences():
     plus, minus = (M._ordinal_pass(Xo, P, w, t[:2], t[2:], meat=True) for t in (theta + h * d, theta - h * d))
     np.testing.assert_allclose(dH, (plus[2] - minus[2]) / (2 * h), rtol=1e-4, atol=1e-6 * np.abs(dH).max())
     np.testing.assert_allclose(dS, 3 * (plus[3] - minus[3]) / (2 * h), rtol=1e-4, atol=1e-6 * np.abs(dS).max())
+
+
+def test_ppi_py_joint_solve_from_a_subsample_equals_the_plain_solve(monkeypatch):
+    # convention="ppi_py" logistic: the joint solve started on a subsample and ended at a step below 1e-9
+    # (population sums moved to the minimiser) gives the plain solve's minimiser and sums
+    from rectify.estimators import ppi_regression as R
+
+    N = 300_000
+    cols, f, _ = _logit_data(N, 12)
+    Xp = M.ColumnDesign([None] + cols)
+    rng = np.random.default_rng(13)
+    X = np.column_stack([np.ones(200)] + [c[:200] for c in cols])
+    Y = (rng.random(200) < f[:200]).astype(float)
+    w = np.ones(200)
+    start = M.fit_logistic(X, Y, w).theta
+    idx = M._spread_rows(N, 65536)
+    sub = (M._take_rows(Xp, idx), f[idx], None)
+    calls = []
+    orig = R._logistic_pass
+    monkeypatch.setattr(R, "_logistic_pass", lambda X_, *a, **k: calls.append(X_.shape[0] == N) or orig(X_, *a, **k))
+    plain, pop0 = R._joint_logistic(X, Y, f[:200], Xp, f, w, None, 0.7, start)
+    full_passes = sum(calls)
+    calls.clear()
+    fast, pop = R._joint_logistic(X, Y, f[:200], Xp, f, w, None, 0.7, start, sub)
+    assert sum(calls) <= 3 < full_passes
+    pop0 = pop0 or R._pop_scores(plain, Xp, f, None, "logistic")
+    np.testing.assert_allclose(fast, plain, rtol=0, atol=1e-12)
+    for a, b in ((pop.su, pop0.su), (pop.Suu, pop0.Suu), (pop.Hp, pop0.Hp)):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10 * np.abs(b).max())
