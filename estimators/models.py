@@ -1,9 +1,17 @@
 """M-estimation building blocks: fits with per-row influence functions.
 
-Why one module of ~790 lines: one Newton solver per model (OLS, logistic, cumulative logit: the
+Why one module of ~1,070 lines: one Newton solver per model (OLS, logistic, cumulative logit: the
 single implementation used by the PPI cores and the covariates baseline) over the same blocked,
 fused passes (``row_blocks``, ``block_gram``, ``one_blas_thread``) that keep them near one pass over
 the frame.
+
+A fit over a frame (``keep_psi=False``) makes few passes (issue 17): it starts from a fit on a
+subsample spread over the frame; the first pass sums only the gradient (a chord step with the
+subsample's Hessian); the next step is Newton's with a second-order correction (third derivatives
+from the subsample); the last pass also sums the meat, and its own step (below ``_FINISH``) is applied
+with the sums moved to first order -- three passes on benchmarks/floor.py's frames. Passes over at
+least ``_FAST_MIN_ROWS`` rows run the optional numba kernels of ``_numba_kernels.py``
+(:func:`fast_kernels`; the NumPy code is the reference and the fallback).
 
 Each ``fit_*`` function solves a (weighted) estimating equation and returns the estimate, the
 per-row influence rows ``psi`` (so that ``theta_hat - theta ~= mean(psi)``) and the averaged
