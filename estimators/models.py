@@ -475,7 +475,7 @@ def _check_separation(theta: np.ndarray) -> None:
         )
 
 
-def _spread_rows(N: int, rows: int, run: int = 128) -> np.ndarray:
+def _spread_rows(N: int, rows: int, run: int = 32) -> np.ndarray:
     """About ``rows`` row positions out of ``N``: runs of ``run`` neighbouring rows at evenly spaced starts
     (a systematic sample of ``rows // run`` strata; copying runs reads a fraction of the frame, where
     every k-th row reads all of it)."""

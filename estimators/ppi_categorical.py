@@ -37,6 +37,7 @@ from rectify.errors import InputError, SparseAnswersWarning
 from rectify.result import Result, check_level
 
 from . import _validate as V
+from .models import one_blas_thread
 from .ppi_base import _float_array
 from .ppi_means import ppi_mean
 
@@ -75,7 +76,8 @@ def _as_shares_matrix(a, categories, name):
         if P.size and P.min() < -1e-12:  # (reductions, no N x K temporaries: frames reach 1e7 rows)
             raise InputError(f"argument '{name}' has negative probabilities; check the LLM's probability columns "
                              "(give one non-negative distribution per row)")
-        rs = P @ np.ones(P.shape[1])
+        with one_blas_thread():  # (BLAS threads left spinning would slow the passes that follow)
+            rs = P @ np.ones(P.shape[1])
         if rs.size and (rs.min() < 1 - 1e-6 or rs.max() > 1 + 1e-6):
             raise InputError(
                 f"rows of '{name}' must sum to one (found sums from {rs.min():.3g} to {rs.max():.3g}); "
