@@ -893,6 +893,8 @@ class _OrdinalSub:
 
     def _passes(self, theta, d, centre, **kw):
         size = float(np.sqrt(d @ d))
+        if not size > 0:
+            return None, size
         u = d / size
         pts = (theta + self.h * u, theta - self.h * u) + ((theta,) if centre else ())
         p = self.p
