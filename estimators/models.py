@@ -355,6 +355,7 @@ def t_blocks(X, block: int = _PASS_BLOCK):
 # imported (the `bayes` extra brings it): importing numba costs ~0.5 s once per process, so smaller
 # calls never pay it. The NumPy code below is the reference and the fallback.
 _FAST_MIN_ROWS = 500_000
+_NB_BLOCK = 8192  # rows per block of a numba logistic pass
 _FAST: dict = {}
 
 
@@ -414,7 +415,7 @@ def _logistic_sums_numba(nb, X, z, w, theta, g, H, S2, us):
     """:func:`_logistic_sums` with the numba kernel: the block's ``exp(-x'theta)`` in NumPy, the rest in
     one kernel."""
     N, p = X.shape
-    m0 = min(_PASS_BLOCK, N)
+    m0 = min(_NB_BLOCK, N)
     e, r, c, q = (np.empty(m0) for _ in range(4))
     z = np.ascontiguousarray(z, dtype=float)
     w = np.empty(0) if w is None else np.ascontiguousarray(w, dtype=float)
@@ -422,7 +423,7 @@ def _logistic_sums_numba(nb, X, z, w, theta, g, H, S2, us):
     gs = np.zeros(p)
     neg = -np.asarray(theta, dtype=float)
     with np.errstate(over="ignore"):
-        for i, j, XT in t_blocks(X):
+        for i, j, XT in t_blocks(X, m0):
             m = j - i
             XT = _c_block(XT)
             eb = np.exp(np.dot(neg, XT, out=e[:m]), out=e[:m])  # exp(-eta): the kernel takes 1 / (1 + it)
