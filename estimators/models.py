@@ -11,7 +11,9 @@ subsample's Hessian); the next step is Newton's with a second-order correction (
 from the subsample); the last pass also sums the meat, and its own step (below ``_FINISH``) is applied
 with the sums moved to first order -- three passes on benchmarks/floor.py's frames. Passes over at
 least ``_FAST_MIN_ROWS`` rows run the optional numba kernels of ``_numba_kernels.py``
-(:func:`fast_kernels`; the NumPy code is the reference and the fallback).
+(:func:`fast_kernels`; the NumPy code is the reference and the fallback); passes over at least
+``_PAR_MIN_ROWS`` rows of a design held as columns run their parallel versions on every usable core
+(``prange`` over ``_PAR_CHUNKS`` fixed row chunks, so the sums do not depend on the thread count).
 
 Each ``fit_*`` function solves a (weighted) estimating equation and returns the estimate, the
 per-row influence rows ``psi`` (so that ``theta_hat - theta ~= mean(psi)``) and the averaged
@@ -402,6 +404,130 @@ class _fast_for:
         _FAST_SCOPE.on = self.saved
 
 
+# passes over at least this many rows run the parallel kernels (``prange`` over _PAR_CHUNKS fixed row
+# chunks: the result does not depend on the number of threads) when more than one core is usable; a
+# design of at most _PAR_COLS columns held as contiguous columns (a ColumnDesign or a Fortran-ordered array)
+_PAR_MIN_ROWS = _FAST_MIN_ROWS
+_PAR_CHUNKS = 32
+_PAR_COLS = 10
+
+
+def _parallel_threads(rows: int) -> int:
+    """Threads for a parallel pass over ``rows`` rows: numba's thread count (``NUMBA_NUM_THREADS``,
+    ``numba.set_num_threads``) capped by the cores this process may run on; 1 (the serial kernels)
+    under ``_PAR_MIN_ROWS`` rows."""
+    if rows < _PAR_MIN_ROWS:
+        return 1
+    import os
+
+    import numba
+
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity on this platform
+        cores = os.cpu_count() or 1
+    return max(1, min(numba.get_num_threads(), cores))
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    """A read-only view (numba compiles one signature for read-only arrays, whatever their source)."""
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
+def _par_columns(X):
+    """``(cols, ones)`` for the parallel kernels: ``_PAR_COLS`` read-only contiguous 1-D columns (empty
+    past ``p`` and for the intercept) and the intercept flags; ``None`` when ``X`` is not held as columns."""
+    p = X.shape[1]
+    if p > _PAR_COLS:
+        return None
+    if isinstance(X, ColumnDesign):
+        cols = X.columns
+    elif isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype == float and X.flags.f_contiguous:
+        cols = tuple(X.T)
+    else:
+        return None
+    empty = _readonly(np.empty(0))
+    ones = np.array([c is None for c in cols] + [False] * (_PAR_COLS - p))
+    cols = tuple(empty if c is None else _readonly(np.ascontiguousarray(c)) for c in cols)
+    return cols + (empty,) * (_PAR_COLS - p), ones
+
+
+def _chunk_bounds(N: int) -> np.ndarray:
+    return np.arange(_PAR_CHUNKS + 1, dtype=np.int64) * N // _PAR_CHUNKS
+
+
+class _numba_threads:
+    """A context in which numba's parallel kernels use ``n`` threads (restored afterwards)."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __enter__(self):
+        import numba
+
+        self.saved = numba.get_num_threads()
+        if self.n != self.saved:
+            numba.set_num_threads(self.n)
+
+    def __exit__(self, *exc):
+        import numba
+
+        if self.n != self.saved:
+            numba.set_num_threads(self.saved)
+
+
+def _parallel_setup(X):
+    """``(threads, cols, ones)`` when a pass over ``X`` runs the parallel kernels, else ``None``."""
+    threads = _parallel_threads(X.shape[0])
+    if threads < 2:
+        return None
+    cols = _par_columns(X)
+    return None if cols is None else (threads, *cols)
+
+
+def _logistic_sums_parallel(nb, par, X, z, w, theta, g, H, S2, us):
+    """:func:`_logistic_sums_numba` with the parallel kernel (its chunks' sums added in order)."""
+    threads, cols, ones = par
+    N, p = X.shape
+    z = _readonly(np.ascontiguousarray(z, dtype=float))
+    w = _readonly(np.empty(0) if w is None else np.ascontiguousarray(w, dtype=float))
+    Gc, Hc, Sc = np.zeros((_PAR_CHUNKS, p)), np.zeros((_PAR_CHUNKS, p, p)), np.zeros((_PAR_CHUNKS, p, p))
+    with _numba_threads(threads):
+        nb.logistic_chunks(cols, ones, np.ascontiguousarray(theta, dtype=float), z, w, _chunk_bounds(N),
+                           H is not None, S2 is not None, Gc, Hc, Sc)
+    gs = Gc.sum(axis=0)
+    g += gs
+    if H is not None:
+        H += _upper_to_full(Hc.sum(axis=0))
+    if S2 is not None:
+        S2 += _upper_to_full(Sc.sum(axis=0))
+        us -= gs
+    return g, H, S2, us
+
+
+def _ordinal_sums_parallel(nb, par, X, P, w, beta, tau, hessian, meat, loglik):
+    """:func:`_ordinal_sums_numba` with the parallel kernel (its chunks' sums added in order)."""
+    threads, cols, ones = par
+    N, p = X.shape
+    K = P.shape[1]
+    d = p + K - 1
+    if not (P.flags.c_contiguous or P.flags.f_contiguous) or P.dtype != float:
+        P = np.ascontiguousarray(P, dtype=float)
+    w = _readonly(np.empty(0) if w is None else np.ascontiguousarray(w, dtype=float))
+    Gc, Hc, Sc = np.zeros((_PAR_CHUNKS, d)), np.zeros((_PAR_CHUNKS, d, d)), np.zeros((_PAR_CHUNKS, d, d))
+    LL, BAD = np.zeros(_PAR_CHUNKS), np.zeros(_PAR_CHUNKS, dtype=np.int64)
+    with _numba_threads(threads):
+        nb.ordinal_chunks(cols, ones, _readonly(P), w, np.ascontiguousarray(beta, dtype=float),
+                          np.exp(-np.asarray(tau, dtype=float)), _chunk_bounds(N), hessian, meat, loglik,
+                          Gc, Hc, Sc, LL, BAD)
+    if BAD.any():
+        raise EstimationError("ordinal model: a category probability underflowed; thresholds collapsed")
+    return ((LL.sum() if loglik else np.nan), Gc.sum(axis=0), (_upper_to_full(Hc.sum(axis=0)) if hessian else None),
+            (_upper_to_full(Sc.sum(axis=0)) if meat else None))
+
+
 def _c_block(XT):
     """``XT`` as a C-contiguous (p, m) block (the kernels' layout)."""
     return XT if XT.flags.c_contiguous else np.ascontiguousarray(XT)
@@ -413,7 +539,10 @@ def _upper_to_full(A: np.ndarray) -> np.ndarray:
 
 def _logistic_sums_numba(nb, X, z, w, theta, g, H, S2, us):
     """:func:`_logistic_sums` with the numba kernel: the block's ``exp(-x'theta)`` in NumPy, the rest in
-    one kernel."""
+    one kernel (the parallel kernel over many rows, :func:`_parallel_setup`)."""
+    par = _parallel_setup(X)
+    if par is not None:
+        return _logistic_sums_parallel(nb, par, X, z, w, theta, g, H, S2, us)
     N, p = X.shape
     m0 = min(_NB_BLOCK, N)
     e, r, c, q = (np.empty(m0) for _ in range(4))
@@ -815,7 +944,11 @@ def _ordinal_block(XT, PT, w, beta, tau, hessian=True, meat=False, rows=False, l
 
 def _ordinal_sums_numba(nb, X, P, w, beta, tau, hessian, meat, loglik):
     """The sums of :func:`_ordinal_pass` (no per-row scores) with the numba kernel: the block's
-    ``exp(x'beta)`` in NumPy, everything else in one kernel per block."""
+    ``exp(x'beta)`` in NumPy, everything else in one kernel per block (the parallel kernel over many
+    rows, :func:`_parallel_setup`)."""
+    par = _parallel_setup(X)
+    if par is not None:
+        return _ordinal_sums_parallel(nb, par, X, P, w, beta, tau, hessian, meat, loglik)
     n, p = X.shape
     K = P.shape[1]
     d = p + K - 1

@@ -1,0 +1,143 @@
+"""The parallel numba passes (issue 17): ``prange`` over fixed row chunks gives the serial kernels' sums
+to 1e-12 (weighted or not, soft labels), the same bits on every call, and runs only where it should.
+"""
+
+import contextlib
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba")
+
+from rectify.errors import EstimationError  # noqa: E402
+from rectify.estimators import _numba_kernels as K  # noqa: E402
+from rectify.estimators import models as M  # noqa: E402
+
+
+def _logit_data(N, seed=5):
+    rng = np.random.default_rng(seed)
+    cols = [None] + [rng.normal(size=N) for _ in range(3)]
+    z = rng.uniform(size=N)  # soft labels
+    return M.ColumnDesign(cols), z, rng.uniform(0.5, 2.0, N), np.array([0.2, 0.5, -0.4, 0.1])
+
+
+def _ordinal_data(N, seed=6, K_=4):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(N, 2))
+    P = 0.6 * rng.dirichlet(np.ones(K_), size=N) + 0.4 * M.ordinal_probabilities(X, np.array([0.8, -0.5]),
+                                                                                np.linspace(-1.2, 1.2, K_ - 1))
+    return X, P, rng.uniform(0.5, 2.0, N)
+
+
+@pytest.fixture
+def kernels(monkeypatch):
+    """Returns ``run(parallel, fn)``: ``fn()`` on the serial numba kernels or forced onto the parallel
+    ones (whatever the number of cores: the chunks run one after the other on one thread)."""
+    monkeypatch.setattr(M, "_FAST_MIN_ROWS", 0)
+
+    def run(parallel, fn):
+        monkeypatch.setattr(M, "_PAR_MIN_ROWS", 0 if parallel else 10**15)
+        monkeypatch.setattr(M, "_parallel_threads", (lambda rows: 2) if parallel else (lambda rows: 1))
+        monkeypatch.setattr(M, "_numba_threads", lambda n: contextlib.nullcontext())
+        return fn()
+
+    return run
+
+
+def _close(ref, got, rtol=1e-12):
+    """Each array of ``got`` within ``rtol`` of the largest entry of its reference (None / NaN alike)."""
+    for x, y in zip(ref, got):
+        if x is None:
+            assert y is None
+        elif np.ndim(x) == 0 and np.isnan(x):
+            assert np.isnan(y)
+        else:
+            assert np.max(np.abs(np.asarray(y) - x)) <= rtol * np.max(np.abs(x))
+
+
+def test_vexp_equals_numpys_exponential():
+    x = np.concatenate([np.random.default_rng(1).normal(scale=30.0, size=5000), [0.0, 1.0, -1.0, 700.0, -700.0]])
+    out = np.empty_like(x)
+    K.vexp(x, out, np.empty_like(x))
+    np.testing.assert_allclose(out, np.exp(x), rtol=5e-16, atol=0)
+    odd = np.array([np.nan, 800.0, -800.0])  # NaN stays NaN; out of range: clamped to exp(709), exp(-708)
+    K.vexp(odd, out[:3], np.empty(3))
+    assert np.isnan(out[0]) and out[1] == pytest.approx(np.exp(709.0)) and out[2] == pytest.approx(np.exp(-708.0))
+
+
+@pytest.mark.parametrize("chunks", [3, 32])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("hessian,meat", [(True, False), (True, True), (False, True)])
+def test_parallel_logistic_pass_equals_serial(kernels, monkeypatch, chunks, weighted, hessian, meat):
+    monkeypatch.setattr(M, "_PAR_CHUNKS", chunks)  # 3 chunks: several blocks per chunk, a shorter last one
+    X, z, w, theta = _logit_data(40_003)
+    f = lambda: M._logistic_pass(X, z, w if weighted else None, theta, meat, hessian)  # noqa: E731
+    ref, par = kernels(False, f), kernels(True, f)
+    _close(ref, par)
+    again = kernels(True, f)
+    for a, b in zip(par, again):  # the same bits on every call
+        assert (a is None and b is None) or np.array_equal(a, b)
+
+
+def test_parallel_logistic_pass_on_a_fortran_array(kernels):
+    X, z, w, theta = _logit_data(20_001)
+    F = np.asfortranarray(np.asarray(X))
+    _close(kernels(False, lambda: M._logistic_pass(F, z, w, theta, True)),
+           kernels(True, lambda: M._logistic_pass(F, z, w, theta, True)))
+
+
+@pytest.mark.parametrize("chunks", [3, 32])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("hessian,meat,loglik", [(True, False, True), (True, True, False), (False, True, True)])
+def test_parallel_ordinal_pass_equals_serial(kernels, monkeypatch, chunks, weighted, hessian, meat, loglik):
+    monkeypatch.setattr(M, "_PAR_CHUNKS", chunks)
+    X, P, w = _ordinal_data(30_001)
+    Xc = M.ColumnDesign([X[:, 0], X[:, 1]])
+    for PP in (P, np.asfortranarray(P)):  # the label matrix in either layout
+        f = lambda: M._ordinal_pass(Xc, PP, w if weighted else None, np.array([0.7, -0.4]),  # noqa: E731
+                                    np.array([-1.0, 0.1, 1.1]), hessian=hessian, meat=meat, loglik=loglik)[:4]
+        ref, par = kernels(False, f), kernels(True, f)
+        _close(ref, par)
+        for a, b in zip(par, kernels(True, f)):
+            assert (a is None and b is None) or np.array_equal(a, b, equal_nan=True)
+
+
+def test_parallel_ordinal_pass_refuses_a_vanished_category(kernels):
+    X, P, _ = _ordinal_data(5000)
+    Xc = M.ColumnDesign([X[:, 0], X[:, 1]])
+    with pytest.raises(EstimationError, match="underflowed"):
+        kernels(True, lambda: M._ordinal_pass(Xc, P, None, np.array([0.7, -0.4]), np.array([-1.0, 1.0, 1.0])))
+
+
+def test_parallel_fits_equal_serial_fits(kernels):
+    X, z, w, _ = _logit_data(30_000, seed=8)
+    ref = kernels(False, lambda: M.fit_logistic(X, z, w / w.mean(), keep_psi=False))
+    par = kernels(True, lambda: M.fit_logistic(X, z, w / w.mean(), keep_psi=False))
+    np.testing.assert_allclose(par.theta, ref.theta, rtol=1e-10)
+    Xo, P, _ = _ordinal_data(30_000, seed=9)
+    Xc = M.ColumnDesign([Xo[:, 0], Xo[:, 1]])
+    ref = kernels(False, lambda: M.fit_ordinal(Xc, P, None, keep_psi=False))
+    par = kernels(True, lambda: M.fit_ordinal(Xc, P, None, keep_psi=False))
+    np.testing.assert_allclose(par.theta, ref.theta, rtol=1e-10)
+
+
+def test_parallel_path_only_above_the_threshold_and_with_two_threads(monkeypatch):
+    import numba
+
+    X, *_ = _logit_data(100)
+    assert M._parallel_threads(M._PAR_MIN_ROWS - 1) == 1
+    monkeypatch.setattr(M, "_PAR_MIN_ROWS", 0)
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert M._parallel_threads(10) == min(numba.get_num_threads(), cores)
+    saved = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        assert M._parallel_threads(10) == 1 and M._parallel_setup(X) is None  # one thread: the serial kernels
+    finally:
+        numba.set_num_threads(saved)
+    monkeypatch.setattr(M, "_parallel_threads", lambda rows: 2)
+    assert M._parallel_setup(X) is not None
+    assert M._parallel_setup(np.ascontiguousarray(np.asarray(X))) is None  # row-major arrays: serial kernels
+    assert M._parallel_setup(M.ColumnDesign([np.ones(5)] * (M._PAR_COLS + 1))) is None
