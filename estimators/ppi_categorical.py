@@ -70,14 +70,19 @@ def _as_shares_matrix(a, categories, name):
         return None
     arr = np.asarray(a)
     if arr.ndim == 2:
-        P = _float_array(arr, name, 2)
+        try:
+            P = np.asarray(arr, dtype=float)
+        except (TypeError, ValueError):
+            P = _float_array(arr, name, 2)  # (raises, naming the argument)
+        with one_blas_thread():  # (BLAS threads left spinning would slow the passes that follow)
+            rs = P @ np.ones(P.shape[1])
+        if not np.isfinite(rs.sum()):  # a row sum is finite only when the row is: one pass checks both
+            P = _float_array(arr, name, 2)
         if P.shape[1] != len(categories):
             raise InputError(f"argument '{name}' has {P.shape[1]} columns for {len(categories)} options")
         if P.size and P.min() < -1e-12:  # (reductions, no N x K temporaries: frames reach 1e7 rows)
             raise InputError(f"argument '{name}' has negative probabilities; check the LLM's probability columns "
                              "(give one non-negative distribution per row)")
-        with one_blas_thread():  # (BLAS threads left spinning would slow the passes that follow)
-            rs = P @ np.ones(P.shape[1])
         if rs.size and (rs.min() < 1 - 1e-6 or rs.max() > 1 + 1e-6):
             raise InputError(
                 f"rows of '{name}' must sum to one (found sums from {rs.min():.3g} to {rs.max():.3g}); "

@@ -45,7 +45,8 @@ def _prepare_regression(X, y, yhat, X_pop, yhat_pop, method, weights, weights_po
             V.check_same_length(Xa.shape[0], F, "yhat", "X")
     if need_pop:
         V.check_nonempty(Xp, "X_pop", "population")
-        Fp = _float_array(yhat_pop, "yhat_pop", label_dim)
+        # (ordinal labels, label_dim 2, come from _as_shares_matrix, which checked them: no second pass)
+        Fp = yhat_pop if (label_dim == 2 and yhat_pop is not None) else _float_array(yhat_pop, "yhat_pop", label_dim)
         V.check_same_length(Xp.shape[0], Fp, "yhat_pop", "X_pop")
         if method == "naive":
             V.check_design(np.asarray(Xp), "X_pop", terms)

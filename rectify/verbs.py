@@ -499,8 +499,6 @@ def _fast_regression(core_name, formula, pilot, population, predicted, method, w
     # no NaN/inf pass here: the core refuses a non-finite yhat_pop or X_pop (its sums), and this path
     # then returns None for the checked one
     X_pop = ColumnDesign(cols)
-    if core_name == "ppi_ordinal":  # the ordinal fit needs the matrix itself
-        X_pop = np.asarray(X_pop)
     try:
         return _run_core(core_name, mf, formula, pilot, population, predicted, method, weights, weights_pop, lam,
                          lambda_mode, lambda_bounds, level, convention, categories, X_pop, fp, place)
