@@ -409,14 +409,16 @@ class _fast_for:
 # design of at most _PAR_COLS columns held as contiguous columns (a ColumnDesign or a Fortran-ordered array)
 _PAR_MIN_ROWS = _FAST_MIN_ROWS
 _PAR_CHUNKS = 32
+# inside a frame-sized fit (:class:`_fast_for`: its subsample solves and corrections) from this many rows
+_PAR_SCOPED_MIN_ROWS = 16384
 _PAR_COLS = 10
 
 
 def _parallel_threads(rows: int) -> int:
     """Threads for a parallel pass over ``rows`` rows: numba's thread count (``NUMBA_NUM_THREADS``,
     ``numba.set_num_threads``) capped by the cores this process may run on; 1 (the serial kernels)
-    under ``_PAR_MIN_ROWS`` rows."""
-    if rows < _PAR_MIN_ROWS:
+    under ``_PAR_MIN_ROWS`` rows (``_PAR_SCOPED_MIN_ROWS`` inside a frame-sized fit)."""
+    if rows < (_PAR_SCOPED_MIN_ROWS if getattr(_FAST_SCOPE, "on", False) else _PAR_MIN_ROWS):
         return 1
     import os
 

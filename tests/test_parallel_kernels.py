@@ -126,6 +126,10 @@ def test_parallel_path_only_above_the_threshold_and_with_two_threads(monkeypatch
 
     X, *_ = _logit_data(100)
     assert M._parallel_threads(M._PAR_MIN_ROWS - 1) == 1
+    with M._fast_for(10**9):  # a frame-sized fit's subsample passes: from _PAR_SCOPED_MIN_ROWS rows
+        assert M._parallel_threads(M._PAR_SCOPED_MIN_ROWS) == M._parallel_threads(M._PAR_MIN_ROWS)
+        assert M._parallel_threads(M._PAR_SCOPED_MIN_ROWS - 1) == 1
+    assert M._parallel_threads(M._PAR_SCOPED_MIN_ROWS) == 1
     monkeypatch.setattr(M, "_PAR_MIN_ROWS", 0)
     import os
 
