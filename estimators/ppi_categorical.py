@@ -44,25 +44,104 @@ from .ppi_means import ppi_mean
 __all__ = ["ppi_shares"]
 
 
+def _unknown_answer(name, v, categories) -> InputError:
+    return InputError(f"argument '{name}' has answer {v!r}, which is not one of the item's options "
+                      f"{list(categories)}; fix the coding or add the option")
+
+
+def _missing_answers(name) -> InputError:
+    return InputError(f"argument '{name}' has missing answers; remove them (or model them as a category) first")
+
+
+def _code_of(v, index):
+    """The option index of one label (a float label also matches its integer), or None."""
+    k = index.get(v)
+    if k is None and isinstance(v, (float, np.floating)) and float(v).is_integer():
+        k = index.get(int(v))
+    return k
+
+
+def _numeric_codes(vals: np.ndarray, categories):
+    """Option indices of numeric labels against numeric options by a binary search on the sorted
+    options; None (the general path) when an option is not a plain finite number, options repeat, or
+    an integer label is too large to compare as a float."""
+    if not all(isinstance(c, (int, float, np.integer, np.floating)) and not isinstance(c, (bool, np.bool_))
+               for c in categories):
+        return None
+    cats = np.array([float(c) for c in categories])
+    if not np.isfinite(cats).all() or np.abs(cats).max() >= 2.0**53 or np.unique(cats).size != cats.size:
+        return None
+    if vals.dtype.kind in "iu" and vals.size and max(abs(int(vals.min())), abs(int(vals.max()))) >= 2**53:
+        return None
+    codes = _integer_codes(vals, cats)
+    if codes is not None:
+        return codes
+    order = np.argsort(cats)
+    ordered = cats[order]
+    pos = np.minimum(np.searchsorted(ordered, vals), ordered.size - 1)
+    found = ordered[pos] == vals
+    if not found.all():
+        return int(np.argmin(found))  # the first unknown row (the caller names its answer)
+    return order[pos]
+
+
+def _integer_codes(vals: np.ndarray, cats: np.ndarray):
+    """:func:`_numeric_codes` for whole-number labels over a short range: one lookup table (a binary
+    search per row costs 14 ms at 1e6 rows, the table 3 ms); None when the labels are not whole numbers
+    or span too wide a range."""
+    if vals.dtype.kind == "f":
+        with np.errstate(invalid="ignore"):
+            iv = vals.astype(np.int64)
+        if not (iv == vals).all():
+            return None
+    else:
+        iv = vals
+    if not iv.size:
+        return np.zeros(0, dtype=np.intp)
+    lo, hi = int(iv.min()), int(iv.max())
+    if hi - lo > 4 * iv.size + 1024:
+        return None
+    table = np.full(hi - lo + 1, -1, dtype=np.intp)
+    for k, c in enumerate(cats):
+        if c.is_integer() and lo <= c <= hi:
+            table[int(c) - lo] = k
+    codes = table[iv - lo]
+    bad = codes < 0
+    return int(np.argmax(bad)) if bad.any() else codes
+
+
 def _one_hot(labels, categories, name) -> np.ndarray:
-    arr = np.asarray(labels, dtype=object)
-    if arr.ndim != 1:
+    """An (n, K) 0/1 matrix of answer labels over ``categories`` (labels matched as dictionary keys:
+    ``2.0`` is option ``2``); a missing or unknown label is refused, naming the first."""
+    raw = np.asarray(labels)
+    if raw.ndim != 1:
         raise InputError(f"argument '{name}' must be 1-D answer labels or an (n, K) probability matrix")
-    if any(v is None or (isinstance(v, float) and np.isnan(v)) for v in arr):
-        raise InputError(f"argument '{name}' has missing answers; remove them (or model them as a category) first")
-    index = {c: k for k, c in enumerate(categories)}
-    codes = np.empty(len(arr), dtype=int)
-    for i, v in enumerate(arr):
-        k = index.get(v)
-        if k is None and isinstance(v, (float, np.floating)) and float(v).is_integer():
-            k = index.get(int(v))
-        if k is None:
-            raise InputError(
-                f"argument '{name}' has answer {v!r}, which is not one of the item's options "
-                f"{list(categories)}; fix the coding or add the option"
-            )
-        codes[i] = k
-    return np.eye(len(categories))[codes]
+    codes = None
+    if raw.dtype.kind in "iuf":  # numbers: no Python object per row
+        if raw.dtype.kind == "f" and np.isnan(raw).any():
+            raise _missing_answers(name)
+        codes = _numeric_codes(raw, categories)
+        if isinstance(codes, int):
+            raise _unknown_answer(name, raw[codes].item(), categories)
+    if codes is None:  # any labels: the distinct ones looked up once each (in order of first appearance)
+        import pandas as pd
+
+        arr = np.asarray(labels, dtype=object)
+        if arr.ndim != 1:
+            raise InputError(f"argument '{name}' must be 1-D answer labels or an (n, K) probability matrix")
+        inverse, distinct = pd.factorize(arr)  # (None and NaN: code -1)
+        if (inverse < 0).any():
+            raise _missing_answers(name)
+        index = {c: k for k, c in enumerate(categories)}
+        found = [_code_of(v, index) for v in distinct]
+        for v, k in zip(distinct, found):
+            if k is None:
+                raise _unknown_answer(name, v, categories)
+        codes = np.array(found, dtype=np.intp)[inverse]
+    K = len(categories)
+    out = np.zeros((codes.shape[0], K))
+    out.reshape(-1)[np.arange(0, codes.shape[0] * K, K) + codes] = 1.0  # row i, column codes[i]
+    return out
 
 
 def _as_shares_matrix(a, categories, name):
