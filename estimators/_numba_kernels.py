@@ -325,3 +325,28 @@ def ordinal_chunks(cols, ones, P, w, beta, ct, bounds, hessian, meat, loglik, G,
             LL[c] += lb
             BAD[c] += bad
             s += m
+
+
+@numba.njit(parallel=True, fastmath=_FLAGS, cache=True)
+def prob_rows(P, bounds, out):  # pragma: no cover - compiled
+    """For the rows ``bounds[c]:bounds[c + 1]`` of an (N, K) matrix of answer probabilities:
+    ``out[c] = (smallest entry, smallest row sum, largest row sum, rows whose sum is not finite)`` (the
+    first three over the rows with a finite sum), in parallel over the chunks: one pass for the checks
+    that take four in NumPy."""
+    K = P.shape[1]
+    for c in numba.prange(bounds.shape[0] - 1):
+        mn, lo, hi, bad = np.inf, np.inf, -np.inf, 0
+        for i in range(bounds[c], bounds[c + 1]):
+            s = 0.0
+            m = np.inf
+            for k in range(K):
+                v = P[i, k]
+                s += v
+                m = v if v < m else m
+            if math.isfinite(s):
+                mn = m if m < mn else mn
+                lo = s if s < lo else lo
+                hi = s if s > hi else hi
+            else:
+                bad += 1
+        out[c, 0], out[c, 1], out[c, 2], out[c, 3] = mn, lo, hi, bad

@@ -530,6 +530,32 @@ def _ordinal_sums_parallel(nb, par, X, P, w, beta, tau, hessian, meat, loglik):
             (_upper_to_full(Sc.sum(axis=0)) if meat else None))
 
 
+def prob_row_checks(P: np.ndarray):
+    """``(smallest entry, smallest row sum, largest row sum, all finite)`` of an (N, K) float matrix of
+    answer probabilities: one parallel numba pass over a frame-sized matrix (:func:`fast_kernels`),
+    else NumPy's row sums (on one BLAS thread) and minimum. The minimum and the row sums are taken
+    over the rows with finite values; an empty matrix gives ``(0, 1, 1, True)``.
+
+    Examples
+    --------
+    >>> prob_row_checks(np.array([[0.25, 0.75], [0.5, 0.5]]))
+    (0.25, 1.0, 1.0, True)
+    """
+    N = P.shape[0]
+    if not P.size:
+        return 0.0, 1.0, 1.0, True
+    nb = fast_kernels(N)
+    if nb is not None and P.dtype == float and (P.flags.c_contiguous or P.flags.f_contiguous):
+        out = np.empty((_PAR_CHUNKS, 4))
+        with _numba_threads(_parallel_threads(max(N, _PAR_MIN_ROWS))):
+            nb.prob_rows(_readonly(P), _chunk_bounds(N), out)
+        return float(out[:, 0].min()), float(out[:, 1].min()), float(out[:, 2].max()), not out[:, 3].any()
+    with one_blas_thread():  # (BLAS threads left spinning would slow the passes that follow)
+        rs = P @ np.ones(P.shape[1])
+    lo, hi = float(rs.min()), float(rs.max())  # (NaN propagates, inf shows at an end)
+    return float(P.min()), lo, hi, bool(np.isfinite(lo) and np.isfinite(hi))
+
+
 def _c_block(XT):
     """``XT`` as a C-contiguous (p, m) block (the kernels' layout)."""
     return XT if XT.flags.c_contiguous else np.ascontiguousarray(XT)

@@ -37,7 +37,7 @@ from rectify.errors import InputError, SparseAnswersWarning
 from rectify.result import Result, check_level
 
 from . import _validate as V
-from .models import one_blas_thread
+from .models import prob_row_checks
 from .ppi_base import _float_array
 from .ppi_means import ppi_mean
 
@@ -153,18 +153,18 @@ def _as_shares_matrix(a, categories, name):
             P = np.asarray(arr, dtype=float)
         except (TypeError, ValueError):
             P = _float_array(arr, name, 2)  # (raises, naming the argument)
-        with one_blas_thread():  # (BLAS threads left spinning would slow the passes that follow)
-            rs = P @ np.ones(P.shape[1])
-        if not np.isfinite(rs.sum()):  # a row sum is finite only when the row is: one pass checks both
-            P = _float_array(arr, name, 2)
+        pmin, lo, hi, finite = prob_row_checks(P)
+        if not finite:  # a row sum is finite only when the row is: one pass checks both
+            P = _float_array(arr, name, 2)  # (raises, naming the argument, for NaN or infinite values)
+            hi = np.inf  # finite entries whose sum overflowed
         if P.shape[1] != len(categories):
             raise InputError(f"argument '{name}' has {P.shape[1]} columns for {len(categories)} options")
-        if P.size and P.min() < -1e-12:  # (reductions, no N x K temporaries: frames reach 1e7 rows)
+        if pmin < -1e-12:
             raise InputError(f"argument '{name}' has negative probabilities; check the LLM's probability columns "
                              "(give one non-negative distribution per row)")
-        if rs.size and (rs.min() < 1 - 1e-6 or rs.max() > 1 + 1e-6):
+        if lo < 1 - 1e-6 or hi > 1 + 1e-6:
             raise InputError(
-                f"rows of '{name}' must sum to one (found sums from {rs.min():.3g} to {rs.max():.3g}); "
+                f"rows of '{name}' must sum to one (found sums from {lo:.3g} to {hi:.3g}); "
                 f"renormalise the LLM's answer distribution explicitly and report the mass it put outside the options"
             )
         return P

@@ -145,3 +145,27 @@ def test_parallel_path_only_above_the_threshold_and_with_two_threads(monkeypatch
     assert M._parallel_setup(X) is not None
     assert M._parallel_setup(np.ascontiguousarray(np.asarray(X))) is None  # row-major arrays: serial kernels
     assert M._parallel_setup(M.ColumnDesign([np.ones(5)] * (M._PAR_COLS + 1))) is None
+
+
+@pytest.mark.parametrize("case", ["clean", "negative", "nan", "inf", "off-sum"])
+def test_probability_row_checks_in_one_pass_equal_numpys(monkeypatch, case):
+    rng = np.random.default_rng(11)
+    P = rng.dirichlet(np.ones(4), size=7001)
+    if case == "negative":
+        P[10] = [-0.25, 0.5, 0.5, 0.25]
+    elif case == "nan":
+        P[20, 1] = np.nan
+    elif case == "inf":
+        P[30, 2] = np.inf
+    elif case == "off-sum":
+        P[40] *= 1.5
+    got = []
+    for fast in (10**15, 0):  # NumPy, then the numba pass (C and Fortran order)
+        monkeypatch.setattr(M, "_FAST_MIN_ROWS", fast)
+        got += [M.prob_row_checks(P), M.prob_row_checks(np.asfortranarray(P))]
+    ref = got[0]
+    assert all(g[3] == ref[3] for g in got) and ref[3] == (case not in ("nan", "inf"))
+    if ref[3]:  # finite: the same minimum and extreme row sums
+        for g in got[1:]:
+            np.testing.assert_allclose(g[:3], ref[:3], rtol=1e-14)
+    assert (ref[0] < 0) == (case == "negative")
