@@ -350,3 +350,16 @@ def prob_rows(P, bounds, out):  # pragma: no cover - compiled
             else:
                 bad += 1
         out[c, 0], out[c, 1], out[c, 2], out[c, 3] = mn, lo, hi, bad
+
+
+@numba.njit(parallel=True, fastmath=_FLAGS, cache=True)
+def col_sums(P, bounds, out):  # pragma: no cover - compiled
+    """``out[c] = P[bounds[c]:bounds[c + 1]].sum(axis=0)`` for an (N, K) matrix, in parallel over the
+    chunks."""
+    K = P.shape[1]
+    for c in numba.prange(bounds.shape[0] - 1):
+        for k in range(K):
+            s = 0.0
+            for i in range(bounds[c], bounds[c + 1]):
+                s += P[i, k]
+            out[c, k] = s

@@ -1027,8 +1027,19 @@ def _ordinal_pass(X, P, w, beta, tau, hessian=True, meat=False, rows=False, logl
     return ll / n, g, (None if H is None else -H / n), S2, (np.concatenate(S) if rows else None)
 
 
+def _column_sums(P: np.ndarray) -> np.ndarray:
+    """``P.sum(axis=0)``; over a frame-sized float matrix one parallel numba pass (:func:`fast_kernels`)."""
+    nb = fast_kernels(P.shape[0])
+    if nb is None or P.ndim != 2 or P.dtype != float or not (P.flags.c_contiguous or P.flags.f_contiguous):
+        return P.sum(axis=0)
+    out = np.empty((_PAR_CHUNKS, P.shape[1]))
+    with _numba_threads(_parallel_threads(max(P.shape[0], _PAR_MIN_ROWS))):
+        nb.col_sums(_readonly(P), _chunk_bounds(P.shape[0]), out)
+    return out.sum(axis=0)
+
+
 def _ordinal_start(P, w, p, start):
-    marg = (P.sum(axis=0) if w is None else w @ P) / (P.shape[0] if w is None else w.sum())
+    marg = (_column_sums(P) if w is None else w @ P) / (P.shape[0] if w is None else w.sum())
     if np.any(marg <= 0):
         empty = [str(k) for k in np.where(marg <= 0)[0]]
         raise EstimationError(

@@ -169,3 +169,10 @@ def test_probability_row_checks_in_one_pass_equal_numpys(monkeypatch, case):
         for g in got[1:]:
             np.testing.assert_allclose(g[:3], ref[:3], rtol=1e-14)
     assert (ref[0] < 0) == (case == "negative")
+
+
+def test_column_sums_in_one_parallel_pass_equal_numpys(monkeypatch):
+    P = np.random.default_rng(12).dirichlet(np.ones(5), size=9001)
+    monkeypatch.setattr(M, "_FAST_MIN_ROWS", 0)
+    for Q in (P, np.asfortranarray(P)):
+        np.testing.assert_allclose(M._column_sums(Q), P.sum(axis=0), rtol=1e-14)
