@@ -493,6 +493,8 @@ def _logistic_sums_parallel(nb, par, X, z, w, theta, g, H, S2, us):
     """:func:`_logistic_sums_numba` with the parallel kernel (its chunks' sums added in order)."""
     threads, cols, ones = par
     N, p = X.shape
+    if np.shape(theta) != (p,) or np.shape(z) != (N,) or (w is not None and np.shape(w) != (N,)):
+        raise ValueError("logistic pass: theta, z and w must match X (the kernel does not check bounds)")
     z = _readonly(np.ascontiguousarray(z, dtype=float))
     w = _readonly(np.empty(0) if w is None else np.ascontiguousarray(w, dtype=float))
     Gc, Hc, Sc = np.zeros((_PAR_CHUNKS, p)), np.zeros((_PAR_CHUNKS, p, p)), np.zeros((_PAR_CHUNKS, p, p))
@@ -515,6 +517,8 @@ def _ordinal_sums_parallel(nb, par, X, P, w, beta, tau, hessian, meat, loglik):
     N, p = X.shape
     K = P.shape[1]
     d = p + K - 1
+    if np.shape(beta) != (p,) or np.shape(tau) != (K - 1,) or P.shape[0] != N or (w is not None and np.shape(w) != (N,)):
+        raise ValueError("ordinal pass: beta, tau, P and w must match X (the kernel does not check bounds)")
     if not (P.flags.c_contiguous or P.flags.f_contiguous) or P.dtype != float:
         P = np.ascontiguousarray(P, dtype=float)
     w = _readonly(np.empty(0) if w is None else np.ascontiguousarray(w, dtype=float))

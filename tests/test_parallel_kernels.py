@@ -176,3 +176,13 @@ def test_column_sums_in_one_parallel_pass_equal_numpys(monkeypatch):
     monkeypatch.setattr(M, "_FAST_MIN_ROWS", 0)
     for Q in (P, np.asfortranarray(P)):
         np.testing.assert_allclose(M._column_sums(Q), P.sum(axis=0), rtol=1e-14)
+
+
+def test_parallel_passes_refuse_mismatched_shapes(kernels):
+    X, z, w, theta = _logit_data(1000)
+    with pytest.raises(ValueError, match="must match X"):
+        kernels(True, lambda: M._logistic_pass(X, z, w, theta[:3], True))
+    Xo, P, _ = _ordinal_data(1000)
+    Xc = M.ColumnDesign([None, Xo[:, 0], Xo[:, 1]])  # three columns, two coefficients
+    with pytest.raises(ValueError, match="must match X"):
+        kernels(True, lambda: M._ordinal_pass(Xc, P, None, np.array([0.7, -0.4]), np.array([-1.0, 0.1, 1.1])))
