@@ -646,10 +646,17 @@ def _spread_rows(N: int, rows: int, run: int = 32) -> np.ndarray:
 
 
 def _take_rows(X, idx: np.ndarray):
-    """Rows ``idx`` of an array or :class:`ColumnDesign`, copied contiguous (``np.take`` on columns;
-    indexing on 2-D arrays, where ``np.take(axis=0)`` of a column-major array is ten times slower)."""
+    """Rows ``idx`` of an array or :class:`ColumnDesign`, copied contiguous in the same order (``np.take``
+    on columns; indexing on row-major 2-D arrays, where ``np.take(axis=0)`` of a column-major array is
+    ten times slower)."""
     if isinstance(X, ColumnDesign):
         return ColumnDesign([None if c is None else np.take(c, idx) for c in X.columns])
+    if X.ndim == 2 and X.flags.f_contiguous and not X.flags.c_contiguous:
+        # column-major stays column-major: the subsample's passes then run the frame's compiled kernel
+        out = np.empty((idx.shape[0], X.shape[1]), dtype=X.dtype, order="F")
+        for k in range(X.shape[1]):
+            np.take(X[:, k], idx, out=out[:, k])
+        return out
     return np.take(X, idx) if X.ndim == 1 else np.ascontiguousarray(X[idx])
 
 
