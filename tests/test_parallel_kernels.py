@@ -186,3 +186,11 @@ def test_parallel_passes_refuse_mismatched_shapes(kernels):
     Xc = M.ColumnDesign([None, Xo[:, 0], Xo[:, 1]])  # three columns, two coefficients
     with pytest.raises(ValueError, match="must match X"):
         kernels(True, lambda: M._ordinal_pass(Xc, P, None, np.array([0.7, -0.4]), np.array([-1.0, 0.1, 1.1])))
+
+
+def test_subsample_rows_keep_a_column_major_matrix_column_major():
+    P = np.asfortranarray(np.random.default_rng(13).normal(size=(1000, 4)))
+    idx = np.sort(np.random.default_rng(14).choice(1000, 100, replace=False))
+    Q = M._take_rows(P, idx)  # (one compiled kernel for the frame's and the subsample's passes)
+    assert Q.flags.f_contiguous and np.array_equal(Q, P[idx])
+    assert M._take_rows(np.ascontiguousarray(P), idx).flags.c_contiguous
