@@ -197,9 +197,10 @@ _LN2_HI = 0.6931471803691238  # ln 2 split so that k * _LN2_HI is exact for |k| 
 _LN2_LO = 1.9082149292705877e-10
 _ROUND = 6755399441055744.0  # 1.5 * 2**52: adding it rounds to an integer held in the low mantissa bits
 _BIAS = 1023 - 0x18000000000000  # exponent bias less the bits of _ROUND
-# rows per block inside a chunk: the ordinal kernel's scratch (~20 rows of it) stays in L2 (at N = 1e6,
-# 8192 rows: logit 23.4, ordinal 70 ms; 4096: 20-22, 63-67 ms)
-_PAR_BLOCK = 4096
+# rows per block inside a chunk: the ordinal kernel's scratch (~20 rows of it) stays in L2 (passes at
+# N = 1e6, medians of 15, 2 threads: 8192 rows: verbs logit 23.4, ordinal 70 ms; 4096 -> 2048 rows:
+# logistic passes 3.7-5.2 -> 3.5-4.8 ms, ordinal passes 9.7-15.2 -> 9.1-14.4 ms)
+_PAR_BLOCK = 2048
 
 
 @numba.njit(fastmath={"contract"}, cache=True)
