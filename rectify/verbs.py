@@ -453,10 +453,12 @@ def _plain_numeric(df, name):
     return s.to_numpy(dtype=float)
 
 
-def _plain_probs(df, predicted):
+def _plain_probs(df, predicted, check=True):
     """Plain numeric probability columns of ``df`` as one (N, K) float matrix, copied column by column
-    (column-major, as pandas gives it, without its interleaving); None if any is not plain, or negative
-    or NaN anywhere (the checked :func:`_prob_columns` then names it)."""
+    (column-major, as pandas gives it, without its interleaving); None if any is not plain, or (with
+    ``check``) negative or NaN anywhere (the checked :func:`_prob_columns` then names it). The frame's
+    fast path passes ``check=False``: the core's one-pass check of the matrix refuses those, and the
+    call then goes through the checked path."""
     cols = list(predicted) if isinstance(predicted, (list, tuple)) else None
     if not cols or not all(isinstance(c, str) for c in cols) or not df.columns.is_unique:
         return None
@@ -464,7 +466,7 @@ def _plain_probs(df, predicted):
     if any(a is None for a in arrays):
         return None
     P = np.stack(arrays).T
-    return P if P.min() >= 0 else None
+    return P if not check or P.min() >= 0 else None
 
 
 def _fast_regression(core_name, formula, pilot, population, predicted, method, weights, weights_pop, lam,
@@ -493,7 +495,8 @@ def _fast_regression(core_name, formula, pilot, population, predicted, method, w
     if names is None:
         return None
     cols = [None if c is None else _plain_numeric(population, c) for c in names]
-    fp = _plain_numeric(population, predicted) if isinstance(predicted, str) else _plain_probs(population, predicted)
+    fp = _plain_numeric(population, predicted) if isinstance(predicted, str) else _plain_probs(population, predicted,
+                                                                                                   check=False)
     if fp is None or any(c is None for c, nm in zip(cols, names) if nm is not None):
         return None
     # no NaN/inf pass here: the core refuses a non-finite yhat_pop or X_pop (its sums), and this path
