@@ -30,7 +30,7 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["logistic_block", "ordinal_block", "logistic_chunks", "ordinal_chunks", "vexp"]
+__all__ = ["logistic_block", "ordinal_block", "logistic_chunks", "ordinal_chunks", "vexp", "gather_probs"]
 
 _FLAGS = {"reassoc", "contract"}
 
@@ -364,3 +364,32 @@ def col_sums(P, bounds, out):  # pragma: no cover - compiled
             for i in range(bounds[c], bounds[c + 1]):
                 s += P[i, k]
             out[c, k] = s
+
+
+@numba.njit(parallel=True, fastmath=_FLAGS, cache=True)
+def gather_probs(cols, K, bounds, P, out):  # pragma: no cover - compiled
+    """Copies the first ``K`` of ``cols`` (a tuple of 1-D arrays, one per answer option; the rest empty
+    padding) into the columns of the (N, K) matrix ``P`` and, for the rows ``bounds[c]:bounds[c + 1]``,
+    writes ``out[c, :4]`` as :func:`prob_rows` does and ``out[c, 4:4 + K]`` the column sums: the copy,
+    the checks and the shares the ordinal start needs in one parallel pass over the columns."""
+    for c in numba.prange(bounds.shape[0] - 1):
+        mn, lo, hi, bad = np.inf, np.inf, -np.inf, 0
+        acc = np.zeros(K)
+        for i in range(bounds[c], bounds[c + 1]):
+            s = 0.0
+            m = np.inf
+            for k in range(K):
+                v = cols[k][i]
+                P[i, k] = v
+                acc[k] += v
+                s += v
+                m = v if v < m else m
+            if math.isfinite(s):
+                mn = m if m < mn else mn
+                lo = s if s < lo else lo
+                hi = s if s > hi else hi
+            else:
+                bad += 1
+        out[c, 0], out[c, 1], out[c, 2], out[c, 3] = mn, lo, hi, bad
+        for k in range(K):
+            out[c, 4 + k] = acc[k]

@@ -534,6 +534,49 @@ def _ordinal_sums_parallel(nb, par, X, P, w, beta, tau, hessian, meat, loglik):
             (_upper_to_full(Sc.sum(axis=0)) if meat else None))
 
 
+class ProbMatrix(np.ndarray):
+    """An (N, K) matrix of answer probabilities gathered from separate columns by
+    :func:`gather_prob_columns`, carrying what that pass found: ``stats = (smallest entry, smallest row
+    sum, largest row sum, all finite, column sums)``. Views and copies carry nothing (``stats`` None),
+    so the figures always belong to the object they came with; nothing in rectify writes into it."""
+
+    stats = None
+
+    def __array_finalize__(self, obj):
+        self.stats = None
+
+
+def gather_prob_columns(columns) -> np.ndarray:
+    """The 1-D float columns ``columns`` (one per answer option) as one (N, K) column-major matrix.
+
+    Over a frame-sized matrix with the compiled kernels (:func:`fast_kernels`) one parallel pass copies
+    the columns and takes the checks of :func:`prob_row_checks` and the column sums on the way (a
+    :class:`ProbMatrix` carrying them: they are then not taken again); otherwise ``np.stack``.
+
+    Examples
+    --------
+    >>> gather_prob_columns([np.array([0.25, 0.5]), np.array([0.75, 0.5])]).tolist()
+    [[0.25, 0.75], [0.5, 0.5]]
+    """
+    N, K = columns[0].shape[0], len(columns)
+    nb = fast_kernels(N)
+    threads = _parallel_threads(N) if nb is not None else 1
+    if nb is None or threads < 2 or K > _PAR_COLS or any(c.dtype != float or c.ndim != 1 for c in columns):
+        return np.stack(columns).T
+    empty = _readonly(np.empty(0))
+    cols = tuple(_readonly(np.ascontiguousarray(c)) for c in columns) + (empty,) * (_PAR_COLS - K)
+    if any(c.shape[0] != N for c in cols[:K]):
+        return np.stack(columns).T  # (raises NumPy's own error)
+    P = np.empty((N, K), order="F")
+    out = np.empty((_PAR_CHUNKS, 4 + K))
+    with _numba_threads(threads):
+        nb.gather_probs(cols, K, _chunk_bounds(N), P, out)
+    M = P.view(ProbMatrix)
+    M.stats = (float(out[:, 0].min()), float(out[:, 1].min()), float(out[:, 2].max()), not out[:, 3].any(),
+               out[:, 4:].sum(axis=0))
+    return M
+
+
 def prob_row_checks(P: np.ndarray):
     """``(smallest entry, smallest row sum, largest row sum, all finite)`` of an (N, K) float matrix of
     answer probabilities: one parallel numba pass over a frame-sized matrix (:func:`fast_kernels`),
@@ -548,6 +591,8 @@ def prob_row_checks(P: np.ndarray):
     N = P.shape[0]
     if not P.size:
         return 0.0, 1.0, 1.0, True
+    if getattr(P, "stats", None) is not None:  # taken when the columns were gathered
+        return P.stats[:4]
     nb = fast_kernels(N)
     if nb is not None and P.dtype == float and (P.flags.c_contiguous or P.flags.f_contiguous):
         out = np.empty((_PAR_CHUNKS, 4))
@@ -1049,8 +1094,11 @@ def _column_sums(P: np.ndarray) -> np.ndarray:
     return out.sum(axis=0)
 
 
-def _ordinal_start(P, w, p, start):
-    marg = (_column_sums(P) if w is None else w @ P) / (P.shape[0] if w is None else w.sum())
+def _ordinal_start(P, w, p, start, sums=None):
+    if w is None:
+        marg = (_column_sums(P) if sums is None else sums) / P.shape[0]
+    else:
+        marg = (w @ P) / w.sum()
     if np.any(marg <= 0):
         empty = [str(k) for k in np.where(marg <= 0)[0]]
         raise EstimationError(
@@ -1241,13 +1289,14 @@ def fit_ordinal(X: np.ndarray, P: np.ndarray, w: np.ndarray | None, tol: float =
     """
     if not isinstance(X, ColumnDesign):
         X = np.asarray(X, dtype=float)
+    sums = None if getattr(P, "stats", None) is None else P.stats[4]  # (from gather_prob_columns)
     P = np.asarray(P, dtype=float)
     n, p = X.shape
     K = P.shape[1]
     if K < 2:
         raise EstimationError("ordinal model needs at least two categories")
     w = None if w is None else np.asarray(w, dtype=float)
-    theta = _ordinal_start(P, w, p, start)
+    theta = _ordinal_start(P, w, p, start, sums)
     with one_blas_thread() if not keep_psi else _nullcontext():
         if not keep_psi:
             with _fast_for(n):

@@ -144,13 +144,18 @@ def _one_hot(labels, categories, name) -> np.ndarray:
     return out
 
 
-def _as_shares_matrix(a, categories, name):
+def _as_shares_matrix(a, categories, name, keep=False):
+    """``a`` (an (n, K) probability matrix or labels) as a checked (n, K) float matrix. A
+    :class:`~rectify.estimators.models.ProbMatrix` comes back as one only with ``keep`` (for
+    :func:`~rectify.estimators.models.fit_ordinal`, which reads its column sums); otherwise as a plain
+    array, so that nothing computed from it is a ProbMatrix."""
     if a is None:
         return None
-    arr = np.asarray(a)
+    # (a ProbMatrix from gather_prob_columns stays one: its checks were taken when it was gathered)
+    arr = a if getattr(a, "stats", None) is not None else np.asarray(a)
     if arr.ndim == 2:
         try:
-            P = np.asarray(arr, dtype=float)
+            P = arr if arr.dtype == float else np.asarray(arr, dtype=float)
         except (TypeError, ValueError):
             P = _float_array(arr, name, 2)  # (raises, naming the argument)
         pmin, lo, hi, finite = prob_row_checks(P)
@@ -167,7 +172,7 @@ def _as_shares_matrix(a, categories, name):
                 f"rows of '{name}' must sum to one (found sums from {lo:.3g} to {hi:.3g}); "
                 f"renormalise the LLM's answer distribution explicitly and report the mass it put outside the options"
             )
-        return P
+        return P if keep or type(P) is np.ndarray else P.view(np.ndarray)
     return _one_hot(arr, categories, name)
 
 

@@ -411,7 +411,8 @@ def ppi_ordinal(X=None, y=None, yhat=None, X_pop=None, yhat_pop=None, method: st
         raise InputError("argument 'categories' must list at least two options")
     Y = _as_shares_matrix(y, categories, "y") if (y is not None and method != "naive") else None
     F = _as_shares_matrix(yhat, categories, "yhat") if (yhat is not None and method in ("ppi", "ppi++")) else None
-    Fp = _as_shares_matrix(yhat_pop, categories, "yhat_pop") if (yhat_pop is not None and method != "classical") else None
+    Fp = (_as_shares_matrix(yhat_pop, categories, "yhat_pop", keep=True)
+          if (yhat_pop is not None and method != "classical") else None)
     thr = [f"threshold[{a}|{b}]" for a, b in zip(categories[:-1], categories[1:])]
     return _regression(fit_ordinal, X, Y, F, X_pop, Fp, method, weights, weights_pop, lam, lambda_mode,
                        lambda_bounds, level, convention, terms, "ordinal", label_dim=2,

@@ -465,7 +465,9 @@ def _plain_probs(df, predicted, check=True):
     arrays = [_plain_numeric(df, c) for c in cols]
     if any(a is None for a in arrays):
         return None
-    P = np.stack(arrays).T
+    from rectify.estimators.models import gather_prob_columns
+
+    P = gather_prob_columns(arrays)
     return P if not check or P.min() >= 0 else None
 
 

@@ -194,3 +194,51 @@ def test_subsample_rows_keep_a_column_major_matrix_column_major():
     Q = M._take_rows(P, idx)  # (one compiled kernel for the frame's and the subsample's passes)
     assert Q.flags.f_contiguous and np.array_equal(Q, P[idx])
     assert M._take_rows(np.ascontiguousarray(P), idx).flags.c_contiguous
+
+
+# ----------------------------------------------------------------------------- gathered probability columns
+def test_gathered_columns_are_the_stacked_matrix_with_its_checks_and_sums(kernels):
+    _, P, _ = _ordinal_data(3001, K_=5)
+    cols = [np.ascontiguousarray(P[:, k]) for k in range(5)]
+    G = kernels(True, lambda: M.gather_prob_columns(cols))
+    assert isinstance(G, M.ProbMatrix) and G.flags.f_contiguous
+    assert np.array_equal(np.asarray(G), np.stack(cols).T)  # the same bits
+    ref = kernels(False, lambda: M.prob_row_checks(np.stack(cols).T))
+    _close(ref[:3], G.stats[:3])
+    assert G.stats[3] is True and ref[3] is True
+    _close([P.sum(axis=0)], [G.stats[4]])
+    # views and copies carry no figures (they could be changed); the serial path gives a plain matrix
+    assert G[:10].stats is None and G.copy().stats is None
+    assert type(kernels(False, lambda: M.gather_prob_columns(cols))) is np.ndarray
+
+
+@pytest.mark.parametrize("bad, message", [(-0.1, "negative"), (np.nan, "1 NaN"), (np.inf, "1 infinite"),
+                                          (0.9, "sum to one")])
+def test_gathered_checks_still_refuse(kernels, bad, message):
+    from rectify.errors import InputError
+    from rectify.estimators.ppi_categorical import _as_shares_matrix
+
+    _, P, _ = _ordinal_data(2000)
+    P[1234, 2] = bad
+    G = kernels(True, lambda: M.gather_prob_columns([np.ascontiguousarray(P[:, k]) for k in range(4)]))
+    assert G.stats is not None
+    with pytest.raises(InputError, match=message):
+        _as_shares_matrix(G, [1, 2, 3, 4], "yhat_pop", keep=True)
+
+
+def test_ordinal_fit_from_gathered_columns_equals_the_plain_fit(kernels):
+    X, P, _ = _ordinal_data(4000)
+    G = kernels(True, lambda: M.gather_prob_columns([np.ascontiguousarray(P[:, k]) for k in range(4)]))
+    a = kernels(True, lambda: M.fit_ordinal(X, G, None, keep_psi=False))
+    b = kernels(True, lambda: M.fit_ordinal(X, np.asfortranarray(P), None, keep_psi=False))
+    _close([b.theta, b.meat], [a.theta, a.meat], rtol=1e-12)
+
+
+def test_shares_from_gathered_columns_are_plain_arrays(kernels):
+    from rectify.estimators.ppi_categorical import _as_shares_matrix
+
+    _, P, _ = _ordinal_data(1000)
+    G = kernels(True, lambda: M.gather_prob_columns([np.ascontiguousarray(P[:, k]) for k in range(4)]))
+    plain = _as_shares_matrix(G, [1, 2, 3, 4], "yhat_pop")
+    assert type(plain) is np.ndarray and np.array_equal(plain, P)
+    assert _as_shares_matrix(G, [1, 2, 3, 4], "yhat_pop", keep=True) is G
