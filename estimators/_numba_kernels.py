@@ -328,6 +328,15 @@ def ordinal_chunks(cols, ones, P, w, beta, ct, bounds, hessian, meat, loglik, G,
             s += m
 
 
+@numba.njit(fastmath=_FLAGS, cache=True, inline="always")
+def _fold_row(s, m, mn, lo, hi, bad):  # pragma: no cover - compiled
+    """One row (sum ``s``, smallest entry ``m``) folded into a chunk's checks: the smallest entry and the
+    row-sum range over rows with a finite sum, and the count of the others."""
+    if math.isfinite(s):
+        return (m if m < mn else mn), (s if s < lo else lo), (s if s > hi else hi), bad
+    return mn, lo, hi, bad + 1
+
+
 @numba.njit(parallel=True, fastmath=_FLAGS, cache=True)
 def prob_rows(P, bounds, out):  # pragma: no cover - compiled
     """For the rows ``bounds[c]:bounds[c + 1]`` of an (N, K) matrix of answer probabilities:
@@ -344,12 +353,7 @@ def prob_rows(P, bounds, out):  # pragma: no cover - compiled
                 v = P[i, k]
                 s += v
                 m = v if v < m else m
-            if math.isfinite(s):
-                mn = m if m < mn else mn
-                lo = s if s < lo else lo
-                hi = s if s > hi else hi
-            else:
-                bad += 1
+            mn, lo, hi, bad = _fold_row(s, m, mn, lo, hi, bad)
         out[c, 0], out[c, 1], out[c, 2], out[c, 3] = mn, lo, hi, bad
 
 
@@ -384,12 +388,7 @@ def gather_probs(cols, K, bounds, P, out):  # pragma: no cover - compiled
                 acc[k] += v
                 s += v
                 m = v if v < m else m
-            if math.isfinite(s):
-                mn = m if m < mn else mn
-                lo = s if s < lo else lo
-                hi = s if s > hi else hi
-            else:
-                bad += 1
+            mn, lo, hi, bad = _fold_row(s, m, mn, lo, hi, bad)
         out[c, 0], out[c, 1], out[c, 2], out[c, 3] = mn, lo, hi, bad
         for k in range(K):
             out[c, 4 + k] = acc[k]
